@@ -1,0 +1,70 @@
+import path from "node:path";
+import cliProgress from "cli-progress";
+import Table from "cli-table3";
+import type { Command } from "commander";
+import { isTimeZone } from "../config/config.ts";
+import { importDesktopExport } from "../history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../history/history.repository.ts";
+import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+
+const MB = 1024 * 1024;
+
+export function registerImportCommand(program: Command): void {
+  program
+    .command("import")
+    .description("import a Telegram Desktop export (result.json or its folder) into the history store")
+    .argument("<export>", "result.json, or the export folder that holds it")
+    .option("--owner <id|name>", "whose account this is, for exports without personal_information")
+    .action(async (input: string, options: { owner?: string }, command: Command) => {
+      const globals = command.optsWithGlobals<GlobalOptions>();
+      if (globals.tz && !isTimeZone(globals.tz)) throw new Error(`--tz ${globals.tz}: not an IANA time zone`);
+      const config = resolveConfig(globals);
+      const bar = new cliProgress.SingleBar(
+        {
+          format: "importing |{bar}| {percentage}% | {value}/{total} MB | {messages} messages | {rate} msg/s",
+          hideCursor: true,
+          etaBuffer: 50,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      const summary = await withDatabase(config, async (database) => {
+        const started = performance.now();
+        bar.start(0, 0, { messages: 0, rate: 0 });
+        try {
+          return await importDesktopExport(
+            { historyRepository: createHistoryRepository(database) },
+            {
+              input,
+              owner: options.owner,
+              timeZone: config.timeZone,
+              batchSize: config.importBatchSize,
+              onProgress: ({ bytes, totalBytes, messages }) => {
+                const seconds = (performance.now() - started) / 1000;
+                bar.setTotal(Math.ceil(totalBytes / MB));
+                bar.update(Math.floor(bytes / MB), {
+                  messages: messages.toLocaleString("en-US"),
+                  rate: Math.round(messages / Math.max(seconds, 0.001)).toLocaleString("en-US"),
+                });
+              },
+            },
+          );
+        } finally {
+          bar.stop();
+        }
+      });
+      const table = new Table({ head: ["import", path.basename(summary.file)] });
+      const skipped = Object.values(summary.skipped).reduce((a, b) => a + b, 0);
+      table.push(
+        ["owner", `${summary.owner.name ?? "?"} (${summary.owner.id})`],
+        ["chats", summary.chats.toLocaleString("en-US")],
+        ["messages read", summary.messages.toLocaleString("en-US")],
+        ["new", summary.new.toLocaleString("en-US")],
+        ["updated", summary.updated.toLocaleString("en-US")],
+        ["unchanged", summary.unchanged.toLocaleString("en-US")],
+        ["skipped", skipped.toLocaleString("en-US")],
+        ...Object.entries(summary.skipped).map(([reason, n]) => [`  ${reason}`, n.toLocaleString("en-US")]),
+        ["time", `${summary.seconds.toFixed(1)} s`],
+      );
+      process.stdout.write(`${table.toString()}\n`);
+    });
+}

@@ -1,0 +1,25 @@
+import { Command } from "commander";
+import createDebug from "debug";
+import { registerImportCommand } from "./import.command.ts";
+import { registerMigrateCommand } from "./migrate.command.ts";
+import { registerStatsCommand } from "./stats.command.ts";
+
+const program = new Command()
+  .name("twin")
+  .description("A self-hosted Telegram bot that talks like its owner")
+  .option("--data-dir <dir>", "data folder for the embedded database (default: TWIN_DATA_DIR or ./data)")
+  .option("--tz <zone>", "the owner's time zone, e.g. Europe/Berlin (default: TWIN_TZ or this machine's)")
+  .showHelpAfterError();
+
+registerMigrateCommand(program);
+registerImportCommand(program);
+registerStatsCommand(program);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  // Named errors carry a complete, secret-free message; the stack is for DEBUG=twin:*.
+  process.stderr.write(`twin: ${(error as Error).message}\n`);
+  createDebug("twin:cli")("%s", (error as Error).stack);
+  process.exitCode = 1;
+}

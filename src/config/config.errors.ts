@@ -1,0 +1,9 @@
+/** A configuration variable is unknown or malformed; the message names the variable, never its value. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`Configuration error in ${variable}: ${problem}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}

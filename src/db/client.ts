@@ -1,0 +1,84 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import createDebug from "debug";
+import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
+import { migrate } from "drizzle-orm/node-postgres/migrator";
+import pg from "pg";
+import type { Config } from "../config/config.ts";
+import { DatabaseError } from "./db.errors.ts";
+import { startEmbeddedPostgres } from "./embedded.ts";
+import * as schema from "./schema.ts";
+
+const debug = createDebug("twin:db");
+
+export type Db = NodePgDatabase<typeof schema>;
+
+export type Database = {
+  db: Db;
+  /** The pool behind `db`, for the few things drizzle does not do (COPY, raw batches). */
+  pool: pg.Pool;
+  /** Where we are connected, without credentials, for messages. */
+  describe: string;
+  close(): Promise<void>;
+};
+
+export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../migrations");
+
+/** `postgres://user:secret@host:5432/db` → `host:5432/db`: safe to print. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
+/**
+ * Connects to `DATABASE_URL`, or starts the embedded server in the data folder when it is unset.
+ * Same driver and migrations either way; `close()` ends the pool and stops an embedded server.
+ */
+export async function openDatabase(config: Config, options: { migrate?: boolean } = {}): Promise<Database> {
+  const embedded = config.databaseUrl
+    ? undefined
+    : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
+  const pool = embedded
+    ? new pg.Pool({ ...embedded.connection, max: 4 })
+    : new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+  // An idle client losing its server must not crash the process; queries report their own errors.
+  pool.on("error", (error) => debug("idle client error: %s", error.message));
+  const describe = embedded
+    ? `embedded PostgreSQL in ${path.join(config.dataDir, "postgres")}`
+    : redactUrl(config.databaseUrl as string);
+  const close = async () => {
+    await pool.end();
+    await embedded?.stop();
+  };
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (cause) {
+    await close();
+    throw new DatabaseError(`Cannot connect to ${describe}: ${(cause as Error).message}`, { cause });
+  }
+  const db = drizzle(pool, { schema });
+  const database = { db, pool, describe, close };
+  if (options.migrate !== false) {
+    try {
+      await runMigrations(database);
+    } catch (error) {
+      await close();
+      throw error;
+    }
+  }
+  return database;
+}
+
+/** Applies the SQL migrations in `migrations/` that this database has not seen yet. */
+export async function runMigrations(database: Pick<Database, "db" | "describe">): Promise<void> {
+  try {
+    await migrate(database.db, { migrationsFolder });
+  } catch (cause) {
+    throw new DatabaseError(`Migrating ${database.describe} failed: ${(cause as Error).message}`, { cause });
+  }
+}

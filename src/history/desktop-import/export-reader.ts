@@ -1,0 +1,177 @@
+import { exportChatKind, markPeer } from "../identity.ts";
+import type { ChatRecord, MessageRecord } from "../message.ts";
+import { ExportFormatError } from "./import.errors.ts";
+import { JsonSplitter, JsonSyntaxError } from "./json-splitter.ts";
+import { MessageShapeError, parseExportMessage } from "./export-message.ts";
+
+/**
+ * Reads a Telegram Desktop export as a stream of chats and messages. Both layouts:
+ * a whole-account export (`personal_information`, `chats.list`, `left_chats.list`) and a
+ * single-chat export (`{name, type, id, messages}` at the top level).
+ */
+
+type Role = "root" | "section" | "chatList" | "chat" | "messages";
+
+export type PersonalInformation = { userId: number; name: string | null };
+
+export type ExportEvents = {
+  onPersonalInformation(info: PersonalInformation): void;
+  /** A chat's messages begin; called before its first message. */
+  onChat(chat: ChatRecord): void;
+  onMessage(message: MessageRecord): void;
+  /** A message id that appeared earlier in the same chat: the first one is kept. */
+  onDuplicate(chatId: number, messageId: number): void;
+};
+
+const chatFields = new Set(["id", "type", "name"]);
+
+export class ExportReader {
+  private readonly splitter: JsonSplitter<Role>;
+  private header: Record<string, unknown> = {};
+  private chat: ChatRecord | undefined;
+  private lastMessageId: number | undefined;
+  private seenIds = new Set<number>();
+
+  constructor(
+    private readonly file: string,
+    private readonly timeZone: string,
+    private readonly events: ExportEvents,
+  ) {
+    this.splitter = new JsonSplitter<Role>({
+      decide: (parent, key) => this.decide(parent, key),
+      onEnter: (role, offset) => this.enter(role, offset),
+      onExit: (role) => {
+        if (role === "messages") this.leaveChat();
+      },
+      onValue: (parent, key, value, offset) => this.value(parent, key, value, offset),
+    });
+  }
+
+  /** Bytes of the input fully handled: every message before this offset has been emitted. */
+  get offset(): number {
+    return this.splitter.offset;
+  }
+
+  push(chunk: Buffer): void {
+    this.guard(() => this.splitter.push(chunk));
+  }
+
+  end(): void {
+    this.guard(() => this.splitter.end());
+  }
+
+  private guard(step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      if (error instanceof JsonSyntaxError) {
+        throw new ExportFormatError({
+          file: this.file,
+          offset: error.offset,
+          chatId: this.chat?.id,
+          afterMessageId: this.lastMessageId,
+          problem: `invalid JSON: expected ${error.expected}${error.detail ? ` (${error.detail})` : ""}`,
+          path: error.path,
+        });
+      }
+      throw error;
+    }
+  }
+
+  private decide(parent: Role | undefined, key: string | number) {
+    switch (parent) {
+      case undefined:
+        return { action: "descend", role: "root", expect: "object" } as const;
+      case "root":
+        if (key === "chats" || key === "left_chats")
+          return { action: "descend", role: "section", expect: "object" } as const;
+        if (key === "messages") return { action: "descend", role: "messages", expect: "array" } as const;
+        if (key === "personal_information" || chatFields.has(key as string)) return { action: "capture" } as const;
+        return { action: "skip" } as const;
+      case "section":
+        return key === "list"
+          ? ({ action: "descend", role: "chatList", expect: "array" } as const)
+          : ({ action: "skip" } as const);
+      case "chatList":
+        return { action: "descend", role: "chat", expect: "object" } as const;
+      case "chat":
+        if (key === "messages") return { action: "descend", role: "messages", expect: "array" } as const;
+        return chatFields.has(key as string) ? ({ action: "capture" } as const) : ({ action: "skip" } as const);
+      case "messages":
+        return { action: "capture" } as const;
+    }
+  }
+
+  private enter(role: Role, offset: number): void {
+    if (role === "chat") this.header = {};
+    if (role === "messages") this.beginChat(offset);
+  }
+
+  private beginChat(offset: number): void {
+    const { id, type, name } = this.header;
+    const fail = (problem: string) =>
+      new ExportFormatError({ file: this.file, offset, problem, path: this.splitter.path });
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id <= 0) {
+      throw fail(`expected the chat's "id" (a positive integer) before its messages, got ${JSON.stringify(id)}`);
+    }
+    const kind = typeof type === "string" ? exportChatKind(type) : undefined;
+    if (!kind) throw fail(`chat ${id} has an unknown "type" ${JSON.stringify(type)}`);
+    this.chat = { id: markPeer(kind, id), type: type as string, title: typeof name === "string" ? name : null };
+    this.lastMessageId = undefined;
+    this.seenIds = new Set();
+    this.events.onChat(this.chat);
+  }
+
+  private leaveChat(): void {
+    this.chat = undefined;
+    this.seenIds = new Set();
+  }
+
+  private value(parent: Role | undefined, key: string | number, value: unknown, offset: number): void {
+    if (parent === "messages") {
+      this.message(value, offset);
+      return;
+    }
+    if (parent === "root" && key === "personal_information") {
+      const info = value as { user_id?: unknown; first_name?: unknown; last_name?: unknown } | null;
+      if (typeof info?.user_id !== "number") {
+        throw new ExportFormatError({
+          file: this.file,
+          offset,
+          problem: 'expected "personal_information.user_id" to be a number',
+          path: "personal_information",
+        });
+      }
+      const name = [info.first_name, info.last_name].filter((p) => typeof p === "string" && p).join(" ");
+      this.events.onPersonalInformation({ userId: info.user_id, name: name || null });
+      return;
+    }
+    this.header[key as string] = value;
+  }
+
+  private message(value: unknown, offset: number): void {
+    const chat = this.chat as ChatRecord;
+    let message: MessageRecord;
+    try {
+      message = parseExportMessage(value, { chatId: chat.id, timeZone: this.timeZone });
+    } catch (error) {
+      if (!(error instanceof MessageShapeError)) throw error;
+      throw new ExportFormatError({
+        file: this.file,
+        offset,
+        chatId: chat.id,
+        messageId: error.messageId,
+        afterMessageId: error.messageId === undefined ? this.lastMessageId : undefined,
+        problem: error.message,
+        path: this.splitter.path,
+      });
+    }
+    if (this.seenIds.has(message.messageId)) {
+      this.events.onDuplicate(chat.id, message.messageId);
+      return;
+    }
+    this.seenIds.add(message.messageId);
+    this.lastMessageId = message.messageId;
+    this.events.onMessage(message);
+  }
+}

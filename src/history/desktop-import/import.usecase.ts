@@ -1,0 +1,226 @@
+import fs from "node:fs";
+import path from "node:path";
+import createDebug from "debug";
+import { messageCopyLine } from "../copy-format.ts";
+import { HistoryError } from "../history.errors.ts";
+import type { HistoryBatch, HistoryRepository } from "../history.repository.ts";
+import type { ImportCounts } from "../history.tables.ts";
+import type { ChatRecord, MessageRecord, PersonSighting } from "../message.ts";
+import { ExportReader, type PersonalInformation } from "./export-reader.ts";
+import { OwnerUnknownError } from "./import.errors.ts";
+
+const debug = createDebug("twin:import");
+
+export type ImportProgress = { bytes: number; totalBytes: number; messages: number };
+
+export type ImportOptions = {
+  /** result.json, or the export folder that holds it. */
+  input: string;
+  /** `--owner`: a Telegram user id or a display name, for exports without personal_information. */
+  owner?: string | undefined;
+  timeZone: string;
+  batchSize: number;
+  onProgress?: (progress: ImportProgress) => void;
+};
+
+export type ImportSummary = ImportCounts & {
+  importId: number;
+  file: string;
+  owner: { id: number; name: string | null };
+  seconds: number;
+};
+
+const READ_CHUNK = 1 << 20;
+
+/** Accepts the export folder (Telegram Desktop writes result.json into it) or the file itself. */
+export function resolveExportFile(input: string): string {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(input);
+  } catch {
+    throw new HistoryError(`${input}: no such file or folder`);
+  }
+  if (!stat.isDirectory()) return input;
+  const file = path.join(input, "result.json");
+  if (!fs.existsSync(file)) throw new HistoryError(`${input}: the folder holds no result.json (is it a JSON export?)`);
+  return file;
+}
+
+/** Collects one transaction's rows while the reader streams; sealed when full. */
+class BatchBuilder {
+  private lines: string[] = [];
+  private chats = new Map<number, ChatRecord>();
+  private people = new Map<number, PersonSighting>();
+
+  constructor(
+    private readonly importId: number,
+    private readonly currentChat: () => ChatRecord | undefined,
+  ) {}
+
+  get size(): number {
+    return this.lines.length;
+  }
+
+  addChat(chat: ChatRecord): void {
+    this.chats.set(chat.id, chat);
+  }
+
+  addMessage(message: MessageRecord): void {
+    this.lines.push(messageCopyLine(message, "desktop_export", this.importId));
+    if (message.senderId !== null) {
+      const known = this.people.get(message.senderId);
+      if (!known || known.seenAt <= message.sentAt) {
+        this.people.set(message.senderId, { id: message.senderId, name: message.senderName, seenAt: message.sentAt });
+      }
+    }
+  }
+
+  /** Hands over what was collected and starts a new batch that still knows the open chat. */
+  seal(): HistoryBatch {
+    const batch = {
+      chats: [...this.chats.values()],
+      people: [...this.people.values()],
+      messageLines: this.lines.join(""),
+      messageCount: this.lines.length,
+    };
+    this.lines = [];
+    this.people = new Map();
+    this.chats = new Map();
+    const open = this.currentChat();
+    if (open) this.chats.set(open.id, open);
+    return batch;
+  }
+}
+
+/**
+ * Imports a Telegram Desktop export into the history store, streaming: memory holds one read
+ * chunk and one batch whatever the file size. Each batch is its own transaction, written while the
+ * next one is parsed; a failure keeps every batch committed before it, and a re-run adds only what
+ * is missing because messages are keyed (chat_id, message_id).
+ */
+export async function importDesktopExport(
+  { historyRepository }: { historyRepository: HistoryRepository },
+  options: ImportOptions,
+): Promise<ImportSummary> {
+  const started = performance.now();
+  const file = resolveExportFile(options.input);
+  const totalBytes = fs.statSync(file).size;
+  const storedOwner = await historyRepository.getOwner();
+  const ownerHint = options.owner?.trim();
+  const hintedId = ownerHint && /^\d+$/.test(ownerHint) ? Number(ownerHint) : undefined;
+
+  let personal: PersonalInformation | undefined;
+  let openChat: ChatRecord | undefined;
+  const chatIds = new Set<number>();
+  const counts: ImportCounts = { chats: 0, messages: 0, new: 0, updated: 0, unchanged: 0, skipped: {} };
+  const skip = (reason: string) => {
+    counts.skipped[reason] = (counts.skipped[reason] ?? 0) + 1;
+  };
+
+  const importId = await historyRepository.startImport({
+    source: "desktop_export",
+    fileName: path.basename(file),
+    fileBytes: totalBytes,
+  });
+  const batch = new BatchBuilder(importId, () => openChat);
+  const session = await historyRepository.openImportSession();
+  let inFlight: Promise<void> = Promise.resolve();
+  let resolvedOwnerId: number | null = storedOwner?.personId ?? null;
+
+  const flush = async (committedBytes: number) => {
+    await inFlight;
+    const sealed = batch.seal();
+    inFlight = session.writeBatch(sealed, { importId, committedBytes }).then((result) => {
+      counts.new += result.inserted;
+      counts.updated += result.updated;
+      counts.unchanged += sealed.messageCount - result.inserted - result.updated;
+      debug("batch of %d committed up to byte %d", sealed.messageCount, committedBytes);
+    });
+    // Report a failure at the next await, not as an unhandled rejection meanwhile.
+    inFlight.catch(() => undefined);
+  };
+
+  const reader = new ExportReader(path.basename(file), options.timeZone, {
+    onPersonalInformation(info) {
+      personal = info;
+      if (hintedId !== undefined && hintedId !== info.userId) {
+        throw new HistoryError(
+          `${path.basename(file)} belongs to user ${info.userId}, but --owner says ${hintedId}; drop --owner or fix it.`,
+        );
+      }
+    },
+    onChat(chat) {
+      // The owner must be known before anything is written (see OwnerUnknownError).
+      if (!personal && !ownerHint && !storedOwner) throw new OwnerUnknownError(path.basename(file));
+      openChat = chat;
+      if (!chatIds.has(chat.id)) {
+        chatIds.add(chat.id);
+        counts.chats++;
+      }
+      batch.addChat(chat);
+    },
+    onMessage(message) {
+      counts.messages++;
+      batch.addMessage(message);
+    },
+    onDuplicate() {
+      skip("duplicate message id in the same chat");
+    },
+  });
+
+  try {
+    const stream = fs.createReadStream(file, { highWaterMark: READ_CHUNK });
+    let bytes = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      reader.push(chunk);
+      bytes += chunk.length;
+      if (batch.size >= options.batchSize) await flush(reader.offset);
+      options.onProgress?.({ bytes, totalBytes, messages: counts.messages });
+    }
+    reader.end();
+    await flush(totalBytes);
+    await inFlight;
+
+    const owner = await resolveOwner();
+    resolvedOwnerId = owner.id;
+    await historyRepository.setOwner(owner.id, owner.name);
+    await historyRepository.finishImport(importId, { status: "succeeded", counts, ownerId: owner.id });
+    return { ...counts, importId, file, owner, seconds: (performance.now() - started) / 1000 };
+  } catch (error) {
+    await inFlight.catch(() => undefined);
+    await historyRepository
+      .finishImport(importId, {
+        status: "failed",
+        counts,
+        ownerId: resolvedOwnerId,
+        error: (error as Error).message,
+      })
+      .catch(() => undefined);
+    throw error;
+  } finally {
+    await session.release();
+  }
+
+  async function resolveOwner(): Promise<{ id: number; name: string | null }> {
+    if (personal) return { id: personal.userId, name: personal.name };
+    if (hintedId !== undefined) {
+      const person = await historyRepository.getPerson(hintedId);
+      return { id: hintedId, name: person?.name ?? null };
+    }
+    if (ownerHint) {
+      const matches = await historyRepository.findSendersByName(ownerHint);
+      if (matches.length === 0) {
+        throw new HistoryError(
+          `--owner "${ownerHint}": nobody of that name wrote in ${path.basename(file)}; pass the numeric user id instead.`,
+        );
+      }
+      if (matches.length > 1) {
+        throw new HistoryError(
+          `--owner "${ownerHint}" is ambiguous: ${matches.map((m) => `${m.id} (${m.messages} messages)`).join(", ")}; pass the id.`,
+        );
+      }
+      return { id: (matches[0] as { id: number }).id, name: ownerHint };
+    }
+    return { id: (storedOwner as { personId: number }).personId, name: storedOwner?.name ?? null };
+  }
+}

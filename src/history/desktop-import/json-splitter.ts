@@ -1,0 +1,318 @@
+/**
+ * A streaming JSON splitter: walks the outline of a document byte by byte and hands whole
+ * values at chosen places to `JSON.parse`, one at a time. Exports are one huge object whose bulk is
+ * millions of small message objects; cutting each message out and parsing it natively is several
+ * times faster than a token-by-token streaming parser, and memory stays at one chunk plus one value.
+ *
+ * The caller decides, for each value, whether to descend into it (an object or array whose
+ * children are decided again), capture it (parse it and pass it on) or skip it (scan past it).
+ */
+
+export type Decision<Role extends string> =
+  | { action: "descend"; role: Role; expect: "object" | "array" }
+  | { action: "capture" }
+  | { action: "skip" };
+
+export type SplitterHandlers<Role extends string> = {
+  /** Decide what to do with the value at `key` (an object key or array index) inside `parent`. */
+  decide(parent: Role | undefined, key: string | number): Decision<Role>;
+  onEnter?(role: Role, offset: number): void;
+  onExit?(role: Role, offset: number): void;
+  /** A captured value, parsed. `offset` is the byte where it starts in the whole input. */
+  onValue(parent: Role | undefined, key: string | number, value: unknown, offset: number): void;
+};
+
+/** Where in the input the splitter stopped and what it expected there. */
+export class JsonSyntaxError extends Error {
+  readonly offset: number;
+  readonly path: string;
+  readonly expected: string;
+  readonly detail: string | undefined;
+  constructor(offset: number, path: string, expected: string, detail?: string) {
+    super(`at byte ${offset} (${path || "top level"}): expected ${expected}${detail ? ` — ${detail}` : ""}`);
+    this.name = "JsonSyntaxError";
+    this.offset = offset;
+    this.path = path;
+    this.expected = expected;
+    this.detail = detail;
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+}
+
+type Frame<Role> = { kind: "object" | "array"; role: Role; key: string | number; index: number };
+
+const enum State {
+  Value,
+  ObjectFirst,
+  ObjectKey,
+  Colon,
+  AfterValue,
+  ArrayFirst,
+  Capture,
+  Done,
+}
+
+/** Index of the closing quote of the string whose body starts at `from`, or -1 if not in `buf` yet. */
+function closingQuote(buf: Buffer, from: number): number {
+  let at = from;
+  for (;;) {
+    const quote = buf.indexOf(QUOTE, at);
+    if (quote < 0) return -1;
+    let backslashes = 0;
+    for (let i = quote - 1; i >= from && buf[i] === BACKSLASH; i--) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    at = quote + 1;
+  }
+}
+
+export class JsonSplitter<Role extends string> {
+  private buf: Buffer = Buffer.alloc(0);
+  /** Absolute offset of buf[0] in the whole input. */
+  private base = 0;
+  private pos = 0;
+  private state: State = State.Value;
+  private readonly stack: Frame<Role>[] = [];
+  private key: string | number = "";
+  // The value being captured or skipped.
+  private captureStart = -1;
+  private captureScan = 0;
+  private captureDepth = 0;
+  private captureKeep = false;
+
+  constructor(private readonly handlers: SplitterHandlers<Role>) {}
+
+  /** Bytes consumed and fully handled so far (everything before the value in progress). */
+  get offset(): number {
+    return this.base + (this.state === State.Capture ? this.captureStart : this.pos);
+  }
+
+  /** `chats.list[3].messages[120]`: where the splitter is, for error messages. */
+  get path(): string {
+    let text = "";
+    for (const [depth, frame] of this.stack.entries()) {
+      if (depth > 0) text += typeof frame.key === "number" ? `[${frame.key}]` : `.${frame.key}`;
+    }
+    const top = this.stack.at(-1);
+    if (top && this.state !== State.AfterValue && this.state !== State.ObjectFirst) {
+      text += typeof this.key === "number" ? `[${this.key}]` : `.${this.key}`;
+    }
+    return text.replace(/^\./, "");
+  }
+
+  push(chunk: Buffer): void {
+    const keepFrom = this.state === State.Capture ? this.captureStart : this.pos;
+    const rest = this.buf.subarray(keepFrom);
+    this.buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+    this.base += keepFrom;
+    if (this.state === State.Capture) {
+      this.captureScan -= this.captureStart;
+      this.captureStart = 0;
+    }
+    this.pos -= keepFrom;
+    this.run(false);
+  }
+
+  /** The input is complete: anything unfinished is a truncated document. */
+  end(): void {
+    this.run(true);
+    if (this.state !== State.Done) {
+      throw this.error(this.expectation(), "the input ends here (truncated file?)");
+    }
+  }
+
+  private error(expected: string, detail?: string, at = this.pos): JsonSyntaxError {
+    return new JsonSyntaxError(this.base + at, this.path, expected, detail);
+  }
+
+  private expectation(): string {
+    switch (this.state) {
+      case State.Value:
+      case State.ArrayFirst:
+        return "a value";
+      case State.ObjectFirst:
+        return 'a key or "}"';
+      case State.ObjectKey:
+        return "a key";
+      case State.Colon:
+        return '":"';
+      case State.AfterValue:
+        return this.stack.at(-1)?.kind === "array" ? '"," or "]"' : '"," or "}"';
+      case State.Capture:
+        return "the rest of the value";
+      default:
+        return "the end of the input";
+    }
+  }
+
+  private run(atEnd: boolean): void {
+    const buf = this.buf;
+    const length = buf.length;
+    while (this.pos < length || this.state === State.Capture) {
+      if (this.state === State.Capture) {
+        if (!this.scanCapture(atEnd)) return;
+        continue;
+      }
+      const byte = buf[this.pos] as number;
+      if (isSpace(byte)) {
+        this.pos++;
+        continue;
+      }
+      switch (this.state) {
+        case State.Value:
+        case State.ArrayFirst:
+          if (this.state === State.ArrayFirst && byte === CLOSE_BRACKET) {
+            this.close();
+            break;
+          }
+          this.beginValue(byte);
+          break;
+        case State.ObjectFirst:
+        case State.ObjectKey: {
+          if (this.state === State.ObjectFirst && byte === CLOSE_BRACE) {
+            this.close();
+            break;
+          }
+          if (byte !== QUOTE) throw this.error(this.expectation());
+          const end = closingQuote(buf, this.pos + 1);
+          if (end < 0) return; // the key continues in the next chunk
+          const raw = buf.toString("utf8", this.pos + 1, end);
+          this.key = raw.includes("\\") ? (JSON.parse(`"${raw}"`) as string) : raw;
+          this.pos = end + 1;
+          this.state = State.Colon;
+          break;
+        }
+        case State.Colon:
+          if (byte !== COLON) throw this.error('":"');
+          this.pos++;
+          this.state = State.Value;
+          break;
+        case State.AfterValue: {
+          const top = this.stack.at(-1);
+          if (!top) throw this.error("the end of the input");
+          if (byte === COMMA) {
+            this.pos++;
+            if (top.kind === "object") this.state = State.ObjectKey;
+            else {
+              this.key = ++top.index;
+              this.state = State.Value;
+            }
+          } else if (byte === (top.kind === "object" ? CLOSE_BRACE : CLOSE_BRACKET)) {
+            this.close();
+          } else {
+            throw this.error(this.expectation());
+          }
+          break;
+        }
+        case State.Done:
+          throw this.error("the end of the input", "extra data after the document");
+      }
+    }
+  }
+
+  private beginValue(byte: number): void {
+    const top = this.stack.at(-1);
+    const decision = this.handlers.decide(top?.role, this.key);
+    if (decision.action === "descend") {
+      const kind = byte === OPEN_BRACE ? "object" : byte === OPEN_BRACKET ? "array" : undefined;
+      if (kind !== decision.expect) throw this.error(`an ${decision.expect}`);
+      this.stack.push({ kind, role: decision.role, key: this.key, index: 0 });
+      this.handlers.onEnter?.(decision.role, this.base + this.pos);
+      this.pos++;
+      if (kind === "array") {
+        this.key = 0;
+        this.state = State.ArrayFirst;
+      } else {
+        this.state = State.ObjectFirst;
+      }
+      return;
+    }
+    this.captureStart = this.pos;
+    this.captureScan = this.pos;
+    this.captureDepth = 0;
+    this.captureKeep = decision.action === "capture";
+    this.state = State.Capture;
+  }
+
+  private close(): void {
+    const frame = this.stack.pop() as Frame<Role>;
+    this.handlers.onExit?.(frame.role, this.base + this.pos);
+    this.pos++;
+    this.key = frame.key;
+    this.state = this.stack.length === 0 ? State.Done : State.AfterValue;
+  }
+
+  /** Advances over the captured value; true when it is complete. */
+  private scanCapture(atEnd: boolean): boolean {
+    const buf = this.buf;
+    const length = buf.length;
+    let i = this.captureScan;
+    const first = buf[this.captureStart];
+    if (first === undefined) return false;
+    let end = -1;
+    if (first === QUOTE) {
+      const quote = closingQuote(buf, this.captureStart + 1);
+      if (quote >= 0) end = quote + 1;
+    } else if (first === OPEN_BRACE || first === OPEN_BRACKET) {
+      let depth = this.captureDepth;
+      while (i < length) {
+        const byte = buf[i] as number;
+        if (byte === QUOTE) {
+          const quote = closingQuote(buf, i + 1);
+          if (quote < 0) break; // resume at this string's opening quote
+          i = quote + 1;
+          continue;
+        }
+        if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
+        else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
+          depth--;
+          if (depth === 0) {
+            end = i + 1;
+            break;
+          }
+        }
+        i++;
+      }
+      this.captureDepth = depth;
+    } else {
+      // A number or literal: it ends at the next delimiter (or at the end of the input).
+      while (i < length) {
+        const byte = buf[i] as number;
+        if (byte === COMMA || byte === CLOSE_BRACE || byte === CLOSE_BRACKET || isSpace(byte)) break;
+        i++;
+      }
+      if (i < length || atEnd) end = i;
+    }
+    if (end < 0) {
+      this.captureScan = i;
+      return false;
+    }
+    const start = this.captureStart;
+    if (this.captureKeep) {
+      const text = buf.toString("utf8", start, end);
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (cause) {
+        this.pos = start;
+        this.state = State.Value;
+        throw this.error("a valid JSON value", (cause as Error).message, start);
+      }
+      this.handlers.onValue(this.stack.at(-1)?.role, this.key, value, this.base + start);
+    }
+    this.pos = end;
+    this.state = this.stack.length === 0 ? State.Done : State.AfterValue;
+    return true;
+  }
+}

@@ -1,0 +1,201 @@
+import { pipeline } from "node:stream/promises";
+import { desc, eq } from "drizzle-orm";
+import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import type { Database } from "../db/client.ts";
+import { messageCopyColumns } from "./copy-format.ts";
+import { HistoryError } from "./history.errors.ts";
+import { type ImportCounts, imports, owner, people } from "./history.tables.ts";
+import type { ChatRecord, PersonSighting } from "./message.ts";
+
+/** One transaction's worth of history: chats and people first, then messages as COPY text. */
+export type HistoryBatch = {
+  chats: ChatRecord[];
+  people: PersonSighting[];
+  /** Lines in `messageCopyColumns` order (see copy-format.ts), already de-duplicated by key. */
+  messageLines: string;
+  messageCount: number;
+};
+
+export type BatchResult = { inserted: number; updated: number };
+
+const compared = messageCopyColumns.filter((column) => column !== "source" && column !== "import_id");
+const insertColumns = messageCopyColumns.join(", ");
+const changedRow = `(${compared.map((c) => `messages.${c}`).join(", ")}) IS DISTINCT FROM (${compared
+  .map((c) => `EXCLUDED.${c}`)
+  .join(", ")})`;
+
+/**
+ * Merge staged rows into `messages`. A row is updated only when it differs and is not older than
+ * what is stored (an older export must never undo an edit); `xmax = 0` tells inserts from updates.
+ */
+const mergeStaged = `
+WITH merged AS (
+  INSERT INTO messages (${insertColumns})
+  SELECT ${insertColumns} FROM staging_messages
+  ON CONFLICT (chat_id, message_id) DO UPDATE SET
+    ${messageCopyColumns
+      .filter((c) => c !== "chat_id" && c !== "message_id")
+      .map((c) => `${c} = EXCLUDED.${c}`)
+      .join(",\n    ")}
+  WHERE (messages.edited_at IS NULL OR EXCLUDED.edited_at >= messages.edited_at)
+    AND ${changedRow}
+  RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*) FILTER (WHERE NOT inserted)::int AS updated
+FROM merged`;
+
+export type ImportSession = {
+  /** Writes one batch in its own transaction; on error nothing of the batch stays. */
+  writeBatch(batch: HistoryBatch, progress: { importId: number; committedBytes: number }): Promise<BatchResult>;
+  release(): Promise<void>;
+};
+
+export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "pool">) {
+  async function startImport(input: { source: string; fileName: string; fileBytes: number }): Promise<number> {
+    const [row] = await db
+      .insert(imports)
+      .values({ ...input, status: "running" })
+      .returning({ id: imports.id });
+    return (row as { id: number }).id;
+  }
+
+  async function finishImport(
+    id: number,
+    outcome: { status: "succeeded" | "failed"; counts: ImportCounts; ownerId: number | null; error?: string },
+  ): Promise<void> {
+    await db
+      .update(imports)
+      .set({
+        status: outcome.status,
+        counts: outcome.counts,
+        ownerId: outcome.ownerId,
+        error: outcome.error ?? null,
+        finishedAt: new Date(),
+      })
+      .where(eq(imports.id, id));
+  }
+
+  async function getOwner(): Promise<{ personId: number; name: string | null } | undefined> {
+    const [row] = await db.select({ personId: owner.personId, name: owner.name }).from(owner).limit(1);
+    return row;
+  }
+
+  /** Records whose history this is; a database holds one owner's history, so another is refused. */
+  async function setOwner(personId: number, name: string | null): Promise<void> {
+    const current = await getOwner();
+    if (current && current.personId !== personId) {
+      throw new HistoryError(
+        `This database holds the history of ${current.name ?? "another account"} (id ${current.personId}); ` +
+          `refusing to add the account ${personId}. Use another TWIN_DATA_DIR or DATABASE_URL.`,
+      );
+    }
+    await db
+      .insert(owner)
+      .values({ personId, name })
+      .onConflictDoUpdate({ target: owner.singleton, set: { name, updatedAt: new Date() } });
+  }
+
+  /** Senders called `name` in the given chats, most active first, to resolve `--owner <name>`. */
+  async function findSendersByName(name: string): Promise<{ id: number; messages: number }[]> {
+    const result = await pool.query<{ id: string; messages: number }>(
+      `SELECT sender_id AS id, count(*)::int AS messages FROM messages
+       WHERE sender_id > 0 AND (sender_name = $1 OR sender_id IN (SELECT id FROM people WHERE name = $1))
+       GROUP BY sender_id ORDER BY messages DESC`,
+      [name],
+    );
+    return result.rows.map((row) => ({ id: Number(row.id), messages: row.messages }));
+  }
+
+  async function getPerson(id: number): Promise<{ id: number; name: string | null } | undefined> {
+    const [row] = await db.select({ id: people.id, name: people.name }).from(people).where(eq(people.id, id));
+    return row;
+  }
+
+  async function lastImports(limit = 5) {
+    return db.select().from(imports).orderBy(desc(imports.id)).limit(limit);
+  }
+
+  async function openImportSession(): Promise<ImportSession> {
+    const client = await pool.connect();
+    // A crash loses at most the last few batches, which a re-run restores: imports are idempotent.
+    await client.query("SET synchronous_commit = off");
+    await client.query(
+      "CREATE TEMP TABLE IF NOT EXISTS staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    );
+    return {
+      writeBatch: (batch, progress) => writeBatch(client, batch, progress),
+      release: async () => {
+        await client.query("DROP TABLE IF EXISTS staging_messages").catch(() => undefined);
+        client.release();
+      },
+    };
+  }
+
+  return {
+    startImport,
+    finishImport,
+    getOwner,
+    setOwner,
+    getPerson,
+    findSendersByName,
+    lastImports,
+    openImportSession,
+  };
+}
+
+async function writeBatch(
+  client: pg.PoolClient,
+  batch: HistoryBatch,
+  progress: { importId: number; committedBytes: number },
+): Promise<BatchResult> {
+  await client.query("BEGIN");
+  try {
+    if (batch.chats.length > 0) {
+      await client.query(
+        `INSERT INTO chats (id, type, title)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+         ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, title = EXCLUDED.title, updated_at = now()
+         WHERE (chats.type, chats.title) IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.title)`,
+        [batch.chats.map((c) => c.id), batch.chats.map((c) => c.type), batch.chats.map((c) => c.title)],
+      );
+    }
+    if (batch.people.length > 0) {
+      await client.query(
+        `INSERT INTO people (id, name, name_seen_at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, name_seen_at = EXCLUDED.name_seen_at
+         WHERE EXCLUDED.name IS NOT NULL AND (people.name IS NULL OR people.name_seen_at IS NULL
+           OR EXCLUDED.name_seen_at > people.name_seen_at)`,
+        [
+          batch.people.map((p) => p.id),
+          batch.people.map((p) => p.name),
+          batch.people.map((p) => new Date(p.seenAt).toISOString()),
+        ],
+      );
+    }
+    let result: BatchResult = { inserted: 0, updated: 0 };
+    if (batch.messageCount > 0) {
+      const copy = client.query(copyFrom(`COPY staging_messages (${insertColumns}) FROM STDIN`));
+      await pipeline(
+        (async function* () {
+          yield batch.messageLines;
+        })(),
+        copy,
+      );
+      const merged = await client.query<BatchResult>(mergeStaged);
+      result = merged.rows[0] as BatchResult;
+    }
+    await client.query("UPDATE imports SET committed_bytes = $2 WHERE id = $1", [
+      progress.importId,
+      progress.committedBytes,
+    ]);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  }
+}
+
+export type HistoryRepository = ReturnType<typeof createHistoryRepository>;
