@@ -12,8 +12,8 @@ import type { ChatRecord, PersonSighting } from "./message.ts";
 export type HistoryBatch = {
   chats: ChatRecord[];
   people: PersonSighting[];
-  /** Lines in `messageCopyColumns` order (see copy-format.ts), already de-duplicated by key. */
-  messageLines: string;
+  /** COPY text lines in `messageCopyColumns` order (see copy-format.ts), de-duplicated by key. */
+  messageData: Buffer;
   messageCount: number;
 };
 
@@ -179,7 +179,7 @@ async function writeBatch(
       const copy = client.query(copyFrom(`COPY staging_messages (${insertColumns}) FROM STDIN`));
       await pipeline(
         (async function* () {
-          yield batch.messageLines;
+          yield batch.messageData;
         })(),
         copy,
       );

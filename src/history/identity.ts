@@ -45,7 +45,15 @@ export function exportChatKind(type: string): PeerKind | undefined {
  */
 export function markExportPeer(fromId: string | number): number | undefined {
   if (typeof fromId === "number") return Number.isSafeInteger(fromId) && fromId > 0 ? fromId : undefined;
+  // The same few senders repeat across millions of messages: remember their keys.
+  const known = exportPeerCache.get(fromId);
+  if (known !== undefined) return known;
   const match = /^(user|channel|chat)(\d+)$/.exec(fromId);
   if (!match) return undefined;
-  return markPeer(match[1] as PeerKind, Number(match[2]));
+  const marked = markPeer(match[1] as PeerKind, Number(match[2]));
+  if (exportPeerCache.size >= 100_000) exportPeerCache.clear();
+  exportPeerCache.set(fromId, marked);
+  return marked;
 }
+
+const exportPeerCache = new Map<string, number>();

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import createDebug from "debug";
-import { messageCopyLine } from "../copy-format.ts";
+import { CopyBuffer, messageCopyLine } from "../copy-format.ts";
 import { HistoryError } from "../history.errors.ts";
 import type { HistoryBatch, HistoryRepository } from "../history.repository.ts";
 import type { ImportCounts } from "../history.tables.ts";
@@ -46,9 +46,13 @@ export function resolveExportFile(input: string): string {
   return file;
 }
 
-/** Collects one transaction's rows while the reader streams; sealed when full. */
+/**
+ * Collects one transaction's rows while the reader streams; sealed when full. Two COPY buffers
+ * alternate: one is being written to the database while the other fills.
+ */
 class BatchBuilder {
-  private lines: string[] = [];
+  private filling = new CopyBuffer();
+  private spare = new CopyBuffer();
   private chats = new Map<number, ChatRecord>();
   private people = new Map<number, PersonSighting>();
 
@@ -58,7 +62,7 @@ class BatchBuilder {
   ) {}
 
   get size(): number {
-    return this.lines.length;
+    return this.filling.lines;
   }
 
   addChat(chat: ChatRecord): void {
@@ -66,7 +70,7 @@ class BatchBuilder {
   }
 
   addMessage(message: MessageRecord): void {
-    this.lines.push(messageCopyLine(message, "desktop_export", this.importId));
+    this.filling.append(messageCopyLine(message, "desktop_export", this.importId));
     if (message.senderId !== null) {
       const known = this.people.get(message.senderId);
       if (!known || known.seenAt <= message.sentAt) {
@@ -75,15 +79,21 @@ class BatchBuilder {
     }
   }
 
-  /** Hands over what was collected and starts a new batch that still knows the open chat. */
+  /**
+   * Hands over what was collected and starts a new batch that still knows the open chat.
+   * The batch's bytes stay valid until the next seal, so write it before sealing again.
+   */
   seal(): HistoryBatch {
+    const sealed = this.filling;
     const batch = {
       chats: [...this.chats.values()],
       people: [...this.people.values()],
-      messageLines: this.lines.join(""),
-      messageCount: this.lines.length,
+      messageData: sealed.contents(),
+      messageCount: sealed.lines,
     };
-    this.lines = [];
+    this.filling = this.spare;
+    this.filling.reset();
+    this.spare = sealed;
     this.people = new Map();
     this.chats = new Map();
     const open = this.currentChat();

@@ -53,6 +53,34 @@ function isSpace(byte: number): boolean {
 
 type Frame<Role> = { kind: "object" | "array"; role: Role; key: string | number; index: number };
 
+/** Where an unfinished container scan stopped, so the next chunk resumes there (no allocation per call). */
+const nestedScan = { resumeAt: 0, depth: 0 };
+
+/**
+ * End (exclusive) of the object or array whose scan is at `from` with `depth` brackets open, or -1
+ * when it does not end within `buf` (then `nestedScan` says where to resume). Strings are jumped
+ * over with indexOf, so only the bytes between them are visited one by one.
+ */
+function containerEnd(buf: Buffer, from: number, depth: number): number {
+  const length = buf.length;
+  let i = from;
+  while (i < length) {
+    const byte = buf[i] as number;
+    if (byte === QUOTE) {
+      const quote = closingQuote(buf, i + 1);
+      if (quote < 0) break; // resume at this string's opening quote
+      i = quote + 1;
+      continue;
+    }
+    if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
+    else if ((byte === CLOSE_BRACE || byte === CLOSE_BRACKET) && --depth === 0) return i + 1;
+    i++;
+  }
+  nestedScan.resumeAt = i;
+  nestedScan.depth = depth;
+  return -1;
+}
+
 const enum State {
   Value,
   ObjectFirst,
@@ -70,6 +98,7 @@ function closingQuote(buf: Buffer, from: number): number {
   for (;;) {
     const quote = buf.indexOf(QUOTE, at);
     if (quote < 0) return -1;
+    if (buf[quote - 1] !== BACKSLASH) return quote;
     let backslashes = 0;
     for (let i = quote - 1; i >= from && buf[i] === BACKSLASH; i--) backslashes++;
     if (backslashes % 2 === 0) return quote;
@@ -265,26 +294,12 @@ export class JsonSplitter<Role extends string> {
       const quote = closingQuote(buf, this.captureStart + 1);
       if (quote >= 0) end = quote + 1;
     } else if (first === OPEN_BRACE || first === OPEN_BRACKET) {
-      let depth = this.captureDepth;
-      while (i < length) {
-        const byte = buf[i] as number;
-        if (byte === QUOTE) {
-          const quote = closingQuote(buf, i + 1);
-          if (quote < 0) break; // resume at this string's opening quote
-          i = quote + 1;
-          continue;
-        }
-        if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
-        else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
-          depth--;
-          if (depth === 0) {
-            end = i + 1;
-            break;
-          }
-        }
-        i++;
+      const found = containerEnd(buf, i, this.captureDepth);
+      if (found >= 0) end = found;
+      else {
+        i = nestedScan.resumeAt;
+        this.captureDepth = nestedScan.depth;
       }
-      this.captureDepth = depth;
     } else {
       // A number or literal: it ends at the next delimiter (or at the end of the input).
       while (i < length) {
