@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs every *.test.ts under src/ and test/ with node's own test runner (TypeScript through tsx).
+// Usage: node scripts/run-tests.mjs [path filter…]
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import path from "node:path";
+
+function find(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    if (statSync(full).isDirectory()) return name === "node_modules" ? [] : find(full);
+    return name.endsWith(".test.ts") ? [full] : [];
+  });
+}
+
+const filters = process.argv.slice(2);
+const files = ["src", "test"]
+  .flatMap(find)
+  .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+  .sort();
+if (files.length === 0) {
+  console.error("no test files matched");
+  process.exit(1);
+}
+const result = spawnSync(
+  process.execPath,
+  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", "--test-timeout=300000", ...files],
+  { stdio: "inherit" },
+);
+process.exit(result.status ?? 1);
