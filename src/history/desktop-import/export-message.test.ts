@@ -78,7 +78,7 @@ describe("parseExportMessage", () => {
     assert.equal(message.kind, "sticker");
     assert.equal(message.emoji, "😁");
     assert.deepEqual(message.details, { media_type: "sticker", file_included: false });
-    assert.ok(isFilePlaceholder(PLACEHOLDER));
+    assert.ok(isFilePlaceholder(PLACEHOLDER), "placeholder recognised");
   });
 
   it("keeps a real relative path of an included photo and its caption", () => {
@@ -122,7 +122,7 @@ describe("parseExportMessage", () => {
     );
     assert.equal(message.kind, "contact");
     assert.deepEqual(message.details, { contact: { first_name: "Ann", last_name: "Lee" } });
-    assert.ok(!JSON.stringify(message).includes("15550001"));
+    assert.ok(!JSON.stringify(message).includes("15550001"), "no phone number");
   });
 
   it("reads service messages with their actor, also a deleted one", () => {

@@ -160,8 +160,15 @@ export async function importDesktopExport(
       }
     },
     onChat(chat) {
-      // The owner must be known before anything is written (see OwnerUnknownError).
+      // The owner must be known, and be this database's owner, before anything is written.
       if (!personal && !ownerHint && !storedOwner) throw new OwnerUnknownError(path.basename(file));
+      const exportOwner = personal?.userId ?? hintedId;
+      if (storedOwner && exportOwner !== undefined && exportOwner !== storedOwner.personId) {
+        throw new HistoryError(
+          `${path.basename(file)} is the history of user ${exportOwner}, but this database holds ` +
+            `${storedOwner.name ?? "another account"} (${storedOwner.personId}); use another TWIN_DATA_DIR or DATABASE_URL.`,
+        );
+      }
       openChat = chat;
       if (!chatIds.has(chat.id)) {
         chatIds.add(chat.id);

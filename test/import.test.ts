@@ -1,0 +1,272 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ExportFormatError, OwnerUnknownError } from "../src/history/desktop-import/import.errors.ts";
+import { type ImportOptions, importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { HistoryError } from "../src/history/history.errors.ts";
+import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { historyStats } from "../src/history/stats.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { fixtureOwners, fixtures, readJson } from "./support/fixtures.ts";
+
+/**
+ * What an export should become, computed here straight from the raw JSON, independently of the
+ * importer: chat keys, unique messages, senders, and per-message facts to compare row by row.
+ */
+function expectationsOf(file: string) {
+  const raw = readJson(file);
+  const chats = raw.chats ? [...raw.chats.list, ...(raw.left_chats?.list ?? [])] : [raw];
+  const chatKey = (chat: { id: number; type: string }) =>
+    ["personal_chat", "bot_chat", "saved_messages"].includes(chat.type)
+      ? chat.id
+      : chat.type === "private_group"
+        ? -chat.id
+        : Number(`-100${chat.id}`);
+  const messages = new Map<string, any>();
+  let duplicates = 0;
+  const senders = new Set<string>();
+  for (const chat of chats) {
+    for (const message of chat.messages) {
+      const key = `${chatKey(chat)}/${message.id}`;
+      if (messages.has(key)) {
+        duplicates++;
+        continue;
+      }
+      messages.set(key, message);
+      const sender = message.type === "service" ? message.actor_id : message.from_id;
+      if (sender !== undefined && sender !== null) senders.add(String(sender).replace(/^user/, ""));
+    }
+  }
+  const text = (m: any) => (typeof m.text === "string" ? m.text : m.text.map((p: any) => (typeof p === "string" ? p : p.text)).join(""));
+  const all = [...messages.values()];
+  return {
+    chats: chats.map(chatKey),
+    messages,
+    duplicates,
+    people: senders.size,
+    services: all.filter((m) => m.type === "service").length,
+    stickers: all.filter((m) => m.media_type === "sticker").length,
+    replies: all.filter((m) => m.reply_to_message_id !== undefined).length,
+    edited: all.filter((m) => m.edited !== undefined).length,
+    text,
+  };
+}
+
+type Row = { chat_id: string; message_id: string; text: string; sent_at: Date; kind: string };
+
+async function rows(database: TestDatabase): Promise<Row[]> {
+  return (await database.pool.query<Row>("SELECT chat_id, message_id, text, sent_at, kind FROM messages")).rows;
+}
+
+async function count(database: TestDatabase, sql: string): Promise<number> {
+  return Number((await database.pool.query(sql)).rows[0].count);
+}
+
+function importInto(database: TestDatabase, options: Partial<ImportOptions> & { input: string }) {
+  return importDesktopExport(
+    { historyRepository: createHistoryRepository(database) },
+    { timeZone: "UTC", batchSize: 1000, ...options },
+  );
+}
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "twin-import-test-"));
+after(async () => {
+  fs.rmSync(scratch, { recursive: true, force: true });
+  await stopEmbedded();
+});
+
+for (const backend of backends()) {
+  describe(`desktop import into ${backend.name} PostgreSQL`, () => {
+    let database: TestDatabase;
+    before(async () => {
+      database = await backend.fresh();
+    });
+    after(async () => {
+      await database.close();
+    });
+    const reset = () => database.pool.query("TRUNCATE messages, chats, people, owner, imports");
+
+    for (const [name, file, owner, tz] of [
+      ["ENSIA (current format, whole account)", fixtures.ensia, fixtureOwners.ensia, "Africa/Algiers"],
+      ["CUDA (old format, single chat)", fixtures.cuda, fixtureOwners.cuda, "Asia/Tehran"],
+      ["#ubuntu IRC (42,904 messages)", fixtures.irc, undefined, "UTC"],
+    ] as const) {
+      it(`stores every message of ${name} as the raw JSON says, and a re-import adds nothing`, async () => {
+        await reset();
+        const expected = expectationsOf(file);
+        const summary = await importInto(database, { input: file, owner, timeZone: tz });
+        assert.equal(summary.messages, expected.messages.size);
+        assert.equal(summary.new, expected.messages.size);
+        assert.equal(summary.skipped["duplicate message id in the same chat"] ?? 0, expected.duplicates);
+        assert.equal(summary.chats, expected.chats.length);
+
+        const stored = await rows(database);
+        assert.equal(stored.length, expected.messages.size);
+        for (const row of stored) {
+          const raw = expected.messages.get(`${row.chat_id}/${row.message_id}`);
+          assert.ok(raw, `unexpected row ${row.chat_id}/${row.message_id}`);
+          assert.equal(row.text, expected.text(raw), `text of ${row.message_id}`);
+          if (raw.date_unixtime) assert.equal(row.sent_at.getTime(), Number(raw.date_unixtime) * 1000);
+        }
+        const chatIds = (await database.pool.query("SELECT id FROM chats ORDER BY id")).rows.map((r) => Number(r.id));
+        assert.deepEqual(chatIds, [...new Set(expected.chats)].sort((a, b) => a - b));
+        assert.equal(await count(database, "SELECT count(*) FROM people"), expected.people);
+        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE kind = 'service'"), expected.services);
+        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE kind = 'sticker' AND emoji IS NOT NULL"), expected.stickers);
+        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE reply_to_message_id IS NOT NULL"), expected.replies);
+        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE edited_at IS NOT NULL"), expected.edited);
+        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE details->>'path' LIKE '(File%'"), 0);
+
+        const again = await importInto(database, { input: file, owner, timeZone: tz });
+        assert.deepEqual([again.new, again.updated, again.unchanged], [0, 0, expected.messages.size]);
+        assert.equal((await rows(database)).length, expected.messages.size);
+      });
+    }
+
+    it("converts the old format's local times with the owner's time zone", async () => {
+      await reset();
+      await importInto(database, { input: fixtures.cuda, owner: fixtureOwners.cuda, timeZone: "Asia/Tehran" });
+      // Message 3 was written at 15:00:04 in Tehran, which was UTC+4:30 in May 2019.
+      const { rows: found } = await database.pool.query("SELECT sent_at FROM messages WHERE message_id = 3");
+      assert.equal(found[0].sent_at.toISOString(), "2019-05-12T10:30:04.000Z");
+    });
+
+    it("names the owner from personal_information, --owner <id> or --owner <name>", async () => {
+      await reset();
+      const irc = await importInto(database, { input: fixtures.irc });
+      assert.deepEqual(irc.owner, { id: 64232718, name: "ActionParsnip" });
+      await reset();
+      const byName = await importInto(database, { input: fixtures.cuda, owner: "Hamid Khorshidian" });
+      assert.equal(byName.owner.id, 121569222);
+      const stats = await historyStats(database);
+      assert.equal(stats.owner?.id, 121569222);
+      assert.ok(stats.topRepliers.length > 0, "the owner's reply partners in the group are listed");
+    });
+
+    it("refuses an export without an owner before storing anything, and says how to pass one", async () => {
+      await reset();
+      await assert.rejects(importInto(database, { input: fixtures.cuda }), (error) => {
+        assert.ok(error instanceof OwnerUnknownError, String(error));
+        assert.match(error.message, /--owner/);
+        return true;
+      });
+      assert.equal(await count(database, "SELECT count(*) FROM messages"), 0);
+      assert.equal(
+        (await database.pool.query("SELECT status FROM imports")).rows[0].status,
+        "failed",
+      );
+    });
+
+    it("refuses another account's export into a database that has an owner", async () => {
+      await reset();
+      await importInto(database, { input: fixtures.cuda, owner: fixtureOwners.cuda });
+      const before = await count(database, "SELECT count(*) FROM messages");
+      await assert.rejects(importInto(database, { input: fixtures.irc }), HistoryError);
+      assert.equal(await count(database, "SELECT count(*) FROM messages"), before);
+    });
+
+    it("adds only what is new from a newer export, applies edits, and never undoes them with an older one", async () => {
+      await reset();
+      const older = readJson(fixtures.ensia);
+      const newer = structuredClone(older);
+      const messages = newer.chats.list[0].messages;
+      const edited = messages.find((m: any) => m.type === "message" && typeof m.text === "string");
+      edited.text = "edited later ✏️";
+      edited.edited_unixtime = String(Number(edited.date_unixtime) + 10_000_000);
+      messages.push({ ...edited, id: 99_999, text: "brand new", edited: undefined, edited_unixtime: undefined });
+      const newerFile = path.join(scratch, "newer.json");
+      fs.writeFileSync(newerFile, JSON.stringify(newer));
+
+      const first = await importInto(database, { input: fixtures.ensia, owner: fixtureOwners.ensia });
+      const second = await importInto(database, { input: newerFile, owner: fixtureOwners.ensia });
+      assert.deepEqual([second.new, second.updated, second.unchanged], [1, 1, first.messages - 1]);
+      const textOf = async (id: number) =>
+        (await database.pool.query("SELECT text FROM messages WHERE message_id = $1", [id])).rows[0].text;
+      assert.equal(await textOf(edited.id), "edited later ✏️");
+      assert.equal(await textOf(99_999), "brand new");
+
+      const third = await importInto(database, { input: fixtures.ensia, owner: fixtureOwners.ensia });
+      assert.deepEqual([third.new, third.updated], [0, 0]);
+      assert.equal(await textOf(edited.id), "edited later ✏️");
+    });
+
+    it("keeps one of two messages with the same id in a chat and counts the other", async () => {
+      await reset();
+      const file = path.join(scratch, "duplicate.json");
+      const message = (id: number, text: string) => ({
+        id,
+        type: "message",
+        date: "2024-01-01T10:00:00",
+        date_unixtime: "1704103200",
+        from: "Friend",
+        from_id: "user2",
+        text,
+      });
+      fs.writeFileSync(
+        file,
+        JSON.stringify({ name: "Friend", type: "personal_chat", id: 2, messages: [message(1, "a"), message(2, "b"), message(1, "c")] }),
+      );
+      const summary = await importInto(database, { input: file, owner: "1" });
+      assert.equal(summary.new, 2);
+      assert.deepEqual(summary.skipped, { "duplicate message id in the same chat": 1 });
+      const { rows: kept } = await database.pool.query("SELECT text FROM messages WHERE message_id = 1");
+      assert.deepEqual(kept, [{ text: "a" }]);
+    });
+
+    it("fails a truncated file at its byte offset, keeps what was committed, and a re-run completes it", async () => {
+      await reset();
+      const full = fs.readFileSync(fixtures.irc);
+      const truncated = path.join(scratch, "truncated.json");
+      fs.writeFileSync(truncated, full.subarray(0, Math.floor(full.length * 0.6)));
+      const total = expectationsOf(fixtures.irc).messages.size;
+
+      await assert.rejects(importInto(database, { input: truncated, batchSize: 2000 }), (error) => {
+        assert.ok(error instanceof ExportFormatError, String(error));
+        assert.match(error.message, /^truncated\.json: byte \d+/);
+        assert.match(error.message, /chat -1001234567890/);
+        assert.match(error.message, /truncated file/);
+        assert.ok(error.offset > full.length * 0.59 && error.offset <= full.length * 0.6, `offset ${error.offset}`);
+        return true;
+      });
+      const kept = await count(database, "SELECT count(*) FROM messages");
+      assert.ok(kept > 0 && kept < total, `kept ${kept} of ${total}`);
+      const { rows: failed } = await database.pool.query("SELECT status, committed_bytes, error FROM imports");
+      assert.equal(failed[0].status, "failed");
+      assert.ok(Number(failed[0].committed_bytes) > 0, "committed bytes recorded");
+      assert.match(failed[0].error, /truncated/);
+
+      const rerun = await importInto(database, { input: fixtures.irc, batchSize: 2000 });
+      assert.equal(rerun.new, total - kept);
+      assert.equal(rerun.unchanged, kept);
+      assert.equal(await count(database, "SELECT count(*) FROM messages"), total);
+      assert.equal(await count(database, "SELECT count(DISTINCT (chat_id, message_id)) FROM messages"), total);
+    });
+
+    it("names the chat and message around invalid JSON and a wrong message shape", async () => {
+      await reset();
+      const text = fs.readFileSync(fixtures.cuda, "utf8");
+      const broken = path.join(scratch, "broken.json");
+      fs.writeFileSync(broken, text.replace('"id": 62,', '"id": 62,,'));
+      await assert.rejects(importInto(database, { input: broken, owner: fixtureOwners.cuda }), (error) => {
+        assert.ok(error instanceof ExportFormatError, String(error));
+        assert.match(error.message, /^broken\.json: byte \d+, at messages\[30\], chat -1001479192468, after message 61: invalid JSON/);
+        // The offset is where message 62's object starts.
+        const bytes = Buffer.from(text);
+        assert.ok(error.offset > bytes.indexOf('"id": 61') && error.offset < bytes.indexOf('"id": 62'), "offset");
+        return true;
+      });
+      const wrong = path.join(scratch, "wrong.json");
+      fs.writeFileSync(wrong, text.replace('"id": 62,\n   "type": "message",', '"id": 62,\n   "type": "message", "reply_to_message_id": "yes",'));
+      await assert.rejects(importInto(database, { input: wrong, owner: fixtureOwners.cuda }), (error) => {
+        assert.ok(error instanceof ExportFormatError, String(error));
+        assert.match(error.message, /chat -1001479192468, message 62: field "reply_to_message_id": expected an integer/);
+        return true;
+      });
+      const notExport = path.join(scratch, "array.json");
+      fs.writeFileSync(notExport, "[1, 2, 3]");
+      await assert.rejects(importInto(database, { input: notExport, owner: "1" }), /array\.json: byte 0.*expected an object/);
+    });
+  });
+}
