@@ -44,6 +44,7 @@ CREATE TABLE "owner" (
 	"singleton" boolean PRIMARY KEY DEFAULT true NOT NULL,
 	"person_id" bigint NOT NULL,
 	"name" text,
+	"time_zone" text NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "owner_singleton" CHECK ("owner"."singleton")
 );

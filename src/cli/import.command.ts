@@ -1,11 +1,11 @@
 import path from "node:path";
 import cliProgress from "cli-progress";
-import Table from "cli-table3";
 import type { Command } from "commander";
 import { isTimeZone } from "../config/config.ts";
 import { importDesktopExport } from "../history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { table as makeTable } from "./table.ts";
 
 const MB = 1024 * 1024;
 
@@ -52,10 +52,11 @@ export function registerImportCommand(program: Command): void {
           bar.stop();
         }
       });
-      const table = new Table({ head: ["import", path.basename(summary.file)] });
+      const table = makeTable(["import", path.basename(summary.file)]);
       const skipped = Object.values(summary.skipped).reduce((a, b) => a + b, 0);
       table.push(
         ["owner", `${summary.owner.name ?? "?"} (${summary.owner.id})`],
+        ["time zone", summary.timeZone],
         ["chats", summary.chats.toLocaleString("en-US")],
         ["messages read", summary.messages.toLocaleString("en-US")],
         ["new", summary.new.toLocaleString("en-US")],

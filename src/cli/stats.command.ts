@@ -1,7 +1,7 @@
-import Table from "cli-table3";
 import type { Command } from "commander";
 import { historyStats } from "../history/stats.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { table as makeTable } from "./table.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 const day = (value: Date | null) => (value ? value.toISOString().slice(0, 10) : "—");
@@ -19,18 +19,18 @@ export function registerStatsCommand(program: Command): void {
         process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
         return;
       }
-      const overview = new Table();
+      const overview = makeTable();
       overview.push(
         { owner: stats.owner ? `${stats.owner.name ?? "?"} (${stats.owner.id})` : "unknown (nothing imported yet)" },
         { messages: n(stats.messages) },
         { people: n(stats.people) },
         { "date range": `${day(stats.firstMessageAt)} … ${day(stats.lastMessageAt)}` },
       );
-      const byType = new Table({ head: ["chat type", "chats", "messages"] });
+      const byType = makeTable(["chat type", "chats", "messages"]);
       for (const row of stats.chatsByType) byType.push([row.type, n(row.chats), n(row.messages)]);
-      const partners = new Table({ head: ["personal chat", "messages", "by the owner"] });
+      const partners = makeTable(["personal chat", "messages", "by the owner"]);
       for (const row of stats.topPartners) partners.push([row.name ?? String(row.chatId), n(row.messages), n(row.ownerMessages)]);
-      const repliers = new Table({ head: ["in groups, replies with", "replies"] });
+      const repliers = makeTable(["in groups, replies with", "replies"]);
       for (const row of stats.topRepliers) repliers.push([row.name ?? String(row.personId), n(row.replies)]);
       const parts = [overview, byType];
       if (stats.topPartners.length > 0) parts.push(partners);

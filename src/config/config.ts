@@ -17,7 +17,7 @@ const configSchema = z.object({
     .string()
     .refine(isTimeZone, "must be an IANA time zone such as Europe/Berlin")
     .optional()
-    .describe("the owner's time zone (old exports carry only local times); defaults to this machine's zone"),
+    .describe("the owner's time zone (old exports carry only local times); default: the one stored at the last import, else this machine's"),
   TWIN_EMBEDDED_PG_PORT: z.coerce
     .number()
     .int()
@@ -37,13 +37,18 @@ const configSchema = z.object({
 export type Config = {
   databaseUrl: string | undefined;
   dataDir: string;
-  timeZone: string;
+  /** Set only when the user chose one (TWIN_TZ or --tz); see `machineTimeZone` for the fallback. */
+  timeZone: string | undefined;
   embeddedPgPort: number;
   importBatchSize: number;
 };
 
 /** Variables documented in .env.example; other TWIN_ names are typos and fail the start. */
 export const knownVariables = Object.keys(configSchema.shape);
+
+export function machineTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
 
 export function isTimeZone(zone: string): boolean {
   try {
@@ -77,7 +82,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   return {
     databaseUrl: values.DATABASE_URL,
     dataDir: path.resolve(values.TWIN_DATA_DIR),
-    timeZone: values.TWIN_TZ ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+    timeZone: values.TWIN_TZ,
     embeddedPgPort: values.TWIN_EMBEDDED_PG_PORT,
     importBatchSize: values.TWIN_IMPORT_BATCH,
   };

@@ -76,13 +76,16 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .where(eq(imports.id, id));
   }
 
-  async function getOwner(): Promise<{ personId: number; name: string | null } | undefined> {
-    const [row] = await db.select({ personId: owner.personId, name: owner.name }).from(owner).limit(1);
+  async function getOwner(): Promise<{ personId: number; name: string | null; timeZone: string } | undefined> {
+    const [row] = await db
+      .select({ personId: owner.personId, name: owner.name, timeZone: owner.timeZone })
+      .from(owner)
+      .limit(1);
     return row;
   }
 
   /** Records whose history this is; a database holds one owner's history, so another is refused. */
-  async function setOwner(personId: number, name: string | null): Promise<void> {
+  async function setOwner(personId: number, name: string | null, timeZone: string): Promise<void> {
     const current = await getOwner();
     if (current && current.personId !== personId) {
       throw new HistoryError(
@@ -92,8 +95,8 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
     }
     await db
       .insert(owner)
-      .values({ personId, name })
-      .onConflictDoUpdate({ target: owner.singleton, set: { name, updatedAt: new Date() } });
+      .values({ personId, name, timeZone })
+      .onConflictDoUpdate({ target: owner.singleton, set: { name, timeZone, updatedAt: new Date() } });
   }
 
   /** Senders called `name` in the given chats, most active first, to resolve `--owner <name>`. */

@@ -23,6 +23,8 @@ export const owner = pgTable(
     singleton: boolean("singleton").primaryKey().default(true),
     personId: markedId("person_id").notNull(),
     name: text("name"),
+    /** The owner's IANA time zone: old exports' local times are read in it, dataset headers shown in it. */
+    timeZone: text("time_zone").notNull(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [check("owner_singleton", sql`${t.singleton}`)],

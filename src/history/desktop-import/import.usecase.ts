@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import createDebug from "debug";
+import { machineTimeZone } from "../../config/config.ts";
 import { CopyBuffer, messageCopyLine } from "../copy-format.ts";
 import { HistoryError } from "../history.errors.ts";
 import type { HistoryBatch, HistoryRepository } from "../history.repository.ts";
@@ -18,7 +19,8 @@ export type ImportOptions = {
   input: string;
   /** `--owner`: a Telegram user id or a display name, for exports without personal_information. */
   owner?: string | undefined;
-  timeZone: string;
+  /** The owner's time zone for old exports' local dates; default: the stored one, else this machine's. */
+  timeZone?: string | undefined;
   batchSize: number;
   onProgress?: (progress: ImportProgress) => void;
 };
@@ -27,6 +29,7 @@ export type ImportSummary = ImportCounts & {
   importId: number;
   file: string;
   owner: { id: number; name: string | null };
+  timeZone: string;
   seconds: number;
 };
 
@@ -116,6 +119,7 @@ export async function importDesktopExport(
   const file = resolveExportFile(options.input);
   const totalBytes = fs.statSync(file).size;
   const storedOwner = await historyRepository.getOwner();
+  const timeZone = options.timeZone ?? storedOwner?.timeZone ?? machineTimeZone();
   const ownerHint = options.owner?.trim();
   const hintedId = ownerHint && /^\d+$/.test(ownerHint) ? Number(ownerHint) : undefined;
 
@@ -150,7 +154,7 @@ export async function importDesktopExport(
     inFlight.catch(() => undefined);
   };
 
-  const reader = new ExportReader(path.basename(file), options.timeZone, {
+  const reader = new ExportReader(path.basename(file), timeZone, {
     onPersonalInformation(info) {
       personal = info;
       if (hintedId !== undefined && hintedId !== info.userId) {
@@ -200,9 +204,9 @@ export async function importDesktopExport(
 
     const owner = await resolveOwner();
     resolvedOwnerId = owner.id;
-    await historyRepository.setOwner(owner.id, owner.name);
+    await historyRepository.setOwner(owner.id, owner.name, timeZone);
     await historyRepository.finishImport(importId, { status: "succeeded", counts, ownerId: owner.id });
-    return { ...counts, importId, file, owner, seconds: (performance.now() - started) / 1000 };
+    return { ...counts, importId, file, owner, timeZone, seconds: (performance.now() - started) / 1000 };
   } catch (error) {
     await inFlight.catch(() => undefined);
     await historyRepository

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { loadConfig } from "../src/config/config.ts";
+import { openDatabase } from "../src/db/client.ts";
+import { DatabaseError } from "../src/db/db.errors.ts";
+import { fixtureOwners, fixtures } from "./support/fixtures.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-cli-test-"));
+fs.chmodSync(dataDir, 0o755);
+after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+/** Runs the real `twin` binary on the embedded default database in a scratch data folder. */
+function twin(...args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir };
+  delete env.DATABASE_URL;
+  const result = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), ...args], {
+    cwd: root,
+    env,
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe("the twin command on the embedded database", () => {
+  it("imports an export, prints a summary, and stats describe the store", () => {
+    const imported = twin("import", fixtures.cuda, "--owner", fixtureOwners.cuda, "--tz", "Asia/Tehran");
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /new\s*│\s*218/);
+    assert.match(imported.stdout, /Hamid Khorshidian \(121569222\)/);
+
+    const again = twin("import", fixtures.cuda);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /unchanged\s*│\s*218/, "the stored owner is reused and nothing is added");
+
+    const stats = twin("stats", "--json");
+    assert.equal(stats.code, 0, stats.stderr);
+    const figures = JSON.parse(stats.stdout);
+    assert.equal(figures.messages, 218);
+    assert.deepEqual(figures.chatsByType, [{ type: "private_supergroup", chats: 1, messages: 218 }]);
+    assert.equal(figures.owner.id, 121569222);
+    assert.equal(figures.firstMessageAt.slice(0, 10), "2019-05-11");
+
+    const table = twin("stats");
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /private_supergroup/);
+  });
+
+  it("fails with one clear line, not a stack trace, on a missing file or a bad setting", () => {
+    const missing = twin("import", "/nonexistent/result.json");
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr.trim(), "twin: /nonexistent/result.json: no such file or folder");
+
+    const env = { ...process.env, TWIN_DATA_DIR: dataDir, TWIN_TIMEZONE: "UTC" };
+    const typo = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), "stats"], { env, encoding: "utf8" });
+    assert.equal(typo.status, 1);
+    assert.match(typo.stderr, /^twin: Configuration error in TWIN_TIMEZONE: unknown variable/);
+  });
+});
+
+describe("database errors", () => {
+  it("never show the password of DATABASE_URL", async () => {
+    const config = loadConfig({ DATABASE_URL: "postgres://twin:s3cr3t-pw@127.0.0.1:1/twin" });
+    await assert.rejects(openDatabase(config), (error) => {
+      assert.ok(error instanceof DatabaseError, String(error));
+      assert.match(error.message, /^Cannot connect to 127\.0\.0\.1:1\/twin/);
+      assert.ok(!error.message.includes("s3cr3t"), error.message);
+      return true;
+    });
+  });
+});
