@@ -67,7 +67,12 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
     persistent: true,
     createPostgresUser: true,
     authMethod: "scram-sha-256",
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-k", clusterDir],
+    // Bulk imports dominate this server's work: a larger cache and fewer forced checkpoints made a
+    // 1M-message import ~20% faster here (bench/import); still modest for a small server.
+    postgresFlags: [
+      ...["-c", "listen_addresses=127.0.0.1", "-k", clusterDir],
+      ...["-c", "shared_buffers=256MB", "-c", "max_wal_size=4GB"],
+    ],
     onLog: (message) => {
       debug("%s", message);
       remember(message);

@@ -2,11 +2,11 @@ import fs from "node:fs";
 import path from "node:path";
 import createDebug from "debug";
 import { machineTimeZone } from "../../config/config.ts";
-import { CopyBuffer, messageCopyLine } from "../copy-format.ts";
 import { HistoryError } from "../history.errors.ts";
-import type { HistoryBatch, HistoryRepository } from "../history.repository.ts";
+import type { HistoryRepository } from "../history.repository.ts";
 import type { ImportCounts } from "../history.tables.ts";
-import type { ChatRecord, MessageRecord, PersonSighting } from "../message.ts";
+import type { ChatRecord } from "../message.ts";
+import { BatchBuilder } from "./batch-builder.ts";
 import { ExportReader, type PersonalInformation } from "./export-reader.ts";
 import { OwnerUnknownError } from "./import.errors.ts";
 
@@ -47,62 +47,6 @@ export function resolveExportFile(input: string): string {
   const file = path.join(input, "result.json");
   if (!fs.existsSync(file)) throw new HistoryError(`${input}: the folder holds no result.json (is it a JSON export?)`);
   return file;
-}
-
-/**
- * Collects one transaction's rows while the reader streams; sealed when full. Two COPY buffers
- * alternate: one is being written to the database while the other fills.
- */
-class BatchBuilder {
-  private filling = new CopyBuffer();
-  private spare = new CopyBuffer();
-  private chats = new Map<number, ChatRecord>();
-  private people = new Map<number, PersonSighting>();
-
-  constructor(
-    private readonly importId: number,
-    private readonly currentChat: () => ChatRecord | undefined,
-  ) {}
-
-  get size(): number {
-    return this.filling.lines;
-  }
-
-  addChat(chat: ChatRecord): void {
-    this.chats.set(chat.id, chat);
-  }
-
-  addMessage(message: MessageRecord): void {
-    this.filling.append(messageCopyLine(message, "desktop_export", this.importId));
-    if (message.senderId !== null) {
-      const known = this.people.get(message.senderId);
-      if (!known || known.seenAt <= message.sentAt) {
-        this.people.set(message.senderId, { id: message.senderId, name: message.senderName, seenAt: message.sentAt });
-      }
-    }
-  }
-
-  /**
-   * Hands over what was collected and starts a new batch that still knows the open chat.
-   * The batch's bytes stay valid until the next seal, so write it before sealing again.
-   */
-  seal(): HistoryBatch {
-    const sealed = this.filling;
-    const batch = {
-      chats: [...this.chats.values()],
-      people: [...this.people.values()],
-      messageData: sealed.contents(),
-      messageCount: sealed.lines,
-    };
-    this.filling = this.spare;
-    this.filling.reset();
-    this.spare = sealed;
-    this.people = new Map();
-    this.chats = new Map();
-    const open = this.currentChat();
-    if (open) this.chats.set(open.id, open);
-    return batch;
-  }
 }
 
 /**
