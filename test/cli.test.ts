@@ -58,7 +58,10 @@ describe("the twin command on the embedded database", () => {
     assert.equal(missing.stderr.trim(), "twin: /nonexistent/result.json: no such file or folder");
 
     const env = { ...process.env, TWIN_DATA_DIR: dataDir, TWIN_TIMEZONE: "UTC" };
-    const typo = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), "stats"], { env, encoding: "utf8" });
+    const typo = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), "stats"], {
+      env,
+      encoding: "utf8",
+    });
     assert.equal(typo.status, 1);
     assert.match(typo.stderr, /^twin: Configuration error in TWIN_TIMEZONE: unknown variable/);
   });

@@ -39,7 +39,10 @@ function expectationsOf(file: string) {
       if (sender !== undefined && sender !== null) senders.add(String(sender).replace(/^user/, ""));
     }
   }
-  const text = (m: any) => (typeof m.text === "string" ? m.text : m.text.map((p: any) => (typeof p === "string" ? p : p.text)).join(""));
+  const text = (m: any) =>
+    typeof m.text === "string"
+      ? m.text
+      : m.text.map((p: any) => (typeof p === "string" ? p : p.text)).join("");
   const all = [...messages.values()];
   return {
     chats: chats.map(chatKey),
@@ -57,7 +60,8 @@ function expectationsOf(file: string) {
 type Row = { chat_id: string; message_id: string; text: string; sent_at: Date; kind: string };
 
 async function rows(database: TestDatabase): Promise<Row[]> {
-  return (await database.pool.query<Row>("SELECT chat_id, message_id, text, sent_at, kind FROM messages")).rows;
+  return (await database.pool.query<Row>("SELECT chat_id, message_id, text, sent_at, kind FROM messages"))
+    .rows;
 }
 
 async function count(database: TestDatabase, sql: string): Promise<number> {
@@ -110,14 +114,34 @@ for (const backend of backends()) {
           assert.equal(row.text, expected.text(raw), `text of ${row.message_id}`);
           if (raw.date_unixtime) assert.equal(row.sent_at.getTime(), Number(raw.date_unixtime) * 1000);
         }
-        const chatIds = (await database.pool.query("SELECT id FROM chats ORDER BY id")).rows.map((r) => Number(r.id));
-        assert.deepEqual(chatIds, [...new Set(expected.chats)].sort((a, b) => a - b));
+        const chatIds = (await database.pool.query("SELECT id FROM chats ORDER BY id")).rows.map((r) =>
+          Number(r.id),
+        );
+        assert.deepEqual(
+          chatIds,
+          [...new Set(expected.chats)].sort((a, b) => a - b),
+        );
         assert.equal(await count(database, "SELECT count(*) FROM people"), expected.people);
-        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE kind = 'service'"), expected.services);
-        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE kind = 'sticker' AND emoji IS NOT NULL"), expected.stickers);
-        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE reply_to_message_id IS NOT NULL"), expected.replies);
-        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE edited_at IS NOT NULL"), expected.edited);
-        assert.equal(await count(database, "SELECT count(*) FROM messages WHERE details->>'path' LIKE '(File%'"), 0);
+        assert.equal(
+          await count(database, "SELECT count(*) FROM messages WHERE kind = 'service'"),
+          expected.services,
+        );
+        assert.equal(
+          await count(database, "SELECT count(*) FROM messages WHERE kind = 'sticker' AND emoji IS NOT NULL"),
+          expected.stickers,
+        );
+        assert.equal(
+          await count(database, "SELECT count(*) FROM messages WHERE reply_to_message_id IS NOT NULL"),
+          expected.replies,
+        );
+        assert.equal(
+          await count(database, "SELECT count(*) FROM messages WHERE edited_at IS NOT NULL"),
+          expected.edited,
+        );
+        assert.equal(
+          await count(database, "SELECT count(*) FROM messages WHERE details->>'path' LIKE '(File%'"),
+          0,
+        );
 
         const again = await importInto(database, { input: file, owner, timeZone: tz });
         assert.deepEqual([again.new, again.updated, again.unchanged], [0, 0, expected.messages.size]);
@@ -127,7 +151,11 @@ for (const backend of backends()) {
 
     it("converts the old format's local times with the owner's time zone", async () => {
       await reset();
-      await importInto(database, { input: fixtures.cuda, owner: fixtureOwners.cuda, timeZone: "Asia/Tehran" });
+      await importInto(database, {
+        input: fixtures.cuda,
+        owner: fixtureOwners.cuda,
+        timeZone: "Asia/Tehran",
+      });
       // Message 3 was written at 15:00:04 in Tehran, which was UTC+4:30 in May 2019.
       const { rows: found } = await database.pool.query("SELECT sent_at FROM messages WHERE message_id = 3");
       assert.equal(found[0].sent_at.toISOString(), "2019-05-12T10:30:04.000Z");
@@ -153,10 +181,7 @@ for (const backend of backends()) {
         return true;
       });
       assert.equal(await count(database, "SELECT count(*) FROM messages"), 0);
-      assert.equal(
-        (await database.pool.query("SELECT status FROM imports")).rows[0].status,
-        "failed",
-      );
+      assert.equal((await database.pool.query("SELECT status FROM imports")).rows[0].status, "failed");
     });
 
     it("refuses another account's export into a database that has an owner", async () => {
@@ -175,7 +200,13 @@ for (const backend of backends()) {
       const edited = messages.find((m: any) => m.type === "message" && typeof m.text === "string");
       edited.text = "edited later ✏️";
       edited.edited_unixtime = String(Number(edited.date_unixtime) + 10_000_000);
-      messages.push({ ...edited, id: 99_999, text: "brand new", edited: undefined, edited_unixtime: undefined });
+      messages.push({
+        ...edited,
+        id: 99_999,
+        text: "brand new",
+        edited: undefined,
+        edited_unixtime: undefined,
+      });
       const newerFile = path.join(scratch, "newer.json");
       fs.writeFileSync(newerFile, JSON.stringify(newer));
 
@@ -206,7 +237,12 @@ for (const backend of backends()) {
       });
       fs.writeFileSync(
         file,
-        JSON.stringify({ name: "Friend", type: "personal_chat", id: 2, messages: [message(1, "a"), message(2, "b"), message(1, "c")] }),
+        JSON.stringify({
+          name: "Friend",
+          type: "personal_chat",
+          id: 2,
+          messages: [message(1, "a"), message(2, "b"), message(1, "c")],
+        }),
       );
       const summary = await importInto(database, { input: file, owner: "1" });
       assert.equal(summary.new, 2);
@@ -227,12 +263,17 @@ for (const backend of backends()) {
         assert.match(error.message, /^truncated\.json: byte \d+/);
         assert.match(error.message, /chat -1001234567890/);
         assert.match(error.message, /truncated file/);
-        assert.ok(error.offset > full.length * 0.59 && error.offset <= full.length * 0.6, `offset ${error.offset}`);
+        assert.ok(
+          error.offset > full.length * 0.59 && error.offset <= full.length * 0.6,
+          `offset ${error.offset}`,
+        );
         return true;
       });
       const kept = await count(database, "SELECT count(*) FROM messages");
       assert.ok(kept > 0 && kept < total, `kept ${kept} of ${total}`);
-      const { rows: failed } = await database.pool.query("SELECT status, committed_bytes, error FROM imports");
+      const { rows: failed } = await database.pool.query(
+        "SELECT status, committed_bytes, error FROM imports",
+      );
       assert.equal(failed[0].status, "failed");
       assert.ok(Number(failed[0].committed_bytes) > 0, "committed bytes recorded");
       assert.match(failed[0].error, /truncated/);
@@ -241,7 +282,10 @@ for (const backend of backends()) {
       assert.equal(rerun.new, total - kept);
       assert.equal(rerun.unchanged, kept);
       assert.equal(await count(database, "SELECT count(*) FROM messages"), total);
-      assert.equal(await count(database, "SELECT count(DISTINCT (chat_id, message_id)) FROM messages"), total);
+      assert.equal(
+        await count(database, "SELECT count(DISTINCT (chat_id, message_id)) FROM messages"),
+        total,
+      );
     });
 
     it("names the chat and message around invalid JSON and a wrong message shape", async () => {
@@ -251,22 +295,40 @@ for (const backend of backends()) {
       fs.writeFileSync(broken, text.replace('"id": 62,', '"id": 62,,'));
       await assert.rejects(importInto(database, { input: broken, owner: fixtureOwners.cuda }), (error) => {
         assert.ok(error instanceof ExportFormatError, String(error));
-        assert.match(error.message, /^broken\.json: byte \d+, at messages\[30\], chat -1001479192468, after message 61: invalid JSON/);
+        assert.match(
+          error.message,
+          /^broken\.json: byte \d+, at messages\[30\], chat -1001479192468, after message 61: invalid JSON/,
+        );
         // The offset is where message 62's object starts.
         const bytes = Buffer.from(text);
-        assert.ok(error.offset > bytes.indexOf('"id": 61') && error.offset < bytes.indexOf('"id": 62'), "offset");
+        assert.ok(
+          error.offset > bytes.indexOf('"id": 61') && error.offset < bytes.indexOf('"id": 62'),
+          "offset",
+        );
         return true;
       });
       const wrong = path.join(scratch, "wrong.json");
-      fs.writeFileSync(wrong, text.replace('"id": 62,\n   "type": "message",', '"id": 62,\n   "type": "message", "reply_to_message_id": "yes",'));
+      fs.writeFileSync(
+        wrong,
+        text.replace(
+          '"id": 62,\n   "type": "message",',
+          '"id": 62,\n   "type": "message", "reply_to_message_id": "yes",',
+        ),
+      );
       await assert.rejects(importInto(database, { input: wrong, owner: fixtureOwners.cuda }), (error) => {
         assert.ok(error instanceof ExportFormatError, String(error));
-        assert.match(error.message, /chat -1001479192468, message 62: field "reply_to_message_id": expected an integer/);
+        assert.match(
+          error.message,
+          /chat -1001479192468, message 62: field "reply_to_message_id": expected an integer/,
+        );
         return true;
       });
       const notExport = path.join(scratch, "array.json");
       fs.writeFileSync(notExport, "[1, 2, 3]");
-      await assert.rejects(importInto(database, { input: notExport, owner: "1" }), /array\.json: byte 0.*expected an object/);
+      await assert.rejects(
+        importInto(database, { input: notExport, owner: "1" }),
+        /array\.json: byte 0.*expected an object/,
+      );
     });
   });
 }

@@ -1,5 +1,5 @@
-import fs from "node:fs";
 import { once } from "node:events";
+import fs from "node:fs";
 
 /**
  * Writes a synthetic whole-account Telegram Desktop export (current format, pretty-printed like
@@ -8,8 +8,14 @@ import { once } from "node:events";
  */
 
 const OWNER_ID = 5_000_001;
-const ru = "привет как дела что делаешь сегодня завтра давай ну да нет может быть слушай короче вообще блин норм пойдём".split(" ");
-const en = "hey ok yeah sure lol what are you doing tonight maybe later cool thanks see you soon sounds good".split(" ");
+const ru =
+  "привет как дела что делаешь сегодня завтра давай ну да нет может быть слушай короче вообще блин норм пойдём".split(
+    " ",
+  );
+const en =
+  "hey ok yeah sure lol what are you doing tonight maybe later cool thanks see you soon sounds good".split(
+    " ",
+  );
 const emoji = ["😂", "👍", "❤️", "🔥", "😅", "🙈", "🎉", "🤔", "😭", "👌"];
 
 function random(seed: number) {
@@ -27,7 +33,10 @@ function pretty(value: unknown, indent: string): string {
   return JSON.stringify(value, null, 1).replace(/\n/g, `\n${indent}`);
 }
 
-export async function generateExport(file: string, options: { messages: number; chats: number; seed?: number }) {
+export async function generateExport(
+  file: string,
+  options: { messages: number; chats: number; seed?: number },
+) {
   const rand = random(options.seed ?? 42);
   const pick = <T>(items: readonly T[]) => items[Math.floor(rand() * items.length)] as T;
   const out = fs.createWriteStream(file);
@@ -56,15 +65,25 @@ export async function generateExport(file: string, options: { messages: number; 
 
   await write(
     `{\n "about": "Here is the data you requested.",\n "personal_information": ${pretty(
-      { user_id: OWNER_ID, first_name: "Алексей", last_name: "Смирнов", phone_number: "+7 000 000 0000", bio: "" },
+      {
+        user_id: OWNER_ID,
+        first_name: "Алексей",
+        last_name: "Смирнов",
+        phone_number: "+7 000 000 0000",
+        bio: "",
+      },
       " ",
     )},\n "chats": {\n  "about": "This page lists all chats from this export.",\n  "list": [\n`,
   );
   for (let c = 0; c < options.chats; c++) {
     const group = c % 10 === 9;
     const chatId = group ? 1_700_000_000 + c : 6_000_000 + c;
-    const members = group ? [OWNER_ID, ...Array.from({ length: 8 }, (_, i) => 7_000_000 + c * 10 + i)] : [OWNER_ID, chatId];
-    const names = new Map(members.map((id, i) => [id, id === OWNER_ID ? "Алексей Смирнов" : `Друг ${c}-${i} ${pick(emoji)}`]));
+    const members = group
+      ? [OWNER_ID, ...Array.from({ length: 8 }, (_, i) => 7_000_000 + c * 10 + i)]
+      : [OWNER_ID, chatId];
+    const names = new Map(
+      members.map((id, i) => [id, id === OWNER_ID ? "Алексей Смирнов" : `Друг ${c}-${i} ${pick(emoji)}`]),
+    );
     await write(
       `   {\n    "name": ${JSON.stringify(group ? `Группа ${c}` : names.get(chatId))},\n    "type": "${
         group ? "private_supergroup" : "personal_chat"
@@ -93,8 +112,13 @@ export async function generateExport(file: string, options: { messages: number; 
         message.from = names.get(speaker);
         message.from_id = `user${speaker}`;
         if (rand() < 0.05) Object.assign(message, { edited: date, edited_unixtime: String(time + 30) });
-        if (rand() < 0.15 && m > 1) message.reply_to_message_id = m - 1 - Math.floor(rand() * Math.min(m - 1, 5));
-        if (rand() < 0.01) Object.assign(message, { forwarded_from: "Канал новостей", forwarded_from_id: "channel1500000001" });
+        if (rand() < 0.15 && m > 1)
+          message.reply_to_message_id = m - 1 - Math.floor(rand() * Math.min(m - 1, 5));
+        if (rand() < 0.01)
+          Object.assign(message, {
+            forwarded_from: "Канал новостей",
+            forwarded_from_id: "channel1500000001",
+          });
         const text = words(1 + Math.floor(rand() < 0.9 ? rand() * 8 : rand() * 60));
         if (roll < 0.04) {
           Object.assign(message, {

@@ -67,7 +67,9 @@ try {
     );
     fs.rmSync(file);
   }
-  process.stdout.write(`\nmessages  importer             time        rate              memory\n${rows.join("\n")}\n`);
+  process.stdout.write(
+    `\nmessages  importer             time        rate              memory\n${rows.join("\n")}\n`,
+  );
 } finally {
   await server.stop();
   fs.rmSync(work, { recursive: true, force: true });

@@ -32,7 +32,11 @@ if (mode === "streaming") {
   // the next batch is built, exactly as the streaming importer does.
   const root = JSON.parse(fs.readFileSync(file, "utf8"));
   const chats = [...root.chats.list, ...(root.left_chats?.list ?? [])];
-  const importId = await historyRepository.startImport({ source: "desktop_export", fileName: "baseline", fileBytes: 0 });
+  const importId = await historyRepository.startImport({
+    source: "desktop_export",
+    fileName: "baseline",
+    fileBytes: 0,
+  });
   const session = await historyRepository.openImportSession();
   let open: ChatRecord | undefined;
   const batch = new BatchBuilder(importId, () => open);
@@ -42,7 +46,11 @@ if (mode === "streaming") {
     inFlight = session.writeBatch(batch.seal(), { importId, committedBytes: 0 });
   };
   for (const chat of chats) {
-    open = { id: markPeer(exportChatKind(chat.type) ?? "user", chat.id), type: chat.type, title: chat.name ?? null };
+    open = {
+      id: markPeer(exportChatKind(chat.type) ?? "user", chat.id),
+      type: chat.type,
+      title: chat.name ?? null,
+    };
     batch.addChat(open);
     const seen = new Set<number>();
     for (const raw of chat.messages) {

@@ -8,7 +8,10 @@ const program = new Command()
   .name("twin")
   .description("A self-hosted Telegram bot that talks like its owner")
   .option("--data-dir <dir>", "data folder for the embedded database (default: TWIN_DATA_DIR or ./data)")
-  .option("--tz <zone>", "the owner's time zone, e.g. Europe/Berlin (default: TWIN_TZ, else the stored one, else this machine's)")
+  .option(
+    "--tz <zone>",
+    "the owner's time zone, e.g. Europe/Berlin (default: TWIN_TZ, else the stored one, else this machine's)",
+  )
   .showHelpAfterError();
 
 registerMigrateCommand(program);

@@ -14,14 +14,20 @@ export function registerStatsCommand(program: Command): void {
     .option("--json", "print the figures as JSON")
     .action(async (options: { top: string; json?: boolean }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const stats = await withDatabase(config, (database) => historyStats(database, { top: Number(options.top) }));
+      const stats = await withDatabase(config, (database) =>
+        historyStats(database, { top: Number(options.top) }),
+      );
       if (options.json) {
         process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
         return;
       }
       const overview = makeTable();
       overview.push(
-        { owner: stats.owner ? `${stats.owner.name ?? "?"} (${stats.owner.id})` : "unknown (nothing imported yet)" },
+        {
+          owner: stats.owner
+            ? `${stats.owner.name ?? "?"} (${stats.owner.id})`
+            : "unknown (nothing imported yet)",
+        },
         { messages: n(stats.messages) },
         { people: n(stats.people) },
         { "date range": `${day(stats.firstMessageAt)} … ${day(stats.lastMessageAt)}` },
@@ -29,7 +35,8 @@ export function registerStatsCommand(program: Command): void {
       const byType = makeTable(["chat type", "chats", "messages"]);
       for (const row of stats.chatsByType) byType.push([row.type, n(row.chats), n(row.messages)]);
       const partners = makeTable(["personal chat", "messages", "by the owner"]);
-      for (const row of stats.topPartners) partners.push([row.name ?? String(row.chatId), n(row.messages), n(row.ownerMessages)]);
+      for (const row of stats.topPartners)
+        partners.push([row.name ?? String(row.chatId), n(row.messages), n(row.ownerMessages)]);
       const repliers = makeTable(["in groups, replies with", "replies"]);
       for (const row of stats.topRepliers) repliers.push([row.name ?? String(row.personId), n(row.replies)]);
       const parts = [overview, byType];

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { loadConfig } from "./config.ts";
 import { ConfigError } from "./config.errors.ts";
+import { loadConfig } from "./config.ts";
 
 describe("config", () => {
   it("fills in defaults when nothing is set", () => {
@@ -48,7 +48,9 @@ describe("config", () => {
     assert.throws(
       () => loadConfig({ DATABASE_URL: "mysql://root:hunter2@h/db" }),
       (error) =>
-        error instanceof ConfigError && error.variable === "DATABASE_URL" && !error.message.includes("hunter2"),
+        error instanceof ConfigError &&
+        error.variable === "DATABASE_URL" &&
+        !error.message.includes("hunter2"),
     );
     assert.throws(() => loadConfig({ TWIN_IMPORT_BATCH: "lots" }), /TWIN_IMPORT_BATCH/);
   });

@@ -17,7 +17,9 @@ const configSchema = z.object({
     .string()
     .refine(isTimeZone, "must be an IANA time zone such as Europe/Berlin")
     .optional()
-    .describe("the owner's time zone (old exports carry only local times); default: the one stored at the last import, else this machine's"),
+    .describe(
+      "the owner's time zone (old exports carry only local times); default: the one stored at the last import, else this machine's",
+    ),
   TWIN_EMBEDDED_PG_PORT: z.coerce
     .number()
     .int()
@@ -61,7 +63,9 @@ export function isTimeZone(zone: string): boolean {
 
 /** Builds the validated config from an environment (pure: pass `process.env` at the edge). */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const unknown = Object.keys(env).filter((name) => name.startsWith("TWIN_") && !knownVariables.includes(name));
+  const unknown = Object.keys(env).filter(
+    (name) => name.startsWith("TWIN_") && !knownVariables.includes(name),
+  );
   if (unknown.length > 0) {
     throw new ConfigError(
       unknown[0] as string,

@@ -22,7 +22,10 @@ export type Database = {
   close(): Promise<void>;
 };
 
-export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../migrations");
+export const migrationsFolder = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../migrations",
+);
 
 /** `postgres://user:secret@host:5432/db` → `host:5432/db`: safe to print. */
 export function redactUrl(url: string): string {

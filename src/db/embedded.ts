@@ -49,7 +49,10 @@ async function clusterPassword(secretFile: string): Promise<string> {
  * The cluster persists between runs; it listens on 127.0.0.1 only. As root, postgres runs as
  * the `postgres` system user, which the package creates when missing.
  */
-export async function startEmbeddedPostgres(options: { dataDir: string; port: number }): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  port: number;
+}): Promise<EmbeddedServer> {
   const clusterDir = path.join(options.dataDir, "postgres");
   await fs.mkdir(options.dataDir, { recursive: true });
   const password = await clusterPassword(path.join(options.dataDir, "postgres.secret"));

@@ -47,12 +47,19 @@ FROM merged`;
 
 export type ImportSession = {
   /** Writes one batch in its own transaction; on error nothing of the batch stays. */
-  writeBatch(batch: HistoryBatch, progress: { importId: number; committedBytes: number }): Promise<BatchResult>;
+  writeBatch(
+    batch: HistoryBatch,
+    progress: { importId: number; committedBytes: number },
+  ): Promise<BatchResult>;
   release(): Promise<void>;
 };
 
 export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "pool">) {
-  async function startImport(input: { source: string; fileName: string; fileBytes: number }): Promise<number> {
+  async function startImport(input: {
+    source: string;
+    fileName: string;
+    fileBytes: number;
+  }): Promise<number> {
     const [row] = await db
       .insert(imports)
       .values({ ...input, status: "running" })
@@ -76,7 +83,9 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .where(eq(imports.id, id));
   }
 
-  async function getOwner(): Promise<{ personId: number; name: string | null; timeZone: string } | undefined> {
+  async function getOwner(): Promise<
+    { personId: number; name: string | null; timeZone: string } | undefined
+  > {
     const [row] = await db
       .select({ personId: owner.personId, name: owner.name, timeZone: owner.timeZone })
       .from(owner)

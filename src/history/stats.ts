@@ -14,7 +14,10 @@ export type HistoryStats = {
 };
 
 /** What the store holds: chats by type, counts, date range and the owner's top conversation partners. */
-export async function historyStats({ pool }: { pool: pg.Pool }, options: { top?: number } = {}): Promise<HistoryStats> {
+export async function historyStats(
+  { pool }: { pool: pg.Pool },
+  options: { top?: number } = {},
+): Promise<HistoryStats> {
   const [owner, byType, totals, partners, repliers] = await Promise.all([
     pool.query<{ id: string; name: string | null }>("SELECT person_id AS id, name FROM owner LIMIT 1"),
     pool.query<{ type: string; chats: number; messages: number }>(
@@ -61,6 +64,10 @@ export async function historyStats({ pool }: { pool: pg.Pool }, options: { top?:
       messages: row.messages,
       ownerMessages: row.owner_messages,
     })),
-    topRepliers: repliers.rows.map((row) => ({ personId: Number(row.person_id), name: row.name, replies: row.replies })),
+    topRepliers: repliers.rows.map((row) => ({
+      personId: Number(row.person_id),
+      name: row.name,
+      replies: row.replies,
+    })),
   };
 }

@@ -3,7 +3,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** ../shared/fixtures beside the repository: real exports are read from there, never copied in. */
-export const fixturesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../shared/fixtures");
+export const fixturesDir = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../../shared/fixtures",
+);
 
 export const fixtures = {
   ensia: path.join(fixturesDir, "telegram/ensia_group_export.json"),

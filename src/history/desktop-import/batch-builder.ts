@@ -30,7 +30,11 @@ export class BatchBuilder {
     if (message.senderId !== null) {
       const known = this.people.get(message.senderId);
       if (!known || known.seenAt <= message.sentAt) {
-        this.people.set(message.senderId, { id: message.senderId, name: message.senderName, seenAt: message.sentAt });
+        this.people.set(message.senderId, {
+          id: message.senderId,
+          name: message.senderName,
+          seenAt: message.sentAt,
+        });
       }
     }
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MessageShapeError, flattenText, isFilePlaceholder, parseExportMessage } from "./export-message.ts";
+import { flattenText, isFilePlaceholder, MessageShapeError, parseExportMessage } from "./export-message.ts";
 
 const chat = { chatId: -1002482670091, timeZone: "UTC" };
 const base = { id: 10, type: "message", date: "2024-09-22T10:20:57", date_unixtime: "1726996857" };
@@ -38,13 +38,26 @@ describe("parseExportMessage", () => {
   });
 
   it("takes the UTC time from date_unixtime, not the local date", () => {
-    const message = parseExportMessage({ ...base, date: "2024-09-22T11:20:57" }, { ...chat, timeZone: "Asia/Tokyo" });
+    const message = parseExportMessage(
+      { ...base, date: "2024-09-22T11:20:57" },
+      { ...chat, timeZone: "Asia/Tokyo" },
+    );
     assert.equal(message.sentAt, 1726996857000);
   });
 
   it("converts the old format's local date with the owner's time zone", () => {
-    const old = { id: 3, type: "message", date: "2019-05-12T15:00:04", from: "A", from_id: 5766110, text: "hi" };
-    assert.equal(parseExportMessage(old, { ...chat, timeZone: "Asia/Tehran" }).sentAt, Date.UTC(2019, 4, 12, 10, 30, 4));
+    const old = {
+      id: 3,
+      type: "message",
+      date: "2019-05-12T15:00:04",
+      from: "A",
+      from_id: 5766110,
+      text: "hi",
+    };
+    assert.equal(
+      parseExportMessage(old, { ...chat, timeZone: "Asia/Tehran" }).sentAt,
+      Date.UTC(2019, 4, 12, 10, 30, 4),
+    );
     assert.equal(parseExportMessage(old, chat).sentAt, Date.UTC(2019, 4, 12, 15, 0, 4));
     assert.equal(parseExportMessage(old, chat).senderId, 5766110);
   });
@@ -72,7 +85,14 @@ describe("parseExportMessage", () => {
 
   it("reads a sticker as its emoji, and never stores a placeholder as a path", () => {
     const message = parseExportMessage(
-      { ...base, file: PLACEHOLDER, thumbnail: PLACEHOLDER, media_type: "sticker", sticker_emoji: "😁", text: "" },
+      {
+        ...base,
+        file: PLACEHOLDER,
+        thumbnail: PLACEHOLDER,
+        media_type: "sticker",
+        sticker_emoji: "😁",
+        text: "",
+      },
       chat,
     );
     assert.equal(message.kind, "sticker");
@@ -107,17 +127,28 @@ describe("parseExportMessage", () => {
 
   it("keeps a poll's question and a location's coordinates", () => {
     const poll = parseExportMessage(
-      { ...base, text: "", poll: { question: "Tea?", closed: false, total_voters: 2, answers: [{ text: "yes", voters: 2 }] } },
+      {
+        ...base,
+        text: "",
+        poll: { question: "Tea?", closed: false, total_voters: 2, answers: [{ text: "yes", voters: 2 }] },
+      },
       chat,
     );
-    assert.deepEqual((poll.details?.poll as { question: string }).question, "Tea?");
-    const place = parseExportMessage({ ...base, text: "", location_information: { latitude: 55.7, longitude: 37.6 } }, chat);
+    assert.deepEqual((poll.details as { poll: { question: string } }).poll.question, "Tea?");
+    const place = parseExportMessage(
+      { ...base, text: "", location_information: { latitude: 55.7, longitude: 37.6 } },
+      chat,
+    );
     assert.deepEqual(place.details, { location_information: { latitude: 55.7, longitude: 37.6 } });
   });
 
   it("keeps a shared contact's name but not their phone number", () => {
     const message = parseExportMessage(
-      { ...base, text: "", contact_information: { first_name: "Ann", last_name: "Lee", phone_number: "+15550001" } },
+      {
+        ...base,
+        text: "",
+        contact_information: { first_name: "Ann", last_name: "Lee", phone_number: "+15550001" },
+      },
       chat,
     );
     assert.equal(message.kind, "contact");
@@ -127,7 +158,15 @@ describe("parseExportMessage", () => {
 
   it("reads service messages with their actor, also a deleted one", () => {
     const join = parseExportMessage(
-      { ...base, type: "service", actor: null, actor_id: "user565624175", action: "join_group_by_link", inviter: "Group", text: "" },
+      {
+        ...base,
+        type: "service",
+        actor: null,
+        actor_id: "user565624175",
+        action: "join_group_by_link",
+        inviter: "Group",
+        text: "",
+      },
       chat,
     );
     assert.equal(join.kind, "service");
@@ -135,15 +174,32 @@ describe("parseExportMessage", () => {
     assert.equal(join.senderName, null);
     assert.equal(join.action, "join_group_by_link");
     assert.deepEqual(join.details, { inviter: "Group" });
-    const pin = parseExportMessage({ ...base, type: "service", actor: "A", actor_id: "user1", action: "pin_message", message_id: 7, text: "" }, chat);
+    const pin = parseExportMessage(
+      {
+        ...base,
+        type: "service",
+        actor: "A",
+        actor_id: "user1",
+        action: "pin_message",
+        message_id: 7,
+        text: "",
+      },
+      chat,
+    );
     assert.equal(pin.details?.message_id, 7);
   });
 
   it("reads messages from deleted accounts and messages sent as the group", () => {
-    const deleted = parseExportMessage({ ...base, from: null, from_id: "user982393899", text: "salam" }, chat);
+    const deleted = parseExportMessage(
+      { ...base, from: null, from_id: "user982393899", text: "salam" },
+      chat,
+    );
     assert.equal(deleted.senderName, null);
     assert.equal(deleted.senderId, 982393899);
-    const asGroup = parseExportMessage({ ...base, from: "ENSIA", from_id: "channel2482670091", text: "hi" }, chat);
+    const asGroup = parseExportMessage(
+      { ...base, from: "ENSIA", from_id: "channel2482670091", text: "hi" },
+      chat,
+    );
     assert.equal(asGroup.senderId, -1002482670091);
   });
 
@@ -155,7 +211,8 @@ describe("parseExportMessage", () => {
     const fails = (value: unknown, pattern: RegExp, id?: number) =>
       assert.throws(
         () => parseExportMessage(value, chat),
-        (error) => error instanceof MessageShapeError && pattern.test(error.message) && error.messageId === id,
+        (error) =>
+          error instanceof MessageShapeError && pattern.test(error.message) && error.messageId === id,
       );
     fails({ ...base, id: "10" }, /field "id": expected an integer/);
     fails({ ...base, type: 3 }, /field "type"/, 10);

@@ -79,7 +79,9 @@ function hasType(value: unknown, type: FieldType): boolean {
       return (
         typeof value === "string" ||
         (Array.isArray(value) &&
-          value.every((part) => typeof part === "string" || typeof (part as { text?: unknown })?.text === "string"))
+          value.every(
+            (part) => typeof part === "string" || typeof (part as { text?: unknown })?.text === "string",
+          ))
       );
   }
 }
@@ -88,8 +90,10 @@ function hasType(value: unknown, type: FieldType): boolean {
 function checkShape(value: unknown): ExportMessage | string {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return "expected a message object";
   const raw = value as Record<string, unknown>;
-  if (!Number.isSafeInteger(raw.id)) return `field "id": expected an integer, got ${JSON.stringify(raw.id ?? null)}`;
-  if (typeof raw.type !== "string") return `field "type": expected a string, got ${JSON.stringify(raw.type ?? null)}`;
+  if (!Number.isSafeInteger(raw.id))
+    return `field "id": expected an integer, got ${JSON.stringify(raw.id ?? null)}`;
+  if (typeof raw.type !== "string")
+    return `field "type": expected a string, got ${JSON.stringify(raw.type ?? null)}`;
   for (const field in raw) {
     const type = fieldTypes[field];
     if (type && raw[field] !== undefined && !hasType(raw[field], type)) {
@@ -134,7 +138,11 @@ const mediaKinds: Record<string, MessageKind> = {
   audio_file: "audio",
 };
 
-function toMillis(unix: string | number | undefined, local: string | undefined, timeZone: string): number | null {
+function toMillis(
+  unix: string | number | undefined,
+  local: string | undefined,
+  timeZone: string,
+): number | null {
   if (unix !== undefined) return Number(unix) * 1000;
   if (local === undefined) return null;
   const parsed = DateTime.fromISO(local, { zone: timeZone });
@@ -215,7 +223,10 @@ export function parseExportMessage(value: unknown, context: ParseContext): Messa
   }
   const sentAt = toMillis(raw.date_unixtime, raw.date, context.timeZone);
   if (sentAt === null || Number.isNaN(sentAt)) {
-    throw new MessageShapeError(raw.id, `field "date": expected a date, got ${JSON.stringify(raw.date ?? null)}`);
+    throw new MessageShapeError(
+      raw.id,
+      `field "date": expected a date, got ${JSON.stringify(raw.date ?? null)}`,
+    );
   }
   const editedAt = toMillis(raw.edited_unixtime, raw.edited, context.timeZone);
   const kind = kindOf(raw);

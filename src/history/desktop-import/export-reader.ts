@@ -1,8 +1,8 @@
 import { exportChatKind, markPeer } from "../identity.ts";
 import type { ChatRecord, MessageRecord } from "../message.ts";
+import { MessageShapeError, parseExportMessage } from "./export-message.ts";
 import { ExportFormatError } from "./import.errors.ts";
 import { JsonSplitter, JsonSyntaxError } from "./json-splitter.ts";
-import { MessageShapeError, parseExportMessage } from "./export-message.ts";
 
 /**
  * Reads a Telegram Desktop export as a stream of chats and messages. Both layouts:
@@ -86,7 +86,8 @@ export class ExportReader {
         if (key === "chats" || key === "left_chats")
           return { action: "descend", role: "section", expect: "object" } as const;
         if (key === "messages") return { action: "descend", role: "messages", expect: "array" } as const;
-        if (key === "personal_information" || chatFields.has(key as string)) return { action: "capture" } as const;
+        if (key === "personal_information" || chatFields.has(key as string))
+          return { action: "capture" } as const;
         return { action: "skip" } as const;
       case "section":
         return key === "list"
@@ -96,7 +97,9 @@ export class ExportReader {
         return { action: "descend", role: "chat", expect: "object" } as const;
       case "chat":
         if (key === "messages") return { action: "descend", role: "messages", expect: "array" } as const;
-        return chatFields.has(key as string) ? ({ action: "capture" } as const) : ({ action: "skip" } as const);
+        return chatFields.has(key as string)
+          ? ({ action: "capture" } as const)
+          : ({ action: "skip" } as const);
       case "messages":
         return { action: "capture" } as const;
     }
@@ -112,11 +115,17 @@ export class ExportReader {
     const fail = (problem: string) =>
       new ExportFormatError({ file: this.file, offset, problem, path: this.splitter.path });
     if (typeof id !== "number" || !Number.isSafeInteger(id) || id <= 0) {
-      throw fail(`expected the chat's "id" (a positive integer) before its messages, got ${JSON.stringify(id)}`);
+      throw fail(
+        `expected the chat's "id" (a positive integer) before its messages, got ${JSON.stringify(id)}`,
+      );
     }
     const kind = typeof type === "string" ? exportChatKind(type) : undefined;
     if (!kind) throw fail(`chat ${id} has an unknown "type" ${JSON.stringify(type)}`);
-    this.chat = { id: markPeer(kind, id), type: type as string, title: typeof name === "string" ? name : null };
+    this.chat = {
+      id: markPeer(kind, id),
+      type: type as string,
+      title: typeof name === "string" ? name : null,
+    };
     this.lastMessageId = undefined;
     this.seenIds = new Set();
     this.events.onChat(this.chat);

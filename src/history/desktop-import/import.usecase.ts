@@ -45,7 +45,8 @@ export function resolveExportFile(input: string): string {
   }
   if (!stat.isDirectory()) return input;
   const file = path.join(input, "result.json");
-  if (!fs.existsSync(file)) throw new HistoryError(`${input}: the folder holds no result.json (is it a JSON export?)`);
+  if (!fs.existsSync(file))
+    throw new HistoryError(`${input}: the folder holds no result.json (is it a JSON export?)`);
   return file;
 }
 

@@ -52,7 +52,7 @@ describe("JsonSplitter", () => {
         values.map(([key, value]) => [key, value]),
         [
           ["name", expected.name],
-          ["kéy", expected["kéy"]],
+          ["kéy", expected.kéy],
           ...expected.items.map((item: unknown, index: number) => [index, item]),
           ["last", false],
         ],
@@ -68,7 +68,10 @@ describe("JsonSplitter", () => {
       if (typeof value === "object" && value !== null) {
         assert.equal(bytes[offset], text.charCodeAt(0));
       } else {
-        assert.equal(bytes.toString("utf8", offset, offset + Buffer.byteLength(JSON.stringify(value))), JSON.stringify(value));
+        assert.equal(
+          bytes.toString("utf8", offset, offset + Buffer.byteLength(JSON.stringify(value))),
+          JSON.stringify(value),
+        );
       }
     }
   });
@@ -86,9 +89,18 @@ describe("JsonSplitter", () => {
   });
 
   it("says what it expected when the outline is broken", () => {
-    assert.throws(() => split('{"items" [1]}', 4), (e) => e instanceof JsonSyntaxError && e.expected === '":"' && e.offset === 9);
-    assert.throws(() => split('{"items": {"a": 1}}', 4), (e) => e instanceof JsonSyntaxError && e.expected === "an array");
-    assert.throws(() => split('{"a": 1} {"b": 2}', 4), (e) => e instanceof JsonSyntaxError && /extra data/.test(e.message));
+    assert.throws(
+      () => split('{"items" [1]}', 4),
+      (e) => e instanceof JsonSyntaxError && e.expected === '":"' && e.offset === 9,
+    );
+    assert.throws(
+      () => split('{"items": {"a": 1}}', 4),
+      (e) => e instanceof JsonSyntaxError && e.expected === "an array",
+    );
+    assert.throws(
+      () => split('{"a": 1} {"b": 2}', 4),
+      (e) => e instanceof JsonSyntaxError && /extra data/.test(e.message),
+    );
   });
 
   it("rejects invalid JSON inside a captured value with its offset", () => {

@@ -81,7 +81,7 @@ function containerEnd(buf: Buffer, from: number, depth: number): number {
   return -1;
 }
 
-const enum State {
+enum State {
   Value,
   ObjectFirst,
   ObjectKey,
