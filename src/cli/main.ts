@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import createDebug from "debug";
+import { registerDatasetCommand } from "./dataset.command.ts";
 import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
 import { registerStatsCommand } from "./stats.command.ts";
@@ -17,6 +18,7 @@ const program = new Command()
 registerMigrateCommand(program);
 registerImportCommand(program);
 registerStatsCommand(program);
+registerDatasetCommand(program);
 
 try {
   await program.parseAsync();

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, it } from "node:test";
 import { fixtures, readJson } from "../../test/support/fixtures.ts";
-import { buildSessions, type DatasetMessage } from "./sessions.ts";
 import { escapeControl, IM_END, joinSegments, renderSegments, unescapeControl } from "./chatml.ts";
+import { buildSessions, type DatasetMessage } from "./sessions.ts";
 
 /** The reference session through the real path: messages → sessions → segments. */
 function renderReference(trainOwnerOnly: boolean) {
@@ -38,19 +38,41 @@ describe("ChatML renderer", () => {
   it("trains exactly the selected speakers' messages plus <|im_end|>, never headers or newlines", () => {
     const { reference, segments } = renderReference(true);
     const trained = segments.filter((s) => s.train);
-    assert.ok(trained.every((s) => s.speaker === reference.owner.name), "only the owner");
-    const ownerTexts = reference.messages.filter((m: any) => m.from_id === reference.owner.id).map((m: any) => m.text);
+    assert.ok(
+      trained.every((s) => s.speaker === reference.owner.name),
+      "only the owner",
+    );
+    const ownerTexts = reference.messages
+      .filter((m: any) => m.from_id === reference.owner.id)
+      .map((m: any) => m.text);
     assert.deepEqual(
-      trained.flatMap((s) => s.text.slice(0, -IM_END.length).split("\n").map((l) => l.replace(/^>>> /, ""))),
+      trained.flatMap((s) =>
+        s.text
+          .slice(0, -IM_END.length)
+          .split("\n")
+          .map((l) => l.replace(/^>>> /, "")),
+      ),
       ownerTexts,
     );
-    assert.ok(trained.every((s) => s.text.endsWith(IM_END)), "each trained turn ends with <|im_end|>");
-    assert.ok(segments.filter((s) => s.text.startsWith("<|im_start|>")).every((s) => !s.train), "headers untrained");
-    assert.ok(segments.filter((s) => s.text === "\n").every((s) => !s.train), "separators untrained");
+    assert.ok(
+      trained.every((s) => s.text.endsWith(IM_END)),
+      "each trained turn ends with <|im_end|>",
+    );
+    assert.ok(
+      segments.filter((s) => s.text.startsWith("<|im_start|>")).every((s) => !s.train),
+      "headers untrained",
+    );
+    assert.ok(
+      segments.filter((s) => s.text === "\n").every((s) => !s.train),
+      "separators untrained",
+    );
   });
 
   it("puts an untrained system header first when asked", () => {
-    const segments = renderSegments([{ speaker: "A", messages: ["hi"], train: true }], "Telegram chat · A, B · 2023-11-27 Mon 21:15");
+    const segments = renderSegments(
+      [{ speaker: "A", messages: ["hi"], train: true }],
+      "Telegram chat · A, B · 2023-11-27 Mon 21:15",
+    );
     assert.equal(
       joinSegments(segments),
       "<|im_start|>system\nTelegram chat · A, B · 2023-11-27 Mon 21:15<|im_end|>\n<|im_start|>A\n>>> hi<|im_end|>",

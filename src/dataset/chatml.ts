@@ -42,7 +42,11 @@ export function turnBody(messages: string[]): string {
 export function renderSegments(turns: RenderTurn[], header?: string): Segment[] {
   const segments: Segment[] = [];
   if (header !== undefined) {
-    segments.push({ text: `${IM_START}${SYSTEM_ROLE}\n${escapeControl(header)}${IM_END}`, train: false, speaker: SYSTEM_ROLE });
+    segments.push({
+      text: `${IM_START}${SYSTEM_ROLE}\n${escapeControl(header)}${IM_END}`,
+      train: false,
+      speaker: SYSTEM_ROLE,
+    });
   }
   for (const turn of turns) {
     if (segments.length > 0) segments.push({ text: "\n", train: false });

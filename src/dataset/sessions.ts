@@ -52,7 +52,10 @@ const mediaTags: Partial<Record<MessageKind, string>> = {
  * media as a tag plus caption (or only the caption when media are dropped); service messages and
  * empty messages contribute nothing.
  */
-export function messageContent(message: Pick<DatasetMessage, "kind" | "text" | "emoji">, media: MediaMode): string {
+export function messageContent(
+  message: Pick<DatasetMessage, "kind" | "text" | "emoji">,
+  media: MediaMode,
+): string {
   const text = message.text.trim();
   switch (message.kind) {
     case "service":

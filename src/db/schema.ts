@@ -1,2 +1,4 @@
 /** Every table, for drizzle and drizzle-kit: each concept keeps its tables in its own folder. */
+
+export * from "../dataset/dataset.tables.ts";
 export * from "../history/history.tables.ts";

@@ -1,0 +1,170 @@
+import cliProgress from "cli-progress";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import pc from "picocolors";
+import { machineTimeZone } from "../config/config.ts";
+import { buildDataset } from "../dataset/build.usecase.ts";
+import { createDatasetRepository } from "../dataset/dataset.repository.ts";
+import type { Example, LossPolicy } from "../dataset/examples.ts";
+import { summaryLine } from "../dataset/manifest.ts";
+import { parseNameOverride } from "../dataset/names.ts";
+import { createHistoryRepository } from "../history/history.repository.ts";
+import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { table } from "./table.ts";
+
+const integer = (name: string, min: number) => (value: string) => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < min)
+    throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+  return parsed;
+};
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function lossPolicy(value: string): LossPolicy {
+  if (value === "all" || value === "owner") return { kind: value };
+  const ids = value.split(",").map(Number);
+  if (ids.some((id) => !Number.isSafeInteger(id))) {
+    throw new InvalidArgumentError('use "all", "owner" or a comma-separated list of person ids');
+  }
+  return { kind: "people", ids };
+}
+
+type DatasetFlags = {
+  out?: string;
+  gap: number;
+  maxTokens: number;
+  evalFraction: number;
+  minTurns: number;
+  header: boolean;
+  groups?: boolean;
+  since?: string;
+  excludeChat: string[];
+  excludePerson: string[];
+  name: string[];
+  loss: LossPolicy;
+  media: "tag" | "drop";
+  redact?: boolean;
+};
+
+export function registerDatasetCommand(program: Command): void {
+  const dataset = program
+    .command("dataset")
+    .description("build training examples from the history store (into PostgreSQL; JSONL with --out)")
+    .option("--out <dir>", "also write train.jsonl, eval.jsonl and manifest.json here")
+    .option("--gap <minutes>", "longest silence inside a session", integer("--gap", 1), 10)
+    .option("--max-tokens <n>", "split longer sessions at turn boundaries", integer("--max-tokens", 64), 1024)
+    .option("--eval-fraction <f>", "share of each chat's latest sessions held out", parseFloat, 0.05)
+    .option("--min-turns <n>", "shortest session kept", integer("--min-turns", 1), 2)
+    .option("--no-header", "leave out the system header turn (chat, participants, local time)")
+    .option("--groups", "include group chats (personal chats only by default)")
+    .option("--since <date|all>", "oldest message used (default: 24 months before the owner's last message)")
+    .option("--exclude-chat <id>", "leave a chat out (repeatable)", collect, [])
+    .option("--exclude-person <id>", "leave a person's messages out (repeatable)", collect, [])
+    .option("--name <id=name>", "the name a person gets in the examples (repeatable)", collect, [])
+    .option("--loss <all|owner|ids>", "whose turns are trained", lossPolicy, { kind: "all" } as LossPolicy)
+    .addOption(
+      new Option("--media <mode>", "non-text messages as tags or dropped")
+        .choices(["tag", "drop"])
+        .default("tag"),
+    )
+    .option("--redact", "replace login codes, passwords, card and phone numbers and e-mails by tags")
+    .action(async (flags: DatasetFlags, command: Command) => {
+      const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      if (flags.evalFraction < 0 || flags.evalFraction >= 1)
+        throw new Error("--eval-fraction must be in [0, 1)");
+      const since =
+        flags.since === undefined
+          ? undefined
+          : flags.since === "all"
+            ? null
+            : new Date(flags.since).toISOString();
+      const bar = new cliProgress.SingleBar(
+        { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      const result = await withDatabase(config, async (database) => {
+        const owner = await createHistoryRepository(database).getOwner();
+        bar.start(1, 0, { examples: 0 });
+        try {
+          return await buildDataset(database, {
+            gapMinutes: flags.gap,
+            media: flags.media,
+            header: flags.header,
+            loss: flags.loss,
+            minTurns: flags.minTurns,
+            maxTokens: flags.maxTokens,
+            evalFraction: flags.evalFraction,
+            redact: flags.redact ?? false,
+            timeZone: config.timeZone ?? owner?.timeZone ?? machineTimeZone(),
+            groups: flags.groups ?? false,
+            since,
+            excludeChats: flags.excludeChat.map(Number),
+            excludePeople: flags.excludePerson.map(Number),
+            names: new Map(flags.name.map(parseNameOverride)),
+            outDir: flags.out,
+            onProgress: ({ chats, totalChats, examples }) => {
+              bar.setTotal(totalChats);
+              bar.update(chats, { examples });
+            },
+          });
+        } finally {
+          bar.stop();
+        }
+      });
+      const m = result.manifest;
+      process.stdout.write(`dataset ${result.datasetId}: ${summaryLine(m)}\n`);
+      const t = table(["", ""]);
+      t.push(
+        ["examples (train / eval)", `${m.counts.trainExamples} / ${m.counts.evalExamples}`],
+        ["mean turns per session", String(m.counts.meanTurnsPerSession)],
+        ["tokens (estimate)", m.counts.tokensEstimate.toLocaleString("en-US")],
+        ["owner's message share", String(m.speakers.find((s) => s.id === m.owner.id)?.messageShare ?? 0)],
+      );
+      process.stdout.write(`${t.toString()}\n`);
+      for (const file of result.files) process.stdout.write(`wrote ${file}\n`);
+    });
+
+  dataset
+    .command("show")
+    .description("print random examples: trained text highlighted, untrained dimmed (⟦trained⟧ when piped)")
+    .option("--n <count>", "how many", integer("--n", 1), 5)
+    .option("--seed <seed>", "which random choice", integer("--seed", 0), 1)
+    .option("--dataset <id>", "which dataset (default: the latest ready one)", integer("--dataset", 1))
+    .action(async (flags: { n: number; seed: number; dataset?: number }, command: Command) => {
+      const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      const examples = await withDatabase(config, async (database) => {
+        const repository = createDatasetRepository(database);
+        const id = flags.dataset ?? (await repository.latestReady())?.id;
+        if (id === undefined) throw new Error("no dataset yet: run twin dataset first");
+        return repository.examples(id);
+      });
+      const colour = Boolean(process.stdout.isTTY);
+      for (const example of sample(examples, flags.n, flags.seed)) {
+        process.stdout.write(
+          `${pc.bold(`── ${example.id} (${example.split}) ──`)}\n${showExample(example, colour)}\n\n`,
+        );
+      }
+    });
+}
+
+/** Deterministic sample of `n` examples (a seeded shuffle), so a look can be repeated. */
+export function sample<T>(items: T[], n: number, seed: number): T[] {
+  let state = seed >>> 0 || 1;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 4294967296;
+  };
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy.slice(0, n);
+}
+
+export function showExample(example: Example, colour: boolean): string {
+  return example.segments
+    .map((s) => (s.train ? (colour ? pc.green(s.text) : `⟦${s.text}⟧`) : colour ? pc.dim(s.text) : s.text))
+    .join("");
+}

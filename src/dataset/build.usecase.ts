@@ -1,0 +1,154 @@
+import { once } from "node:events";
+import fs from "node:fs";
+import path from "node:path";
+import type { Database } from "../db/client.ts";
+import { HistoryError } from "../history/history.errors.ts";
+import { createHistoryRepository } from "../history/history.repository.ts";
+import { createDatasetRepository } from "./dataset.repository.ts";
+import {
+  type ChatStats,
+  chatExamples,
+  type Example,
+  type ExampleSettings,
+  emptyChatStats,
+} from "./examples.ts";
+import { buildManifest, type Manifest } from "./manifest.ts";
+import { buildNameTable } from "./names.ts";
+import { emptyRedactionCounts } from "./redact.ts";
+
+export type DatasetOptions = ExampleSettings & {
+  /** Group chats as well as personal chats. */
+  groups: boolean;
+  /** ISO date, or undefined for the default: 24 months before the owner's last message; null: everything. */
+  since: string | null | undefined;
+  excludeChats: number[];
+  excludePeople: number[];
+  names: Map<number, string>;
+  /** Also write train.jsonl, eval.jsonl and manifest.json here. */
+  outDir?: string | undefined;
+  onProgress?: (progress: { chats: number; totalChats: number; examples: number }) => void;
+};
+
+export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
+
+const TELEGRAM_SERVICE_ACCOUNT = 777000;
+const GROUP_TYPES = ["private_group", "private_supergroup", "public_supergroup"];
+const SINCE_MONTHS = 24;
+
+/**
+ * Builds a dataset from the history store: examples into PostgreSQL (and JSONL when asked) and a
+ * manifest. Chats are read one at a time, in order, so memory holds one chat's messages.
+ */
+export async function buildDataset(database: Database, options: DatasetOptions): Promise<DatasetResult> {
+  const history = createHistoryRepository(database);
+  const repository = createDatasetRepository(database);
+  const owner = await history.getOwner();
+  if (!owner)
+    throw new HistoryError("The history store is empty: import an export first (twin import result.json).");
+
+  const since =
+    options.since === undefined ? await repository.defaultSince(owner.personId, SINCE_MONTHS) : options.since;
+  const chats = await repository.chatsToInclude({
+    types: ["personal_chat", ...(options.groups ? GROUP_TYPES : [])],
+    exclude: options.excludeChats,
+  });
+  const excluded = new Set([
+    ...options.excludePeople,
+    TELEGRAM_SERVICE_ACCOUNT,
+    ...(await repository.botIds()),
+  ]);
+  const names = buildNameTable(await repository.people(), options.names, owner.personId);
+  const settings: ExampleSettings = {
+    gapMinutes: options.gapMinutes,
+    media: options.media,
+    header: options.header,
+    loss: options.loss,
+    minTurns: options.minTurns,
+    maxTokens: options.maxTokens,
+    evalFraction: options.evalFraction,
+    redact: options.redact,
+    timeZone: options.timeZone,
+  };
+  const recorded = {
+    ...settings,
+    groups: options.groups,
+    since,
+    excludeChats: options.excludeChats,
+    excludePeople: options.excludePeople,
+    names: Object.fromEntries(options.names),
+  };
+  const datasetId = await repository.create(recorded);
+
+  const stats: ChatStats = emptyChatStats();
+  const chatsWithExamples = new Set<number>();
+  const counts = { train: 0, eval: 0 };
+  const writer = options.outDir ? await openJsonl(options.outDir) : undefined;
+  const sink = await repository.openExampleSink(datasetId);
+  try {
+    let done = 0;
+    await repository.forEachChatMessages(
+      chats.map((c) => c.id),
+      since,
+      async (chatId, messages) => {
+        const chat = chats.find((c) => c.id === chatId) as (typeof chats)[number];
+        const kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
+        const examples = chatExamples(chat, kept, { settings, names, ownerId: owner.personId }, stats);
+        if (examples.length > 0) chatsWithExamples.add(chatId);
+        for (const example of examples) counts[example.split]++;
+        await sink.write(examples);
+        await writer?.write(examples);
+        options.onProgress?.({
+          chats: ++done,
+          totalChats: chats.length,
+          examples: counts.train + counts.eval,
+        });
+      },
+    );
+    await sink.finish();
+    const manifest = buildManifest({
+      datasetId,
+      settings: recorded,
+      owner: { id: owner.personId, name: names.get(owner.personId) ?? owner.name ?? String(owner.personId) },
+      source: database.describe,
+      stats,
+      chats: chatsWithExamples.size,
+      examples: counts,
+      names,
+      redactions: options.redact ? stats.redactions : emptyRedactionCounts(),
+    });
+    const files = writer ? await writer.finish(manifest) : [];
+    await repository.finish(datasetId, manifest);
+    return { datasetId, manifest, files };
+  } catch (error) {
+    await sink.abort();
+    await writer?.abort();
+    await repository.fail(datasetId, (error as Error).message).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function openJsonl(outDir: string) {
+  await fs.promises.mkdir(outDir, { recursive: true });
+  const files = { train: path.join(outDir, "train.jsonl"), eval: path.join(outDir, "eval.jsonl") };
+  const streams = { train: fs.createWriteStream(files.train), eval: fs.createWriteStream(files.eval) };
+  return {
+    async write(examples: Example[]) {
+      for (const split of ["train", "eval"] as const) {
+        const lines = examples
+          .filter((e) => e.split === split)
+          .map((e) => `${JSON.stringify(e)}\n`)
+          .join("");
+        if (lines && !streams[split].write(lines)) await once(streams[split], "drain");
+      }
+    },
+    async finish(manifest: Manifest) {
+      await Promise.all(Object.values(streams).map((s) => new Promise((resolve) => s.end(resolve))));
+      const manifestFile = path.join(outDir, "manifest.json");
+      await fs.promises.writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+      return [files.train, files.eval, manifestFile];
+    },
+    async abort() {
+      for (const s of Object.values(streams)) s.destroy();
+    },
+  };
+}
