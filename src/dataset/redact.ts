@@ -35,10 +35,15 @@ const rules: {
   { kind: "email", pattern: /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}.-]+\.\p{L}{2,}/gu },
   {
     kind: "password",
-    pattern: /((?:password|passwd|pass|pwd|пароль|пасс)\s*(?:is|это|[:=—-])?\s*)(\S+)/giu,
+    // The keyword as a whole word; the secret runs to the next space, without trailing punctuation.
+    pattern: /((?<!\p{L})(?:password|passwd|pass|pwd|пароль|пасс)(?!\p{L})\s*(?:is|это|[:=—-])?\s*)(\S+?)(?=[,;.!?]*(?:\s|$))/giu,
     keepPrefix: true,
   },
-  { kind: "code", pattern: /((?:code|код|pin)\s*(?:is|[:=—-])?\s*)(\d{4,8})\b/giu, keepPrefix: true },
+  {
+    kind: "code",
+    pattern: /((?<!\p{L})(?:code|код|pin)(?!\p{L})\s*(?:is|[:=—-])?\s*)(\d{4,8})(?!\d)/giu,
+    keepPrefix: true,
+  },
   {
     kind: "card",
     pattern: /\b(?:\d[ -]?){12,18}\d\b/g,
@@ -46,8 +51,12 @@ const rules: {
   },
   {
     kind: "phone",
-    pattern: /(?<![\w+])\+?\d[\d ()-]{8,16}\d\b/g,
-    accept: (m) => m.replace(/\D/g, "").length >= 10,
+    // International numbers (+…), or Russian-style 8 9xx …: bare digit runs are too often something else.
+    pattern: /(?<![\w+])(?:\+\d|8[ (-]*9)[\d ()-]{7,16}\d(?!\d)/g,
+    accept: (m) => {
+      const digits = m.replace(/\D/g, "").length;
+      return digits >= 10 && digits <= 15;
+    },
   },
 ];
 
