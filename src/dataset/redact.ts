@@ -36,7 +36,8 @@ const rules: {
   {
     kind: "password",
     // The keyword as a whole word; the secret runs to the next space, without trailing punctuation.
-    pattern: /((?<!\p{L})(?:password|passwd|pass|pwd|пароль|пасс)(?!\p{L})\s*(?:is|это|[:=—-])?\s*)(\S+?)(?=[,;.!?]*(?:\s|$))/giu,
+    pattern:
+      /((?<!\p{L})(?:password|passwd|pass|pwd|пароль|пасс)(?!\p{L})\s*(?:is|это|[:=—-])?\s*)(\S+?)(?=[,;.!?]*(?:\s|$))/giu,
     keepPrefix: true,
   },
   {

@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { splitTurns, estimateTokens } from "./length.ts";
+import { estimateTokens, splitTurns } from "./length.ts";
 import { buildNameTable, sanitizeName } from "./names.ts";
 import { emptyRedactionCounts, redact } from "./redact.ts";
 import { buildSessions, type DatasetMessage, messageContent } from "./sessions.ts";
 
 const at = (iso: string) => Date.parse(iso);
-const message = (senderId: number, iso: string, text: string, extra: Partial<DatasetMessage> = {}): DatasetMessage => ({
+const message = (
+  senderId: number,
+  iso: string,
+  text: string,
+  extra: Partial<DatasetMessage> = {},
+): DatasetMessage => ({
   chatId: 1,
   messageId: at(iso) / 1000,
   senderId,
@@ -47,7 +52,13 @@ describe("sessions", () => {
     );
     assert.deepEqual(
       sessions.map((s) => s.turns.map((t) => [t.speakerId, t.messages])),
-      [[[1, ["a", "b"]], [2, ["c"]]], [[2, ["d"]]]],
+      [
+        [
+          [1, ["a", "b"]],
+          [2, ["c"]],
+        ],
+        [[2, ["d"]]],
+      ],
     );
   });
 
@@ -90,8 +101,15 @@ describe("splitting long sessions", () => {
   });
 
   it("keeps a turn longer than the limit whole, on its own", () => {
-    const split = splitTurns([{ t: 10 }, { t: 500 }, { t: 10 }], (x) => x.t, { maxTokens: 100, contextTokens: 20, fixedTokens: 0 });
-    assert.deepEqual(split.map((p) => p.turns.map((x) => x.t)), [[10], [500], [10]]);
+    const split = splitTurns([{ t: 10 }, { t: 500 }, { t: 10 }], (x) => x.t, {
+      maxTokens: 100,
+      contextTokens: 20,
+      fixedTokens: 0,
+    });
+    assert.deepEqual(
+      split.map((p) => p.turns.map((x) => x.t)),
+      [[10], [500], [10]],
+    );
   });
 
   it("estimates Cyrillic and emoji conservatively", () => {

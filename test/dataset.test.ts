@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { buildDataset, type DatasetOptions } from "../src/dataset/build.usecase.ts";
+import { IM_END, joinSegments } from "../src/dataset/chatml.ts";
+import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
+import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { fixtureOwners, fixtures, readJson } from "./support/fixtures.ts";
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "twin-dataset-test-"));
+after(async () => {
+  fs.rmSync(scratch, { recursive: true, force: true });
+  await stopEmbedded();
+});
+
+const defaults = (overrides: Partial<DatasetOptions> = {}): DatasetOptions => ({
+  gapMinutes: 10,
+  media: "tag",
+  header: true,
+  loss: { kind: "all" },
+  minTurns: 2,
+  maxTokens: 1024,
+  evalFraction: 0.05,
+  redact: false,
+  timeZone: "UTC",
+  groups: true,
+  since: null,
+  excludeChats: [],
+  excludePeople: [],
+  names: new Map(),
+  ...overrides,
+});
+
+/** Sessions counted straight from the raw export, by the rules in the issue, without our code. */
+function independentSessionCounts(file: string, ownerId: number, gapMinutes: number) {
+  const raw = readJson(file);
+  const chats = raw.chats ? [...raw.chats.list, ...(raw.left_chats?.list ?? [])] : [raw];
+  let sessions = 0;
+  let messages = 0;
+  for (const chat of chats) {
+    const usable = chat.messages
+      .filter((m: any) => m.type === "message" && typeof m.from_id === "string")
+      .map((m: any) => {
+        const text =
+          typeof m.text === "string"
+            ? m.text
+            : m.text.map((p: any) => (typeof p === "string" ? p : p.text)).join("");
+        const media =
+          m.photo || m.file || m.media_type || m.poll || m.location_information || m.contact_information;
+        return {
+          at: Date.parse(`${m.date}Z`),
+          id: m.id,
+          who: m.from_id,
+          ok: text.trim() !== "" || Boolean(media),
+        };
+      })
+      .filter((m: any) => m.ok)
+      .sort((a: any, b: any) => a.at - b.at || a.id - b.id);
+    let current: { who: string; n: number }[] = [];
+    let last = Number.NEGATIVE_INFINITY;
+    const close = () => {
+      if (current.length >= 2 && current.slice(1).some((t) => t.who === `user${ownerId}`)) {
+        sessions++;
+        messages += current.reduce((a, t) => a + t.n, 0);
+      }
+    };
+    for (const m of usable) {
+      if (m.at - last > gapMinutes * 60_000) {
+        close();
+        current = [];
+      }
+      const turn = current.at(-1);
+      if (turn && turn.who === m.who) turn.n++;
+      else current.push({ who: m.who, n: 1 });
+      last = m.at;
+    }
+    close();
+  }
+  return { sessions, messages };
+}
+
+for (const backend of backends()) {
+  describe(`dataset builder on ${backend.name} PostgreSQL`, () => {
+    let database: TestDatabase;
+    before(async () => {
+      database = await backend.fresh();
+    });
+    after(() => database.close());
+
+    const importOnly = async (file: string, owner?: string) => {
+      await database.pool.query("TRUNCATE messages, chats, people, owner, imports, datasets CASCADE");
+      await importDesktopExport(
+        { historyRepository: createHistoryRepository(database) },
+        { input: file, owner, timeZone: "UTC", batchSize: 5000 },
+      );
+    };
+
+    // ENSIA's owner never answers within 10 minutes of someone else: a 3-hour gap finds sessions.
+    for (const [name, file, owner, gap] of [
+      ["ENSIA", fixtures.ensia, fixtureOwners.ensia, 180],
+      ["CUDA", fixtures.cuda, fixtureOwners.cuda, 10],
+    ] as const) {
+      it(`counts the same sessions in ${name} as a count made from the raw JSON`, async () => {
+        await importOnly(file, owner);
+        const expected = independentSessionCounts(file, Number(owner), gap);
+        assert.ok(expected.sessions > 0, "the fixture has sessions where the owner answers");
+        const { manifest } = await buildDataset(
+          database,
+          defaults({ maxTokens: 100_000, evalFraction: 0, gapMinutes: gap }),
+        );
+        assert.equal(manifest.counts.sessions, expected.sessions);
+        assert.equal(manifest.counts.messages, expected.messages);
+        assert.equal(manifest.counts.examples, expected.sessions, "no session needed splitting");
+        assert.equal(manifest.owner.id, Number(owner));
+      });
+    }
+
+    it("needs --groups for group chats", async () => {
+      await importOnly(fixtures.cuda, fixtureOwners.cuda);
+      const { manifest } = await buildDataset(database, defaults({ groups: false }));
+      assert.equal(manifest.counts.examples, 0);
+    });
+
+    describe("on the #ubuntu IRC export", () => {
+      let result: Awaited<ReturnType<typeof buildDataset>>;
+      const outDir = path.join(scratch, backend.name);
+      before(async () => {
+        await importOnly(fixtures.irc);
+        result = await buildDataset(
+          database,
+          defaults({ loss: { kind: "owner" }, outDir, excludePeople: [41893988], redact: true }),
+        );
+      });
+
+      it("holds out the latest sessions of each chat and never puts a session in both sets", async () => {
+        const examples = await createDatasetRepository(database).examples(result.datasetId);
+        const session = (id: string) => id.split(":").slice(0, 2).join(":");
+        const train = examples.filter((e) => e.split === "train");
+        const held = examples.filter((e) => e.split === "eval");
+        assert.ok(held.length > 0, "some examples held out");
+        const trainSessions = new Set(train.map((e) => session(e.id)));
+        assert.ok(
+          held.every((e) => !trainSessions.has(session(e.id))),
+          "no session on both sides",
+        );
+        const lastTrain = Math.max(...train.map((e) => Date.parse(e.started_at)));
+        const firstEval = Math.min(...held.map((e) => Number(session(e.id).split(":")[1])));
+        assert.ok(lastTrain < firstEval, "evaluation is the future of training");
+      });
+
+      it("trains only the owner's turns, text plus <|im_end|>, and keeps every example within the length", async () => {
+        const examples = await createDatasetRepository(database).examples(result.datasetId);
+        for (const example of examples) {
+          for (const segment of example.segments) {
+            if (!segment.train) continue;
+            assert.equal(segment.speaker, "ActionParsnip");
+            assert.ok(segment.text.startsWith(">>> ") && segment.text.endsWith(IM_END), segment.text);
+          }
+          const text = joinSegments(example.segments);
+          assert.ok(text.startsWith("<|im_start|>system\nTelegram group “#ubuntu” · "), "header first");
+          assert.ok(!text.endsWith("\n"), "no trailing newline");
+        }
+        assert.equal(result.manifest.lengthHistogram.at(-1)?.examples, 0, "nothing above --max-tokens");
+        assert.ok(
+          examples.some((e) => e.segments.some((s) => s.train)),
+          "the owner is trained somewhere",
+        );
+      });
+
+      it("leaves excluded people out and writes the same examples to JSONL with a manifest", async () => {
+        const examples = await createDatasetRepository(database).examples(result.datasetId);
+        assert.ok(
+          examples.every((e) => e.speakers.every((s) => s.id !== 41893988)),
+          "ubottu excluded",
+        );
+        const lines = ["train", "eval"].flatMap((split) =>
+          fs
+            .readFileSync(path.join(outDir, `${split}.jsonl`), "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l)),
+        );
+        assert.equal(lines.length, examples.length);
+        const byId = new Map(examples.map((e) => [e.id, e]));
+        for (const line of lines) assert.deepEqual(line, byId.get(line.id));
+        const manifest = JSON.parse(fs.readFileSync(path.join(outDir, "manifest.json"), "utf8"));
+        assert.equal(manifest.counts.examples, examples.length);
+        assert.equal(manifest.owner.name, "ActionParsnip");
+        assert.equal(manifest.formatVersion, 1);
+        assert.ok(manifest.speakers[0].messageShare > 0, "per-speaker shares");
+      });
+    });
+  });
+}
