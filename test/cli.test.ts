@@ -52,6 +52,26 @@ describe("the twin command on the embedded database", () => {
     assert.match(table.stdout, /private_supergroup/);
   });
 
+  it("builds a dataset and shows examples with the trained text marked when piped", () => {
+    const out = path.join(dataDir, "dataset");
+    const built = twin("dataset", "--groups", "--since", "all", "--out", out);
+    assert.equal(built.code, 0, built.stderr);
+    assert.match(built.stdout, /^dataset \d+: \d+ sessions from 1 chats, \d+\.\d\d messages per session/);
+    for (const file of ["train.jsonl", "eval.jsonl", "manifest.json"]) {
+      assert.ok(fs.existsSync(path.join(out, file)), file);
+    }
+    const shown = twin("dataset", "show", "--n", "2", "--seed", "7");
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(shown.stdout.match(/^── /gm)?.length, 2);
+    assert.match(shown.stdout, /⟦>>> [^⟧]*<\|im_end\|>⟧/);
+    assert.ok(!shown.stdout.includes("\u001b["), "no colour codes when piped");
+    assert.equal(
+      twin("dataset", "show", "--n", "2", "--seed", "7").stdout,
+      shown.stdout,
+      "same seed, same sample",
+    );
+  });
+
   it("fails with one clear line, not a stack trace, on a missing file or a bad setting", () => {
     const missing = twin("import", "/nonexistent/result.json");
     assert.equal(missing.code, 1);
