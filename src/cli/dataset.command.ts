@@ -137,10 +137,11 @@ export function registerDatasetCommand(program: Command): void {
         if (id === undefined) throw new Error("no dataset yet: run twin dataset first");
         return repository.examples(id);
       });
-      const colour = Boolean(process.stdout.isTTY);
+      // Colour only on a terminal: picocolors alone would also colour piped output when CI is set.
+      const colours = pc.createColors(Boolean(process.stdout.isTTY));
       for (const example of sample(examples, flags.n, flags.seed)) {
         process.stdout.write(
-          `${pc.bold(`── ${example.id} (${example.split}) ──`)}\n${showExample(example, colour)}\n\n`,
+          `${colours.bold(`── ${example.id} (${example.split}) ──`)}\n${showExample(example, colours)}\n\n`,
         );
       }
     });
@@ -163,8 +164,10 @@ export function sample<T>(items: T[], n: number, seed: number): T[] {
   return copy.slice(0, n);
 }
 
-export function showExample(example: Example, colour: boolean): string {
+/** Trained text green and the rest dimmed; without colour, trained text between ⟦ and ⟧. */
+export function showExample(example: Example, colours: ReturnType<typeof pc.createColors>): string {
+  const plain = !colours.isColorSupported;
   return example.segments
-    .map((s) => (s.train ? (colour ? pc.green(s.text) : `⟦${s.text}⟧`) : colour ? pc.dim(s.text) : s.text))
+    .map((s) => (s.train ? (plain ? `⟦${s.text}⟧` : colours.green(s.text)) : colours.dim(s.text)))
     .join("");
 }
