@@ -52,6 +52,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     types: ["personal_chat", ...(options.groups ? GROUP_TYPES : [])],
     exclude: options.excludeChats,
   });
+  const chatsById = new Map(chats.map((chat) => [chat.id, chat]));
   const excluded = new Set([
     ...options.excludePeople,
     TELEGRAM_SERVICE_ACCOUNT,
@@ -90,7 +91,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       chats.map((c) => c.id),
       since,
       async (chatId, messages) => {
-        const chat = chats.find((c) => c.id === chatId) as (typeof chats)[number];
+        const chat = chatsById.get(chatId) as (typeof chats)[number];
         const kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
         const examples = chatExamples(chat, kept, { settings, names, ownerId: owner.personId }, stats);
         if (examples.length > 0) chatsWithExamples.add(chatId);
@@ -104,7 +105,6 @@ export async function buildDataset(database: Database, options: DatasetOptions):
         });
       },
     );
-    await sink.finish();
     const manifest = buildManifest({
       datasetId,
       settings: recorded,

@@ -141,7 +141,6 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
           client.release();
         }
       },
-      async finish() {},
       async abort() {
         await pool
           .query("DELETE FROM dataset_examples WHERE dataset_id = $1", [datasetId])

@@ -1,5 +1,5 @@
 import { pipeline } from "node:stream/promises";
-import { desc, eq } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Database } from "../db/client.ts";
@@ -108,7 +108,7 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .onConflictDoUpdate({ target: owner.singleton, set: { name, timeZone, updatedAt: new Date() } });
   }
 
-  /** Senders called `name` in the given chats, most active first, to resolve `--owner <name>`. */
+  /** Users called `name` (as a sender or in people), most active first, to resolve `--owner <name>`. */
   async function findSendersByName(name: string): Promise<{ id: number; messages: number }[]> {
     const result = await pool.query<{ id: string; messages: number }>(
       `SELECT sender_id AS id, count(*)::int AS messages FROM messages
@@ -122,10 +122,6 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
   async function getPerson(id: number): Promise<{ id: number; name: string | null } | undefined> {
     const [row] = await db.select({ id: people.id, name: people.name }).from(people).where(eq(people.id, id));
     return row;
-  }
-
-  async function lastImports(limit = 5) {
-    return db.select().from(imports).orderBy(desc(imports.id)).limit(limit);
   }
 
   async function openImportSession(): Promise<ImportSession> {
@@ -151,7 +147,6 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
     setOwner,
     getPerson,
     findSendersByName,
-    lastImports,
     openImportSession,
   };
 }
