@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { ensureTestModel } from "./test-model.mjs";
 
 function find(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -22,6 +23,8 @@ if (files.length === 0) {
   console.error("no test files matched");
   process.exit(1);
 }
+// Tests that need a real GGUF model find it here (fetched once into the user's cache).
+const env = { ...process.env, TWIN_TEST_MODEL: process.env.TWIN_TEST_MODEL || ensureTestModel() };
 const result = spawnSync(
   process.execPath,
   [
@@ -33,6 +36,6 @@ const result = spawnSync(
     "--test-timeout=300000",
     ...files,
   ],
-  { stdio: "inherit" },
+  { stdio: "inherit", env },
 );
 process.exit(result.status ?? 1);

@@ -6,10 +6,12 @@ import { after, before, describe, it } from "node:test";
 import { buildDataset, type DatasetOptions } from "../src/dataset/build.usecase.ts";
 import { IM_END, joinSegments } from "../src/dataset/chatml.ts";
 import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
+import { loadGgufTokenizer } from "../src/dataset/tokenizer.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtureOwners, fixtures, readJson } from "./support/fixtures.ts";
+import { testModel } from "./support/models.ts";
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "twin-dataset-test-"));
 after(async () => {
@@ -169,6 +171,23 @@ for (const backend of backends()) {
           examples.some((e) => e.segments.some((s) => s.train)),
           "the owner is trained somewhere",
         );
+      });
+
+      it("with a real tokenizer, keeps every example within --max-tokens as that tokenizer counts", async () => {
+        const tokenizer = await loadGgufTokenizer(testModel());
+        try {
+          const counted = await buildDataset(database, defaults({ maxTokens: 512, tokenizer }));
+          const examples = await createDatasetRepository(database).examples(counted.datasetId);
+          const lengths = examples.map((e) => tokenizer.tokenize(joinSegments(e.segments)));
+          assert.ok(Math.max(...lengths) <= 512, `longest example: ${Math.max(...lengths)} tokens`);
+          assert.ok(
+            lengths.filter((n) => n > 256).length > examples.length / 2,
+            "pieces are filled, not tiny",
+          );
+          assert.equal(counted.manifest.settings.tokenizer, "SmolLM2-135M-Instruct.Q4_1.gguf");
+        } finally {
+          await tokenizer.close();
+        }
       });
 
       it("leaves excluded people out and writes the same examples to JSONL with a manifest", async () => {

@@ -7,6 +7,7 @@ import { createDatasetRepository } from "../dataset/dataset.repository.ts";
 import type { Example, LossPolicy } from "../dataset/examples.ts";
 import { summaryLine } from "../dataset/manifest.ts";
 import { parseNameOverride } from "../dataset/names.ts";
+import { loadGgufTokenizer } from "../dataset/tokenizer.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
@@ -43,6 +44,7 @@ type DatasetFlags = {
   loss: LossPolicy;
   media: "tag" | "drop";
   redact?: boolean;
+  tokenizer?: string;
 };
 
 export function registerDatasetCommand(program: Command): void {
@@ -67,6 +69,7 @@ export function registerDatasetCommand(program: Command): void {
         .default("tag"),
     )
     .option("--redact", "replace login codes, passwords, card and phone numbers and e-mails by tags")
+    .option("--tokenizer <model.gguf>", "count tokens with this model's vocabulary instead of the estimate")
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
       if (flags.evalFraction < 0 || flags.evalFraction >= 1)
@@ -81,6 +84,7 @@ export function registerDatasetCommand(program: Command): void {
         { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
         cliProgress.Presets.shades_classic,
       );
+      const tokenizer = flags.tokenizer ? await loadGgufTokenizer(flags.tokenizer) : undefined;
       const result = await withDatabase(config, async (database) => {
         const owner = await createHistoryRepository(database).getOwner();
         bar.start(1, 0, { examples: 0 });
@@ -101,6 +105,7 @@ export function registerDatasetCommand(program: Command): void {
             excludePeople: flags.excludePerson.map(Number),
             names: new Map(flags.name.map(parseNameOverride)),
             outDir: flags.out,
+            tokenizer,
             onProgress: ({ chats, totalChats, examples }) => {
               bar.setTotal(totalChats);
               bar.update(chats, { examples });
@@ -108,6 +113,7 @@ export function registerDatasetCommand(program: Command): void {
           });
         } finally {
           bar.stop();
+          await tokenizer?.close();
         }
       });
       const m = result.manifest;

@@ -12,6 +12,7 @@ import {
   type ExampleSettings,
   emptyChatStats,
 } from "./examples.ts";
+import type { Tokenize } from "./length.ts";
 import { buildManifest, type Manifest } from "./manifest.ts";
 import { buildNameTable } from "./names.ts";
 import { emptyRedactionCounts } from "./redact.ts";
@@ -26,6 +27,8 @@ export type DatasetOptions = ExampleSettings & {
   names: Map<number, string>;
   /** Also write train.jsonl, eval.jsonl and manifest.json here. */
   outDir?: string | undefined;
+  /** A real token counter (see tokenizer.ts); the conservative estimate without it. */
+  tokenizer?: { name: string; tokenize: Tokenize } | undefined;
   onProgress?: (progress: { chats: number; totalChats: number; examples: number }) => void;
 };
 
@@ -77,6 +80,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     excludeChats: options.excludeChats,
     excludePeople: options.excludePeople,
     names: Object.fromEntries(options.names),
+    tokenizer: options.tokenizer?.name ?? "estimate",
   };
   const datasetId = await repository.create(recorded);
 
@@ -93,7 +97,12 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       async (chatId, messages) => {
         const chat = chatsById.get(chatId) as (typeof chats)[number];
         const kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
-        const examples = chatExamples(chat, kept, { settings, names, ownerId: owner.personId }, stats);
+        const examples = chatExamples(
+          chat,
+          kept,
+          { settings, names, ownerId: owner.personId, tokenize: options.tokenizer?.tokenize },
+          stats,
+        );
         if (examples.length > 0) chatsWithExamples.add(chatId);
         for (const example of examples) counts[example.split]++;
         await sink.write(examples);

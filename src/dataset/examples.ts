@@ -109,7 +109,7 @@ export function headerLine(
 export function chatExamples(
   chat: ChatInfo,
   messages: DatasetMessage[],
-  context: { settings: ExampleSettings; names: NameTable; ownerId: number; tokenize?: Tokenize },
+  context: { settings: ExampleSettings; names: NameTable; ownerId: number; tokenize?: Tokenize | undefined },
   stats: ChatStats,
 ): Example[] {
   const { settings, names, ownerId } = context;
@@ -149,11 +149,17 @@ export function chatExamples(
             settings.timeZone,
           )
         : undefined;
-    const sessionHeader = headerFor(session.turns);
+    // The longest header any piece can get: its longest participants' names, a "+N more".
+    const longestNames = [...new Set(session.turns.map((t) => nameOf(t.speakerId)))].sort(
+      (a, b) => b.length - a.length,
+    );
+    const headerBound = settings.header
+      ? tokenize(headerLine(chat, longestNames, session.startedAt, settings.timeZone)) + 8
+      : 0;
     const pieces = splitTurns(session.turns, (turn) => turnTokens.get(turn) as number, {
       maxTokens: settings.maxTokens,
       contextTokens: Math.floor(settings.maxTokens / 4),
-      fixedTokens: sessionHeader ? tokenize(sessionHeader) + 8 : 0,
+      fixedTokens: headerBound,
     });
     pieces.forEach((piece, part) => {
       const turns = [
