@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { createFriendsRepository } from "../src/access/friends.repository.ts";
 import { buildDataset, type DatasetOptions } from "../src/dataset/build.usecase.ts";
 import { IM_END, joinSegments } from "../src/dataset/chatml.ts";
 import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
@@ -120,6 +121,50 @@ for (const backend of backends()) {
         assert.equal(manifest.owner.id, Number(owner));
       });
     }
+
+    it("with --allowed-only, learns only from personal chats with people the owner allowed", async () => {
+      await database.pool.query(
+        "TRUNCATE messages, chats, people, owner, imports, datasets, friends CASCADE",
+      );
+      const chat = (friend: number) => ({
+        name: `Friend ${friend}`,
+        type: "personal_chat",
+        id: friend,
+        messages: [1, 2, 3, 4].map((n) => ({
+          id: n,
+          type: "message",
+          date: "2024-05-01T10:00:00",
+          date_unixtime: String(1714557600 + n * 60),
+          from: n % 2 ? `Friend ${friend}` : "Me",
+          from_id: n % 2 ? `user${friend}` : "user1",
+          text: `message ${n}`,
+        })),
+      });
+      const file = path.join(scratch, "friends.json");
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          personal_information: { user_id: 1, first_name: "Me" },
+          chats: { list: [chat(2), chat(3)] },
+        }),
+      );
+      await importDesktopExport(
+        { historyRepository: createHistoryRepository(database) },
+        { input: file, timeZone: "UTC", batchSize: 100 },
+      );
+      const friends = createFriendsRepository(database);
+      await friends.allow(2);
+      await friends.allow(3);
+      await friends.revoke(3);
+      const everyone = await buildDataset(database, defaults({ groups: false, evalFraction: 0 }));
+      assert.equal(everyone.manifest.counts.chats, 2);
+      const allowed = await buildDataset(
+        database,
+        defaults({ groups: false, evalFraction: 0, allowedOnly: true }),
+      );
+      const examples = await createDatasetRepository(database).examples(allowed.datasetId);
+      assert.deepEqual([...new Set(examples.map((e) => e.chat_id))], [2]);
+    });
 
     it("needs --groups for group chats", async () => {
       await importOnly(fixtures.cuda, fixtureOwners.cuda);

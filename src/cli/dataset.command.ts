@@ -39,6 +39,7 @@ type DatasetFlags = {
   groups?: boolean;
   since?: string;
   excludeChat: string[];
+  allowedOnly?: boolean;
   excludePerson: string[];
   name: string[];
   loss: LossPolicy;
@@ -59,6 +60,7 @@ export function registerDatasetCommand(program: Command): void {
     .option("--no-header", "leave out the system header turn (chat, participants, local time)")
     .option("--groups", "include group chats (personal chats only by default)")
     .option("--since <date|all>", "oldest message used (default: 24 months before the owner's last message)")
+    .option("--allowed-only", "only personal chats with people allowed in the bot (/allow)")
     .option("--exclude-chat <id>", "leave a chat out (repeatable)", collect, [])
     .option("--exclude-person <id>", "leave a person's messages out (repeatable)", collect, [])
     .option("--name <id=name>", "the name a person gets in the examples (repeatable)", collect, [])
@@ -102,6 +104,7 @@ export function registerDatasetCommand(program: Command): void {
             groups: flags.groups ?? false,
             since,
             excludeChats: flags.excludeChat.map(Number),
+            allowedOnly: flags.allowedOnly ?? false,
             excludePeople: flags.excludePerson.map(Number),
             names: new Map(flags.name.map(parseNameOverride)),
             outDir: flags.out,

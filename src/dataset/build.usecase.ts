@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
+import { createFriendsRepository } from "../access/friends.repository.ts";
 import type { Database } from "../db/client.ts";
 import { HistoryError } from "../history/history.errors.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
@@ -23,6 +24,8 @@ export type DatasetOptions = ExampleSettings & {
   /** ISO date, or undefined for the default: 24 months before the owner's last message; null: everything. */
   since: string | null | undefined;
   excludeChats: number[];
+  /** Only personal chats with people the owner allowed in the bot. */
+  allowedOnly?: boolean;
   excludePeople: number[];
   names: Map<number, string>;
   /** Also write train.jsonl, eval.jsonl and manifest.json here. */
@@ -51,10 +54,13 @@ export async function buildDataset(database: Database, options: DatasetOptions):
 
   const since =
     options.since === undefined ? await repository.defaultSince(owner.personId, SINCE_MONTHS) : options.since;
-  const chats = await repository.chatsToInclude({
-    types: ["personal_chat", ...(options.groups ? GROUP_TYPES : [])],
-    exclude: options.excludeChats,
-  });
+  const allowed = options.allowedOnly ? await createFriendsRepository(database).allowedIds() : undefined;
+  const chats = (
+    await repository.chatsToInclude({
+      types: ["personal_chat", ...(options.groups && !allowed ? GROUP_TYPES : [])],
+      exclude: options.excludeChats,
+    })
+  ).filter((chat) => !allowed || allowed.includes(chat.id));
   const chatsById = new Map(chats.map((chat) => [chat.id, chat]));
   const excluded = new Set([
     ...options.excludePeople,
@@ -78,6 +84,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     groups: options.groups,
     since,
     excludeChats: options.excludeChats,
+    allowedOnly: options.allowedOnly ?? false,
     excludePeople: options.excludePeople,
     names: Object.fromEntries(options.names),
     tokenizer: options.tokenizer?.name ?? "estimate",

@@ -1,4 +1,5 @@
 /** Every table, for drizzle and drizzle-kit: each concept keeps its tables in its own folder. */
 
+export * from "../access/access.tables.ts";
 export * from "../dataset/dataset.tables.ts";
 export * from "../history/history.tables.ts";

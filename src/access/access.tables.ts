@@ -1,0 +1,12 @@
+import { bigint, pgTable, timestamp } from "drizzle-orm/pg-core";
+
+/**
+ * The people the owner allowed to talk to the twin (the bot's `/allow` and `/revoke` write here).
+ * The dataset builder can limit training to chats with them: the owner decides what is learnt.
+ */
+export const friends = pgTable("friends", {
+  personId: bigint("person_id", { mode: "number" }).primaryKey(),
+  allowedAt: timestamp("allowed_at", { withTimezone: true }).notNull().defaultNow(),
+  /** Set by /revoke; the row stays so the history of consent is kept. */
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+});
