@@ -24,7 +24,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Tests that need a real GGUF model find it here (fetched once into the user's cache).
-const env = { ...process.env, TWIN_TEST_MODEL: process.env.TWIN_TEST_MODEL || ensureTestModel() };
+const env = { ...process.env, TEST_MODEL_GGUF: process.env.TEST_MODEL_GGUF || ensureTestModel() };
 const result = spawnSync(
   process.execPath,
   [
