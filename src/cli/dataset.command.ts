@@ -7,7 +7,6 @@ import { createDatasetRepository } from "../dataset/dataset.repository.ts";
 import type { Example, LossPolicy } from "../dataset/examples.ts";
 import { summaryLine } from "../dataset/manifest.ts";
 import { parseNameOverride } from "../dataset/names.ts";
-import { loadGgufTokenizer } from "../dataset/tokenizer.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
@@ -86,7 +85,10 @@ export function registerDatasetCommand(program: Command): void {
         { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
         cliProgress.Presets.shades_classic,
       );
-      const tokenizer = flags.tokenizer ? await loadGgufTokenizer(flags.tokenizer) : undefined;
+      // node-llama-cpp is loaded only when asked for: it is large and the estimate needs none of it.
+      const tokenizer = flags.tokenizer
+        ? await (await import("../dataset/tokenizer.ts")).loadGgufTokenizer(flags.tokenizer)
+        : undefined;
       const result = await withDatabase(config, async (database) => {
         const owner = await createHistoryRepository(database).getOwner();
         bar.start(1, 0, { examples: 0 });
