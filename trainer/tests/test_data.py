@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from twin_trainer.data import (
+    IGNORE_INDEX,
+    BaseModelError,
+    DatasetFormatError,
+    Example,
+    LabelError,
+    Segment,
+    check_chat_tokens,
+    label_example,
+    read_examples,
+    read_manifest,
+)
+
+
+def turns(*items: tuple[str, list[str], bool], header: str | None = None) -> Example:
+    """Segments exactly as the TypeScript renderer makes them (src/dataset/chatml.ts)."""
+    segments: list[Segment] = []
+    if header is not None:
+        segments.append(Segment(f"<|im_start|>system\n{header}<|im_end|>", False, "system"))
+    for speaker, messages, train in items:
+        if segments:
+            segments.append(Segment("\n", False, None))
+        segments.append(Segment(f"<|im_start|>{speaker}\n", False, speaker))
+        body = "\n".join(f">>> {m}" for m in messages) + "<|im_end|>"
+        segments.append(Segment(body, train, speaker))
+    return Example("e1", 42, "train", [], segments)
+
+
+def test_labels_cover_exactly_the_trained_text_in_cyrillic_emoji_and_long_names(tokenizer):
+    long_name = "Александр Константинович Смирнов-Щербаков 🦊"
+    example = turns(
+        ("Джон", ["привет 👋", "как дела? 🔥🔥"], False),
+        (long_name, ["норм 😅", "а у тебя?"], True),
+        ("Джон", ["тоже 🙈"], False),
+        header="Telegram chat · Джон, Александр · 2023-11-27 Mon 21:15",
+    )
+    labelled = label_example(example, tokenizer)
+    learnt = [label for label in labelled.labels if label != IGNORE_INDEX]
+    assert tokenizer.decode(learnt) == ">>> норм 😅\n>>> а у тебя?<|im_end|>"
+    assert {s for s in labelled.speakers if s is not None} == {long_name}
+    assert labelled.supervised_tokens == len(learnt)
+    assert labelled.input_ids == tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    # The role header and the name are context, never learnt.
+    start = labelled.input_ids.index(check_chat_tokens(tokenizer)[0])
+    assert labelled.labels[start] == IGNORE_INDEX
+
+
+def test_every_speaker_is_labelled_under_the_all_policy(tokenizer):
+    example = turns(("A", ["hi"], True), ("B", ["yo", "sup"], True))
+    labelled = label_example(example, tokenizer)
+    assert tokenizer.decode([x for x in labelled.labels if x != IGNORE_INDEX]) == example.trained_text
+    learnt_by = [s for s in labelled.speakers if s is not None]
+    assert set(learnt_by) == {"A", "B"}
+    assert learnt_by == sorted(learnt_by), "A's tokens, then B's, in order"
+
+
+class ShiftedOffsets:
+    """A tokenizer whose offsets are off by one character: labelling must notice, not learn noise."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, text, **kwargs):
+        encoded = self.inner(text, **kwargs)
+        if "offset_mapping" in encoded:
+            encoded["offset_mapping"] = [(s + 1, e + 1) for s, e in encoded["offset_mapping"]]
+        return encoded
+
+    def decode(self, ids):
+        return self.inner.decode(ids)
+
+
+def test_broken_offsets_stop_labelling(tokenizer):
+    example = turns(("A", ["one two three"], False), ("B", ["four five"], True))
+    with pytest.raises(LabelError, match="offsets do not line up"):
+        label_example(example, ShiftedOffsets(tokenizer))
+
+
+def test_a_base_without_chatml_tokens_is_refused():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "<": 1, "|": 2, "im_start": 3, "im_end": 4, ">": 5}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Split("|", "isolated")
+    plain = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+    with pytest.raises(BaseModelError, match="splits <\\|im_start\\|>"):
+        check_chat_tokens(plain)
+
+
+def test_smollm2_has_both_chat_tokens(tokenizer):
+    start, end = check_chat_tokens(tokenizer)
+    assert start != end
+
+
+def test_dataset_files_are_validated_with_file_and_line(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"formatVersion": 99}))
+    with pytest.raises(DatasetFormatError, match="format version 99"):
+        read_manifest(tmp_path)
+    with pytest.raises(DatasetFormatError, match="missing"):
+        read_manifest(tmp_path / "nowhere")
+    good = {"id": "x", "chat_id": 1, "started_at": "2024-01-01T00:00:00Z", "split": "train", "speakers": [],
+            "segments": [{"text": "<|im_start|>A\n", "train": False, "speaker": "A"}]}
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(good) + "\n" + "{not json\n")
+    examples = read_examples(path)
+    assert next(examples).id == "x"
+    with pytest.raises(DatasetFormatError, match=r"train\.jsonl:2: invalid JSON"):
+        next(examples)
+    path.write_text(json.dumps({**good, "segments": [{"text": "x", "train": "yes"}]}) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"train\.jsonl:1: not a twin example"):
+        list(read_examples(path))

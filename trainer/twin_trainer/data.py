@@ -1,0 +1,164 @@
+"""The dataset as `twin dataset --out` writes it, and the labels the model learns from.
+
+An example is a list of segments `{text, train, speaker}`. Joined, they are the text the model
+reads; every token that overlaps a trained segment is labelled (learnt), every other token is
+masked with -100. The labelled tokens must decode back to exactly the trained text: if a
+tokenizer's offsets are off, training would silently learn the wrong thing, so we stop instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMAT_VERSION = 1
+IGNORE_INDEX = -100
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
+
+
+class DatasetFormatError(ValueError):
+    """The dataset files are not what `twin dataset` writes; the message says which file and line."""
+
+
+class LabelError(ValueError):
+    """Labelling an example went wrong: the tokenizer's offsets do not match the text."""
+
+
+class BaseModelError(ValueError):
+    """The base model cannot be trained on this format (e.g. ChatML tokens are not single tokens)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    train: bool
+    speaker: str | None
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    chat_id: int
+    split: str
+    speakers: list[dict[str, Any]]
+    segments: list[Segment]
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments)
+
+    @property
+    def trained_text(self) -> str:
+        return "".join(segment.text for segment in self.segments if segment.train)
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    example_id: str
+    input_ids: list[int]
+    labels: list[int]
+    # Per token: the speaker's name for labelled tokens, None elsewhere (per-speaker loss).
+    speakers: list[str | None]
+
+    @property
+    def supervised_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def _example_from_json(value: Any, where: str) -> Example:
+    try:
+        segments = [Segment(str(s["text"]), bool(s["train"]), s.get("speaker")) for s in value["segments"]]
+        if not all(isinstance(s["train"], bool) and isinstance(s["text"], str) for s in value["segments"]):
+            raise TypeError("segment text must be a string and train a boolean")
+        return Example(
+            id=str(value["id"]),
+            chat_id=int(value["chat_id"]),
+            split=str(value["split"]),
+            speakers=list(value["speakers"]),
+            segments=segments,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetFormatError(f"{where}: not a twin example ({error!r})") from error
+
+
+def read_examples(path: Path) -> Iterator[Example]:
+    """Streams the examples of one JSONL file, naming the file and line of any bad one."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetFormatError(f"{path}:{number}: invalid JSON ({error.msg})") from error
+            yield _example_from_json(value, f"{path}:{number}")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a dataset folder, refused unless its format version is the one we read."""
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise DatasetFormatError(f"{path}: missing — point to the folder `twin dataset --out` wrote") from error
+    except json.JSONDecodeError as error:
+        raise DatasetFormatError(f"{path}: invalid JSON ({error.msg})") from error
+    version = manifest.get("formatVersion")
+    if version != FORMAT_VERSION:
+        raise DatasetFormatError(
+            f"{path}: format version {version!r}, this trainer reads version {FORMAT_VERSION}; "
+            "rebuild the dataset with the matching twin version"
+        )
+    return manifest
+
+
+def check_chat_tokens(tokenizer: Any) -> tuple[int, int]:
+    """The ids of <|im_start|> and <|im_end|>; refuses a base that lacks them as single tokens.
+
+    Adding them would put new embeddings into the adapter, which llama.cpp adapters cannot carry.
+    """
+    ids = []
+    for token in CHAT_TOKENS:
+        encoded = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise BaseModelError(
+                f"the base model's tokenizer splits {token} into {len(encoded)} tokens; "
+                "use a ChatML base (Qwen2.5/3, SmolLM2, Dolphin) whose vocabulary has it as one token"
+            )
+        ids.append(encoded[0])
+    return ids[0], ids[1]
+
+
+def label_example(example: Example, tokenizer: Any) -> LabelledExample:
+    """Tokenizes the joined segments and labels every token that overlaps a trained segment."""
+    text = example.text
+    spans: list[tuple[int, int, str | None]] = []
+    position = 0
+    for segment in example.segments:
+        end = position + len(segment.text)
+        if segment.train and end > position:
+            spans.append((position, end, segment.speaker))
+        position = end
+
+    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    input_ids: list[int] = list(encoded["input_ids"])
+    offsets: list[tuple[int, int]] = [tuple(o) for o in encoded["offset_mapping"]]
+    labels = [IGNORE_INDEX] * len(input_ids)
+    speakers: list[str | None] = [None] * len(input_ids)
+    span_index = 0
+    for index, (start, end) in enumerate(offsets):
+        while span_index < len(spans) and spans[span_index][1] <= start:
+            span_index += 1
+        if span_index < len(spans) and start < spans[span_index][1] and end > spans[span_index][0]:
+            labels[index] = input_ids[index]
+            speakers[index] = spans[span_index][2]
+
+    learnt = tokenizer.decode([label for label in labels if label != IGNORE_INDEX])
+    if learnt != example.trained_text:
+        raise LabelError(
+            f"example {example.id}: the labelled tokens decode to {learnt[:80]!r}… but the trained text is "
+            f"{example.trained_text[:80]!r}…; this tokenizer's offsets do not line up with the text"
+        )
+    return LabelledExample(example.id, input_ids, labels, speakers)
