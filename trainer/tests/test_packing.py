@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from twin_trainer.data import Example, Segment, label_example
+from twin_trainer.model import load_base
+from twin_trainer.packing import pack, pack_greedily, pad
+from conftest import smollm2_gguf
+
+
+def example(n: int) -> Example:
+    texts = ["привет, как дела? 🔥", "all good, you?", "норм, работаю", "same here lol", "ok see you 👋"]
+    segments = [Segment(f"<|im_start|>Person {n}\n", False, "P"), Segment(f">>> {texts[n % 5]} {n}<|im_end|>", True, "P")]
+    return Example(f"e{n}", 1, "train", [], segments)
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def model_and_tokenizer(request):
+    model, tokenizer = load_base(smollm2_gguf(), attn_implementation=request.param)
+    model.eval()
+    return model, tokenizer
+
+
+def logits_alone(model, labelled):
+    with torch.no_grad():
+        return [model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0] for e in labelled]
+
+
+def test_packed_logits_equal_each_example_alone(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    labelled = [label_example(example(n), tokenizer) for n in range(4)]
+    alone = logits_alone(model, labelled)
+    batch = pack(labelled)
+    with torch.no_grad():
+        packed = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits[0]
+    start = 0
+    for one in alone:
+        torch.testing.assert_close(packed[start : start + len(one)], one, atol=2e-4, rtol=1e-4)
+        start += len(one)
+
+
+def test_the_same_check_catches_attention_across_examples(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    labelled = [label_example(example(n), tokenizer) for n in range(4)]
+    alone = logits_alone(model, labelled)
+    batch = pack(labelled)
+    with torch.no_grad():
+        # Wrong: no position ids, so one causal mask spans all examples.
+        leaky = model(input_ids=batch.input_ids, use_cache=False).logits[0]
+    later = leaky[len(alone[0]) : len(alone[0]) + len(alone[1])]
+    assert not torch.allclose(later, alone[1], atol=2e-4, rtol=1e-4)
+
+
+def test_padded_batches_count_their_padding(model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    labelled = [label_example(example(n), tokenizer) for n in range(3)]
+    batch = pad(labelled, pad_id=0)
+    longest = max(len(e.input_ids) for e in labelled)
+    assert batch.input_ids.shape == (3, longest)
+    assert batch.padding_fraction == pytest.approx(1 - sum(len(e.input_ids) for e in labelled) / (3 * longest))
+    rows = pack_greedily(labelled, max_tokens=2 * longest)
+    assert sorted(e.example_id for row in rows for e in row) == sorted(e.example_id for e in labelled)
+    assert all(sum(len(e.input_ids) for e in row) <= 2 * longest for row in rows)
