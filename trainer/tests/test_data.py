@@ -44,6 +44,8 @@ def test_labels_cover_exactly_the_trained_text_in_cyrillic_emoji_and_long_names(
     assert {s for s in labelled.speakers if s is not None} == {long_name}
     assert labelled.supervised_tokens == len(learnt)
     assert labelled.input_ids == tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    content = [t for t, c in zip(labelled.input_ids, labelled.content) if c]
+    assert tokenizer.decode(content).replace(" ", "") == "норм😅аутебя?"
     # The role header and the name are context, never learnt.
     start = labelled.input_ids.index(check_chat_tokens(tokenizer)[0])
     assert labelled.labels[start] == IGNORE_INDEX

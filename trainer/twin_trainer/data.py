@@ -61,6 +61,11 @@ class LabelledExample:
     labels: list[int]
     # Per token: the speaker's name for labelled tokens, None elsewhere (per-speaker loss).
     speakers: list[str | None]
+    # Per token: True where it overlaps message text itself — not ">>> ", names or <|im_end|>,
+    # which any run learns at once; the honest measure of learning is on these.
+    content: list[bool]
+    # Characters of trained text, for bits per character.
+    trained_characters: int = 0
 
     @property
     def supervised_tokens(self) -> int:
@@ -131,15 +136,38 @@ def check_chat_tokens(tokenizer: Any) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+MESSAGE_PREFIX = ">>> "
+IM_END = "<|im_end|>"
+
+
+def content_spans(body: str, start: int) -> list[tuple[int, int]]:
+    """Character spans of the messages' own text inside a trained turn body starting at `start`."""
+    text = body[: -len(IM_END)] if body.endswith(IM_END) else body
+    spans = []
+    position = start
+    for line in text.split("\n"):
+        skip = len(MESSAGE_PREFIX) if line.startswith(MESSAGE_PREFIX) else 0
+        if len(line) > skip:
+            spans.append((position + skip, position + len(line)))
+        position += len(line) + 1
+    return spans
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(start < span_end and end > span_start for span_start, span_end in spans)
+
+
 def label_example(example: Example, tokenizer: Any) -> LabelledExample:
     """Tokenizes the joined segments and labels every token that overlaps a trained segment."""
     text = example.text
     spans: list[tuple[int, int, str | None]] = []
+    content: list[tuple[int, int]] = []
     position = 0
     for segment in example.segments:
         end = position + len(segment.text)
         if segment.train and end > position:
             spans.append((position, end, segment.speaker))
+            content.extend(content_spans(segment.text, position))
         position = end
 
     encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
@@ -161,4 +189,5 @@ def label_example(example: Example, tokenizer: Any) -> LabelledExample:
             f"example {example.id}: the labelled tokens decode to {learnt[:80]!r}… but the trained text is "
             f"{example.trained_text[:80]!r}…; this tokenizer's offsets do not line up with the text"
         )
-    return LabelledExample(example.id, input_ids, labels, speakers)
+    is_content = [labels[i] != IGNORE_INDEX and _overlaps(content, *offsets[i]) for i in range(len(input_ids))]
+    return LabelledExample(example.id, input_ids, labels, speakers, is_content, len(example.trained_text))

@@ -1,0 +1,62 @@
+import json
+
+from conftest import smollm2_gguf
+from twin_trainer.__main__ import load_config
+from twin_trainer.train import TrainConfig, train
+
+
+def write_dataset(folder, n_train=6, n_eval=2):
+    folder.mkdir()
+
+    def example(i, split):
+        segments = [
+            {"text": "<|im_start|>Friend\n", "train": False, "speaker": "Friend"},
+            {"text": f">>> how is it going {i}?<|im_end|>", "train": False, "speaker": "Friend"},
+            {"text": "\n", "train": False},
+            {"text": "<|im_start|>Me\n", "train": False, "speaker": "Me"},
+            {"text": f">>> all good, working on part {i} 🔧<|im_end|>", "train": True, "speaker": "Me"},
+        ]
+        return {"id": f"{split}{i}", "chat_id": 2, "started_at": "2024-01-01T00:00:00Z", "split": split,
+                "speakers": [{"id": 1, "name": "Me"}, {"id": 2, "name": "Friend"}], "segments": segments}
+
+    (folder / "manifest.json").write_text(json.dumps({"formatVersion": 1, "datasetId": 7}))
+    (folder / "train.jsonl").write_text("".join(json.dumps(example(i, "train")) + "\n" for i in range(n_train)))
+    (folder / "eval.jsonl").write_text("".join(json.dumps(example(i + 100, "eval")) + "\n" for i in range(n_eval)))
+
+
+def test_stop_saves_a_checkpoint_and_a_rerun_resumes_the_step_count(tmp_path):
+    write_dataset(tmp_path / "data")
+    config = TrainConfig(base=str(smollm2_gguf()), dataset=str(tmp_path / "data"), output=str(tmp_path / "run"),
+                         max_steps=4, tokens_per_batch=64, eval_every=0, save_every=0, learning_rate=1e-3)
+    events = []
+
+    def stop_after_two(event):
+        events.append(event)
+        if event.get("event") == "log" and event["step"] == 2:
+            (tmp_path / "run" / "STOP").write_text("")
+
+    first = train(config, stop_after_two)
+    assert first == {"stopped": True, "step": 2}
+    assert [e["step"] for e in events if e["event"] == "log"] == [1, 2]
+    assert (tmp_path / "run" / "checkpoint-2" / "trainer_state.pt").exists()
+
+    (tmp_path / "run" / "STOP").unlink()
+    resumed = []
+    second = train(config, resumed.append)
+    assert resumed[0]["event"] == "start" and resumed[0]["resumed_from"] == 2
+    assert [e["step"] for e in resumed if e["event"] == "log"] == [3, 4]
+    assert second["step"] == 4
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics) == {"base", "tuned"}
+    assert metrics["tuned"]["overall"]["tokens"] == metrics["base"]["overall"]["tokens"] > 0
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert configs, "configs/ ships at least one config"
+    for path in configs:
+        config = load_config(str(path), ["max_steps=3"])
+        assert config.max_steps == 3 and config.lora_r > 0
