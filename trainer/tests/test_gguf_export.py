@@ -72,6 +72,12 @@ def test_adapter_exports_with_llama_cpp_names_metadata_and_permuted_q_k(base, tm
     b_v = model.base_model.model.model.layers[0].self_attn.v_proj.lora_B["default"].weight.detach().numpy()
     stored_v = np.asarray(next(t for t in reader.tensors if t.name == "blk.0.attn_v.weight.lora_b").data).reshape(b_v.shape)
     np.testing.assert_allclose(stored_v, b_v)
+    # The command line writes the same file.
+    from twin_trainer.__main__ import main
+
+    assert main(["export-gguf", "--adapter", str(tmp_path / "adapter"), "--base", str(smollm2_gguf()),
+                 "--out", str(tmp_path / "cli.gguf")]) == 0
+    assert (tmp_path / "cli.gguf").read_bytes() == out.read_bytes()
     model.unload()
 
 

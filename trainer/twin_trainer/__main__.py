@@ -35,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("train", help="LoRA fine-tuning on a dataset folder")
     run.add_argument("--config", help="YAML config (see configs/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    export = commands.add_parser("export-gguf", help="write a trained adapter as a GGUF LoRA for llama.cpp")
+    export.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")
+    export.add_argument("--base", required=True, help="the base GGUF the adapter was trained on")
+    export.add_argument("--out", required=True, help="the .gguf file to write")
     arguments = parser.parse_args(argv)
+    if arguments.command == "export-gguf":
+        from .gguf_export import export_adapter
+
+        print(export_adapter(arguments.adapter, arguments.base, arguments.out))
+        return 0
     if arguments.command == "train":
         emit = json_lines()
         try:
