@@ -1,0 +1,73 @@
+"""bench/train — supervised tokens per second, packed rows versus length-grouped padded batches.
+
+Same data (the #ubuntu IRC fixture through `twin dataset`, loss on every speaker), same base
+(SmolLM2-135M-Instruct), same number of steps and tokens per batch, in one run; prints both
+rates, the ratio and both padding fractions.
+
+    trainer/.venv/bin/python bench/train/train_bench.py [steps]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "trainer"))
+
+from twin_trainer.train import TrainConfig, train  # noqa: E402
+
+
+def build_dataset(work: Path) -> Path:
+    env = {**os.environ, "TWIN_DATA_DIR": str(work / "data"), "TWIN_TZ": "UTC"}
+    env.pop("DATABASE_URL", None)
+    fixture = ROOT.parent / "shared/fixtures/irc/ubuntu_irc_as_telegram_export.json"
+    twin = ["node", str(ROOT / "bin/twin.js")]
+    subprocess.run([*twin, "import", str(fixture)], env=env, check=True, stdout=subprocess.DEVNULL)
+    out = work / "dataset"
+    subprocess.run(
+        [*twin, "dataset", "--groups", "--since", "all", "--max-tokens", "512", "--eval-fraction", "0", "--out", str(out)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return out
+
+
+def run(mode: str, dataset: Path, output: Path, steps: int, model: str) -> dict:
+    events: list[dict] = []
+    config = TrainConfig(base=model, dataset=str(dataset), output=str(output), max_steps=steps,
+                         tokens_per_batch=1024, batching=mode, eval_every=0, save_every=0)
+    train(config, events.append)
+    logs = [e for e in events if e["event"] == "log"]
+    return {
+        "mode": mode,
+        "supervised_tokens_per_second": logs[-1]["supervised_tokens_per_second"],
+        "padding_fraction": sum(e["padding_fraction"] for e in logs) / len(logs),
+    }
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    model = subprocess.run(["node", str(ROOT / "scripts/test-model.mjs")], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        os.chmod(work, 0o755)
+        dataset = build_dataset(work)
+        packed = run("packed", dataset, work / "packed", steps, model)
+        padded = run("padded", dataset, work / "padded", steps, model)
+    for result in (packed, padded):
+        print(f"{result['mode']:>7}: {result['supervised_tokens_per_second']:8.1f} supervised tokens/s, "
+              f"padding {result['padding_fraction']:.1%}")
+    ratio = packed["supervised_tokens_per_second"] / padded["supervised_tokens_per_second"]
+    print(f"packed / padded: {ratio:.2f}x ({steps} steps each, 1,024 tokens per batch, SmolLM2-135M, CPU)")
+    print(json.dumps({"packed": packed, "padded": padded, "ratio": ratio}))
+
+
+if __name__ == "__main__":
+    main()
