@@ -1,0 +1,36 @@
+"""Test support, run with the trainer's Python: a LoRA adapter with random B on the test model,
+exported to GGUF, plus PyTorch's next-token top-1 for base and tuned at every position of the
+given prompts. Usage: make_adapter.py <base.gguf> <out dir> <prompts.json>"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "trainer"))
+from peft import LoraConfig, get_peft_model  # noqa: E402
+
+from twin_trainer.gguf_export import export_adapter  # noqa: E402
+from twin_trainer.model import load_base  # noqa: E402
+
+base_path, out, prompts_file = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+prompts = json.loads(Path(prompts_file).read_text())
+model, _ = load_base(base_path)
+modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+torch.manual_seed(1)  # before peft initialises A: the same adapter every run
+model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=modules))
+for name, parameter in model.named_parameters():
+    if "lora_B" in name:
+        torch.nn.init.normal_(parameter, std=0.1)
+model.save_pretrained(out / "adapter")
+export_adapter(out / "adapter", base_path, out / "adapter.gguf")
+result = {"tuned": [], "base": []}
+model.eval()
+with torch.no_grad():
+    for ids in prompts:
+        tensor = torch.tensor([ids])
+        result["tuned"].append(model(input_ids=tensor).logits[0].argmax(-1).tolist())
+        with model.disable_adapter():
+            result["base"].append(model(input_ids=tensor).logits[0].argmax(-1).tolist())
+(out / "torch.json").write_text(json.dumps(result))
