@@ -25,11 +25,15 @@ def logits_alone(model, labelled):
         return [model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0] for e in labelled]
 
 
+def packed_and_alone(model, tokenizer):
+    """Four examples packed into one row, and each example's logits computed on its own."""
+    labelled = [label_example(example(n), tokenizer) for n in range(4)]
+    return pack(labelled), logits_alone(model, labelled)
+
+
 def test_packed_logits_equal_each_example_alone(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    labelled = [label_example(example(n), tokenizer) for n in range(4)]
-    alone = logits_alone(model, labelled)
-    batch = pack(labelled)
+    batch, alone = packed_and_alone(model, tokenizer)
     with torch.no_grad():
         packed = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits[0]
     start = 0
@@ -40,9 +44,7 @@ def test_packed_logits_equal_each_example_alone(model_and_tokenizer):
 
 def test_the_same_check_catches_attention_across_examples(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    labelled = [label_example(example(n), tokenizer) for n in range(4)]
-    alone = logits_alone(model, labelled)
-    batch = pack(labelled)
+    batch, alone = packed_and_alone(model, tokenizer)
     with torch.no_grad():
         # Wrong: no position ids, so one causal mask spans all examples.
         leaky = model(input_ids=batch.input_ids, use_cache=False).logits[0]

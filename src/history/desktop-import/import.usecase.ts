@@ -119,10 +119,8 @@ export async function importDesktopExport(
         );
       }
       openChat = chat;
-      if (!chatIds.has(chat.id)) {
-        chatIds.add(chat.id);
-        counts.chats++;
-      }
+      chatIds.add(chat.id);
+      counts.chats = chatIds.size;
       batch.addChat(chat);
     },
     onMessage(message) {
