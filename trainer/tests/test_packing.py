@@ -3,7 +3,8 @@ import torch
 
 from twin_trainer.data import Example, Segment, label_example
 from twin_trainer.model import load_base
-from twin_trainer.packing import pack, pack_greedily, pad
+from twin_trainer.forward import supervised_logits
+from twin_trainer.packing import group_by_length, pack, pack_greedily, pad
 from conftest import smollm2_gguf
 
 
@@ -13,7 +14,7 @@ def example(n: int) -> Example:
     return Example(f"e{n}", 1, "train", [], segments)
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
+@pytest.fixture(scope="module", params=["twin_packed", "sdpa", "eager"])
 def model_and_tokenizer(request):
     model, tokenizer = load_base(smollm2_gguf(), attn_implementation=request.param)
     model.eval()
@@ -62,3 +63,50 @@ def test_padded_batches_count_their_padding(model_and_tokenizer):
     rows = pack_greedily(labelled, max_tokens=2 * longest)
     assert sorted(e.example_id for row in rows for e in row) == sorted(e.example_id for e in labelled)
     assert all(sum(len(e.input_ids) for e in row) <= 2 * longest for row in rows)
+
+
+def test_the_trainer_forward_gives_each_packed_example_its_own_logits(model_and_tokenizer):
+    """What training uses: per-example attention (or the block mask) and logits only where learnt."""
+    model, tokenizer = model_and_tokenizer
+    batch, alone = packed_and_alone(model, tokenizer)
+    with torch.no_grad():
+        logits, targets, where = supervised_logits(model, batch)
+    expected = torch.cat([one for one in alone])  # row position p predicts the token at p + 1
+    torch.testing.assert_close(logits, expected[where - 1], atol=2e-4, rtol=1e-4)
+    assert torch.equal(targets, batch.input_ids[0, where]), "targets are the learnt tokens"
+    starts = {start for start, _ in batch.example_bounds}
+    assert not starts & set(where.tolist()), "no example's first token is predicted from the one before"
+
+
+def test_wrong_example_bounds_are_caught_by_the_same_check(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    if model.config._attn_implementation != "twin_packed":
+        pytest.skip("bounds are only read by the trainer's own attention")
+    batch, alone = packed_and_alone(model, tokenizer)
+    batch.example_bounds = [(0, batch.tokens)]  # wrong: one example spanning the row
+    with torch.no_grad():
+        logits, _, where = supervised_logits(model, batch)
+    expected = torch.cat([one for one in alone])
+    assert not torch.allclose(logits, expected[where - 1], atol=2e-4, rtol=1e-4), "leak across examples is visible"
+
+
+def test_padded_batches_go_through_the_same_forward(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    labelled = [label_example(example(n), tokenizer) for n in range(3)]
+    alone = logits_alone(model, labelled)
+    batch = pad(labelled, pad_id=0)
+    with torch.no_grad():
+        logits, _, where = supervised_logits(model, batch)
+    length = batch.input_ids.shape[1]
+    expected = torch.cat([torch.cat([one, one.new_zeros(length - len(one), one.shape[1])]) for one in alone])
+    torch.testing.assert_close(logits, expected[where - 1], atol=2e-4, rtol=1e-4)
+
+
+def test_length_grouping_batches_neighbours_in_length(tokenizer):
+    labelled = [label_example(example(n), tokenizer) for n in range(40)]
+    rows = group_by_length(labelled, max_tokens=4 * 20, seed=1)
+    assert sorted(e.example_id for row in rows for e in row) == sorted(e.example_id for e in labelled)
+    assert {len(row) for row in rows[:-1]} == {len(rows[0])}, "a fixed number of examples per batch"
+    for row in rows:
+        lengths = [len(e.input_ids) for e in row]
+        assert lengths == sorted(lengths, reverse=True), "sorted within a megabatch"

@@ -1,8 +1,8 @@
 import json
 
 from conftest import smollm2_gguf
-from twin_trainer.__main__ import load_config
-from twin_trainer.train import TrainConfig, train
+from twin_trainer.config import TrainConfig, load_config
+from twin_trainer.train import train
 
 
 def write_dataset(folder, n_train=6, n_eval=2):
@@ -47,7 +47,7 @@ def test_stop_saves_a_checkpoint_and_a_rerun_resumes_the_step_count(tmp_path):
     assert [e["step"] for e in resumed if e["event"] == "log"] == [3, 4]
     assert second["step"] == 4
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(metrics) == {"base", "tuned"}
+    assert set(metrics) == {"base", "tuned", "eval_examples", "steps"} and metrics["steps"] == 4
     assert metrics["tuned"]["overall"]["tokens"] == metrics["base"]["overall"]["tokens"] > 0
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
 

@@ -1,58 +1,104 @@
-"""python -m twin_trainer train --config configs/smollm2-135m-lora-cpu.yaml --set key=value …"""
+"""python -m twin_trainer train|eval|export-gguf — see configs/ and the README."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from .train import TrainConfig, json_lines, train
+from .config import ConfigError, TrainConfig, load_config
 
 
-def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    """A YAML config (every key a TrainConfig field), then `key=value` overrides on top."""
-    values = yaml.safe_load(Path(path).read_text()) if path else {}
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values or {}) - set(fields)
-    if unknown:
-        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(fields)}")
-    config = TrainConfig(**(values or {}))
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or key not in fields:
-            raise SystemExit(f"--set {override}: expected key=value with a key among {sorted(fields)}")
-        current = getattr(config, key)
-        setattr(config, key, type(current)(yaml.safe_load(raw)) if current is not None else yaml.safe_load(raw))
-    return config
+def _train(arguments: argparse.Namespace) -> int:
+    from .train import json_lines, train
+
+    try:
+        config = load_config(arguments.config, arguments.set)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stream = open(config.events, "a", encoding="utf-8") if config.events else sys.stdout
+    emit = json_lines(stream)
+    try:
+        train(config, emit)
+    except Exception as error:  # the run's last word, for whoever follows the events
+        emit({"event": "failed", "reason": f"{type(error).__name__}: {error}"})
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    return 0
+
+
+def _eval(arguments: argparse.Namespace) -> int:
+    """Held-out metrics of the base and of an adapter, without training."""
+    import os
+
+    import torch
+    from peft import PeftModel
+
+    from .data import check_chat_tokens, label_example, load_dataset
+    from .evaluate import evaluate
+    from .model import load_base, pick_device
+    from .train import eval_subset
+
+    device = pick_device("auto")
+    model, tokenizer = load_base(arguments.base, attn_implementation=TrainConfig.attn_implementation)
+    check_chat_tokens(tokenizer)
+    dataset = load_dataset(arguments.dataset, os.environ.get("DATABASE_URL"))
+    examples = [label_example(e, tokenizer) for e in dataset.eval]
+    examples = eval_subset([e for e in examples if e.supervised_tokens > 0], arguments.max_examples, 0)
+    if not examples:
+        print(f"error: dataset {arguments.dataset} has no held-out example with a trained turn", file=sys.stderr)
+        return 1
+    model = PeftModel.from_pretrained(model.to(device), arguments.adapter)
+    with torch.no_grad():
+        metrics = {
+            "base": evaluate(model, examples, base=True, device=device),
+            "tuned": evaluate(model, examples, device=device),
+            "eval_examples": len(examples),
+        }
+    text = json.dumps(metrics, indent=2, ensure_ascii=False)
+    if arguments.out:
+        Path(arguments.out).write_text(text)
+    print(text)
+    return 0
+
+
+def _export(arguments: argparse.Namespace) -> int:
+    from .gguf_export import ExportError, export_adapter
+
+    try:
+        print(export_adapter(arguments.adapter, arguments.base, arguments.out))
+    except (ExportError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twin_trainer")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("train", help="LoRA fine-tuning on a dataset folder")
+    run = commands.add_parser("train", help="LoRA fine-tuning on a dataset (folder or postgres:<id>)")
     run.add_argument("--config", help="YAML config (see configs/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.set_defaults(handler=_train)
+    check = commands.add_parser("eval", help="held-out loss of the base and of an adapter")
+    check.add_argument("--base", required=True, help="the base GGUF (or HF folder) the adapter was trained on")
+    check.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")
+    check.add_argument("--dataset", required=True, help="a dataset folder or postgres:<id>")
+    check.add_argument("--max-examples", type=int, default=0, help="a fixed random subset (0: all)")
+    check.add_argument("--out", help="also write the metrics here")
+    check.set_defaults(handler=_eval)
     export = commands.add_parser("export-gguf", help="write a trained adapter as a GGUF LoRA for llama.cpp")
     export.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")
     export.add_argument("--base", required=True, help="the base GGUF the adapter was trained on")
     export.add_argument("--out", required=True, help="the .gguf file to write")
+    export.set_defaults(handler=_export)
     arguments = parser.parse_args(argv)
-    if arguments.command == "export-gguf":
-        from .gguf_export import export_adapter
-
-        print(export_adapter(arguments.adapter, arguments.base, arguments.out))
-        return 0
-    if arguments.command == "train":
-        emit = json_lines()
-        try:
-            train(load_config(arguments.config, arguments.set), emit)
-        except Exception as error:  # the run's last word, for whoever follows the events
-            emit({"event": "failed", "reason": f"{type(error).__name__}: {error}"})
-            raise
-    return 0
+    return arguments.handler(arguments)
 
 
 if __name__ == "__main__":

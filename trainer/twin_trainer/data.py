@@ -101,6 +101,16 @@ def read_examples(path: Path) -> Iterator[Example]:
             yield _example_from_json(value, f"{path}:{number}")
 
 
+def check_format_version(manifest: dict[str, Any], where: str) -> dict[str, Any]:
+    version = manifest.get("formatVersion")
+    if version != FORMAT_VERSION:
+        raise DatasetFormatError(
+            f"{where}: format version {version!r}, this trainer reads version {FORMAT_VERSION}; "
+            "rebuild the dataset with the matching twin version"
+        )
+    return manifest
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     """The manifest of a dataset folder, refused unless its format version is the one we read."""
     path = directory / "manifest.json"
@@ -110,13 +120,40 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise DatasetFormatError(f"{path}: missing — point to the folder `twin dataset --out` wrote") from error
     except json.JSONDecodeError as error:
         raise DatasetFormatError(f"{path}: invalid JSON ({error.msg})") from error
-    version = manifest.get("formatVersion")
-    if version != FORMAT_VERSION:
+    return check_format_version(manifest, str(path))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    manifest: dict[str, Any]
+    train: list[Example]
+    eval: list[Example]
+
+
+POSTGRES_PREFIX = "postgres:"
+
+
+def load_dataset(spec: str, database_url: str | None = None) -> Dataset:
+    """A dataset folder (`twin dataset --out`) or `postgres:<id>`, read through `database_url`."""
+    if spec.startswith(POSTGRES_PREFIX):
+        from .database import read_dataset
+
+        if not database_url:
+            raise DatasetFormatError(f"dataset={spec}: set DATABASE_URL to read a dataset from PostgreSQL")
+        raw = spec[len(POSTGRES_PREFIX) :]
+        if not raw.isdigit():
+            raise DatasetFormatError(f"dataset={spec}: expected postgres:<dataset id>, e.g. postgres:3")
+        manifest, rows = read_dataset(database_url, int(raw))
+        check_format_version(manifest, f"dataset {raw} in PostgreSQL")
+        examples = [_example_from_json(row, f"dataset {raw}, example {row.get('id')}") for row in rows]
+        return Dataset(manifest, [e for e in examples if e.split == "train"], [e for e in examples if e.split == "eval"])
+    folder = Path(spec)
+    if not folder.is_dir():
         raise DatasetFormatError(
-            f"{path}: format version {version!r}, this trainer reads version {FORMAT_VERSION}; "
-            "rebuild the dataset with the matching twin version"
+            f"dataset={spec}: not a folder; give the folder `twin dataset --out` wrote, or postgres:<id>"
         )
-    return manifest
+    manifest = read_manifest(folder)
+    return Dataset(manifest, list(read_examples(folder / "train.jsonl")), list(read_examples(folder / "eval.jsonl")))
 
 
 def check_chat_tokens(tokenizer: Any) -> tuple[int, int]:

@@ -14,54 +14,57 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .data import IGNORE_INDEX, LabelledExample
+from .data import LabelledExample
+from .forward import supervised_logits
+from .packing import pack, pack_greedily
 
 
-def _token_losses(model: Any, example: LabelledExample) -> torch.Tensor:
-    ids = torch.tensor([example.input_ids])
-    logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
-    targets = torch.tensor(example.labels[1:])
-    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="none")
+def _summary(entry: list[float]) -> dict[str, float | int]:
+    loss = entry[0] / entry[1] if entry[1] else float("nan")
+    content = entry[2] / entry[3] if entry[3] else float("nan")
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss) if entry[1] else float("nan"),
+        "tokens": int(entry[1]),
+        "content_loss": content,
+        "content_perplexity": math.exp(content) if entry[3] else float("nan"),
+        "content_tokens": int(entry[3]),
+    }
 
 
 @torch.no_grad()
-def evaluate(model: Any, examples: list[LabelledExample], *, base: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    examples: list[LabelledExample],
+    *,
+    base: bool = False,
+    tokens_per_batch: int = 2048,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """Loss and perplexity (nats per token), bits per character, per speaker; base=True disables the adapter."""
     was_training = model.training
     model.eval()
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # loss, tokens, content loss, content tokens
-    characters = 0
+    longest = max((len(e.input_ids) for e in examples), default=0)
     context = model.disable_adapter() if base and hasattr(model, "disable_adapter") else nullcontext()
     with context:
-        for example in examples:
-            losses = _token_losses(model, example)
-            for position, loss in enumerate(losses.tolist()):
-                token = position + 1
-                if example.labels[token] == IGNORE_INDEX:
-                    continue
-                for key in ("overall", f"speaker:{example.speakers[token]}"):
+        for row in pack_greedily(examples, max(tokens_per_batch, longest)):
+            logits, targets, where = supervised_logits(model, pack(row).to(device))
+            losses = F.cross_entropy(logits, targets, reduction="none").tolist()
+            speakers = [speaker for e in row for speaker in e.speakers]
+            content = [flag for e in row for flag in e.content]
+            for loss, index in zip(losses, where.tolist()):
+                for key in ("overall", f"speaker:{speakers[index]}"):
                     entry = sums[key]
                     entry[0] += loss
                     entry[1] += 1
-                    if example.content[token]:
+                    if content[index]:
                         entry[2] += loss
                         entry[3] += 1
-            characters += example.trained_characters
     if was_training:
         model.train()
-
-    def summary(entry: list[float]) -> dict[str, float | int]:
-        loss = entry[0] / entry[1] if entry[1] else float("nan")
-        content = entry[2] / entry[3] if entry[3] else float("nan")
-        return {
-            "loss": loss,
-            "perplexity": math.exp(loss) if entry[1] else float("nan"),
-            "tokens": int(entry[1]),
-            "content_loss": content,
-            "content_tokens": int(entry[3]),
-        }
-
-    overall = summary(sums["overall"])
+    characters = sum(e.trained_characters for e in examples)
+    overall = _summary(sums["overall"])
     overall["bits_per_character"] = sums["overall"][0] / max(characters, 1) / math.log(2)
-    speakers = {key.split(":", 1)[1]: summary(value) for key, value in sums.items() if key.startswith("speaker:")}
+    speakers = {key.split(":", 1)[1]: _summary(value) for key, value in sums.items() if key.startswith("speaker:")}
     return {"overall": overall, "speakers": speakers}

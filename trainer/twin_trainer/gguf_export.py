@@ -68,6 +68,13 @@ def base_facts(gguf_path: str | Path) -> dict[str, int | str]:
     }
 
 
+def base_shapes(gguf_path: str | Path) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each 2-D weight in the base GGUF, by tensor name."""
+    from gguf import GGUFReader
+
+    return {t.name: (int(t.shape[0]), int(t.shape[1])) for t in GGUFReader(str(gguf_path)).tensors if len(t.shape) == 2}
+
+
 def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str | Path) -> Path:
     """Writes `adapter_dir` (peft save_pretrained) as a GGUF LoRA adapter for `base_gguf`."""
     import gguf
@@ -85,6 +92,7 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
     facts = base_facts(base_gguf)
     architecture = str(facts["architecture"])
     permute = architecture in PERMUTED_ARCHITECTURES
+    shapes = base_shapes(base_gguf)
 
     writer = gguf.GGUFWriter(str(out_path), architecture)
     writer.add_string("general.type", "adapter")
@@ -108,6 +116,15 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
             raise ExportError(f"{name}: layer {layer} but the base has {facts['layers']} layers")
         weight = tensors[name].astype(np.float32)
         is_b = parts[-2] == "lora_B"
+        target = f"blk.{layer}.{MODULE_NAMES[module]}.weight"
+        if target not in shapes:
+            raise ExportError(f"{name}: the base has no tensor {target}")
+        features_in, features_out = shapes[target]
+        if (is_b and weight.shape[0] != features_out) or (not is_b and weight.shape[1] != features_in):
+            raise ExportError(
+                f"{name}: shape {list(weight.shape)} does not fit the base's {target} "
+                f"({features_out}×{features_in}); was the adapter trained on another base?"
+            )
         if is_b and permute and module == "self_attn.q_proj":
             weight = permute_rows(weight, int(facts["heads"]))
         if is_b and permute and module == "self_attn.k_proj":

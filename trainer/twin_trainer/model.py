@@ -26,11 +26,66 @@ def _cache_key(gguf: Path) -> str:
     return hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def load_base(path: str | Path, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+class HardwareError(RuntimeError):
+    """The run asks for hardware or libraries this machine does not have."""
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise HardwareError(f"device={setting}: this machine has no CUDA GPU that PyTorch {torch.__version__} can use")
+    return torch.device(setting)
+
+
+def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """bf16 where the GPU supports it (half the memory, same range as fp32); fp32 on CPU."""
+    if setting == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, setting)
+
+
+def quantization_for(method: str, device: torch.device) -> Any | None:
+    """QLoRA's 4-bit NF4 base (bitsandbytes): CUDA only, refused clearly anywhere else."""
+    if method != "qlora":
+        return None
+    if device.type != "cuda":
+        raise HardwareError(
+            "method=qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use method=lora"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise HardwareError("method=qlora needs bitsandbytes: pip install bitsandbytes") from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_base(
+    path: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    quantization: Any | None = None,
+) -> tuple[Any, Any]:
     """(model, tokenizer) from an HF folder or a GGUF file (converted once, then cached)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .forward import ATTENTION, register_packed_attention
+
+    if attn_implementation == ATTENTION:
+        register_packed_attention()
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"base model {path}: no such file or folder")
     if path.suffix == ".gguf":
         converted = cache_root() / f"{path.stem}-{_cache_key(path)}"
         if not (converted / "config.json").exists():
@@ -46,6 +101,8 @@ def load_base(path: str | Path, *, dtype: torch.dtype = torch.float32, attn_impl
             tokenizer.save_pretrained(partial)
             partial.rename(converted)
         path = converted
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn_implementation, quantization_config=quantization
+    )
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer

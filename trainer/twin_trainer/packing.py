@@ -1,13 +1,15 @@
 """Batches: packed (the default) or padded (for comparison).
 
-Packed: examples are laid end to end in one row with position ids restarting at 0 for each, so
-attention never crosses an example boundary (transformers derives a block-diagonal mask from the
-position ids). That only happens with `use_cache=False`: with a cache, the packed mask is
-silently skipped, and every example would attend to the ones before it.
+Packed: examples are laid end to end in one row with position ids restarting at 0 for each, and
+the row carries each example's bounds, so attention never crosses an example boundary: the
+trainer's attention (forward.py) attends within each example; plain transformers derives a
+block-diagonal mask from the position ids — but only with `use_cache=False`; with a cache that
+mask is silently skipped, and every example would attend to the ones before it.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,20 @@ class Batch:
     # Real (non-padding) tokens, and the share of the batch that is padding.
     tokens: int
     padding_fraction: float
+    # Packed rows: (start, end) of each example in the row.
+    example_bounds: list[tuple[int, int]] | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        return Batch(
+            move(self.input_ids),
+            move(self.labels),
+            move(self.position_ids),
+            move(self.attention_mask),
+            self.tokens,
+            self.padding_fraction,
+            self.example_bounds,
+        )
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         inputs = {"input_ids": self.input_ids, "labels": self.labels}
@@ -39,7 +55,9 @@ def pack(examples: list[LabelledExample]) -> Batch:
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []
+    bounds: list[tuple[int, int]] = []
     for example in examples:
+        bounds.append((len(ids), len(ids) + len(example.input_ids)))
         ids.extend(example.input_ids)
         labels.extend([IGNORE_INDEX, *example.labels[1:]])
         positions.extend(range(len(example.input_ids)))
@@ -50,6 +68,7 @@ def pack(examples: list[LabelledExample]) -> Batch:
         attention_mask=None,
         tokens=len(ids),
         padding_fraction=0.0,
+        example_bounds=bounds,
     )
 
 
@@ -83,3 +102,22 @@ def pack_greedily(examples: list[LabelledExample], max_tokens: int) -> list[list
         else:
             rows.append((size, [example]))
     return [row for _, row in rows]
+
+
+def group_by_length(examples: list[LabelledExample], max_tokens: int, seed: int = 0) -> list[list[LabelledExample]]:
+    """Padded batches the way transformers' `group_by_length` makes them (the reference's setup).
+
+    A fixed number of examples per batch (as many as fit `max_tokens` at the mean length), drawn
+    from shuffled "megabatches" of 50 batches that are sorted by length, so neighbours in length
+    share a batch while the order stays random.
+    """
+    mean = sum(len(e.input_ids) for e in examples) / max(len(examples), 1)
+    batch_size = max(1, round(max_tokens / max(mean, 1)))
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    megabatch = batch_size * 50
+    rows: list[list[LabelledExample]] = []
+    for start in range(0, len(shuffled), megabatch):
+        ordered = sorted(shuffled[start : start + megabatch], key=lambda e: len(e.input_ids), reverse=True)
+        rows.extend(ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size))
+    return rows

@@ -1,6 +1,6 @@
 """LoRA fine-tuning: setup → train → save, with progress as JSON lines, checkpoints and resume.
 
-Every event is one JSON object on one line (start, log, checkpoint, eval, done, stopped, failed),
+Every event is one JSON object on one line (start, log, eval, checkpoint, done, stopped, failed),
 so the bot or a terminal can follow a run that may be on another machine.
 """
 
@@ -8,44 +8,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .data import check_chat_tokens, label_example, read_examples, read_manifest
+from .config import TrainConfig
+from .data import LabelledExample, check_chat_tokens, label_example, load_dataset
 from .evaluate import evaluate
-from .model import load_base
-from .packing import pack, pack_greedily, pad
+from .forward import supervised_loss
+from .model import load_base, pick_device, pick_dtype, quantization_for
+from .packing import group_by_length, pack, pack_greedily, pad
 
 Emit = Callable[[dict[str, Any]], None]
 LINEAR_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-@dataclass
-class TrainConfig:
-    base: str = ""  # a GGUF file or an HF folder: the same model that is served
-    dataset: str = ""  # the folder `twin dataset --out` wrote
-    output: str = "runs/latest"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    use_rslora: bool = False
-    learning_rate: float = 2e-4
-    warmup_ratio: float = 0.03
-    epochs: float = 2.0
-    max_steps: int = 0  # 0: from epochs
-    tokens_per_batch: int = 2048
-    batching: str = "packed"  # or "padded" (length-grouped), for comparison
-    eval_every: int = 50
-    save_every: int = 50
-    seed: int = 0
-    attn_implementation: str = "sdpa"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def json_lines(stream=sys.stdout) -> Emit:
@@ -56,7 +37,7 @@ def json_lines(stream=sys.stdout) -> Emit:
     return emit
 
 
-def _batches(rows_per_epoch: list[list[Any]], epochs: float, seed: int) -> list[list[Any]]:
+def batch_order(rows_per_epoch: list[list[Any]], epochs: float, seed: int) -> list[list[Any]]:
     """The run's whole batch order, fixed by the seed, so a resumed run continues the same sequence."""
     order: list[list[Any]] = []
     whole = math.ceil(epochs)
@@ -69,55 +50,45 @@ def _batches(rows_per_epoch: list[list[Any]], epochs: float, seed: int) -> list[
     return order
 
 
+def eval_subset(examples: list[LabelledExample], limit: int, seed: int) -> list[LabelledExample]:
+    """All held-out examples, or a fixed random `limit` of them (same ones for base and tuned)."""
+    if not limit or len(examples) <= limit:
+        return examples
+    return sorted(random.Random(seed).sample(examples, limit), key=lambda e: e.example_id)
+
+
 def _latest_checkpoint(output: Path) -> Path | None:
     checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return checkpoints[-1] if checkpoints else None
 
 
-def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-    from transformers import get_cosine_schedule_with_warmup
-
-    # ── setup ──────────────────────────────────────────────────────────────────
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    torch.manual_seed(config.seed)
-    dataset = Path(config.dataset)
-    manifest = read_manifest(dataset)
-    model, tokenizer = load_base(config.base, attn_implementation=config.attn_implementation)
+def _label(config: TrainConfig, tokenizer: Any) -> tuple[dict[str, Any], list[LabelledExample], list[LabelledExample]]:
+    dataset = load_dataset(config.dataset, os.environ.get("DATABASE_URL"))
     check_chat_tokens(tokenizer)
-    train_set = [label_example(e, tokenizer) for e in read_examples(dataset / "train.jsonl")]
-    eval_set = [label_example(e, tokenizer) for e in read_examples(dataset / "eval.jsonl")]
+    train_set = [label_example(e, tokenizer) for e in dataset.train]
     train_set = [e for e in train_set if e.supervised_tokens > 0]
+    eval_set = [label_example(e, tokenizer) for e in dataset.eval]
+    eval_set = eval_subset([e for e in eval_set if e.supervised_tokens > 0], config.max_eval_examples, config.seed)
+    if not train_set:
+        raise ValueError(f"dataset {config.dataset}: no training example has a trained turn")
     too_long = [e for e in train_set if len(e.input_ids) > config.tokens_per_batch]
     if too_long:
         raise ValueError(
             f"{len(too_long)} examples exceed tokens_per_batch={config.tokens_per_batch} "
             f"(longest {max(len(e.input_ids) for e in too_long)}); raise it or rebuild with a lower --max-tokens"
         )
-    if config.batching == "packed":
-        rows = pack_greedily(train_set, config.tokens_per_batch)
-    else:
-        # Length-grouped padding: neighbours in length share a batch, as the reference write-up did.
-        by_length = sorted(train_set, key=lambda e: len(e.input_ids))
-        rows, row, longest = [], [], 0
-        for example in by_length:
-            longest_after = max(longest, len(example.input_ids))
-            if row and longest_after * (len(row) + 1) > config.tokens_per_batch:
-                rows.append(row)
-                row, longest_after = [], len(example.input_ids)
-            row.append(example)
-            longest = longest_after
-        if row:
-            rows.append(row)
-    order = _batches(rows, config.epochs, config.seed)
-    total_steps = config.max_steps or len(order)
-    order = (order * math.ceil(total_steps / max(len(order), 1)))[:total_steps]
+    return dataset.manifest, train_set, eval_set
+
+
+def _with_lora(model: Any, config: TrainConfig, device: torch.device) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     model.config.use_cache = False
-    model = get_peft_model(
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and device.type == "cuda"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return get_peft_model(
         model,
         LoraConfig(
             r=config.lora_r,
@@ -125,16 +96,50 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
             lora_dropout=config.lora_dropout,
             target_modules=LINEAR_PROJECTIONS,
             use_rslora=config.use_rslora,
+            use_dora=config.use_dora,
             task_type="CAUSAL_LM",
         ),
     )
+
+
+def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+    from transformers import get_cosine_schedule_with_warmup
+
+    # ── setup ──────────────────────────────────────────────────────────────────
+    config.check()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    model, tokenizer = load_base(
+        config.base,
+        dtype=dtype,
+        attn_implementation=config.attn_implementation,
+        quantization=quantization_for(config.method, device),
+    )
+    manifest, train_set, eval_set = _label(config, tokenizer)
+    if config.batching == "packed":
+        rows = pack_greedily(train_set, config.tokens_per_batch)
+    else:
+        rows = group_by_length(train_set, config.tokens_per_batch, config.seed)
+    order = batch_order(rows, config.epochs, config.seed)
+    total_steps = config.max_steps or len(order)
+    order = (order * math.ceil(total_steps / max(len(order), 1)))[:total_steps]
+
+    if config.method != "qlora":
+        model.to(device)
+    model = _with_lora(model, config, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(total_steps * config.warmup_ratio), total_steps)
     step = 0
     checkpoint = _latest_checkpoint(output)
     if checkpoint is not None:
-        set_peft_model_state_dict(model, load_peft_weights(str(checkpoint)))
+        set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device=str(device)))
         state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -149,6 +154,8 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
         "eval_examples": len(eval_set),
         "trainable_parameters": sum(p.numel() for p in trainable),
         "dataset": manifest.get("datasetId"),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
     })
 
     def save(at: int) -> Path:
@@ -171,6 +178,7 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     model.train()
     started = time.time()
     supervised = 0
+    done_this_run = 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     while step < total_steps:
         if (output / "STOP").exists():
@@ -179,13 +187,14 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
             return {"stopped": True, "step": step}
         row = order[step]
         batch = pack(row) if config.batching == "packed" else pad(row, pad_id)
-        loss = model(**batch.model_inputs(), use_cache=False).loss
+        loss = supervised_loss(model, batch.to(device))
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        done_this_run += 1
         supervised += sum(e.supervised_tokens for e in row)
         elapsed = time.time() - started
         emit({
@@ -198,16 +207,32 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
             "grad_norm": round(float(grad_norm), 4),
             "supervised_tokens_per_second": round(supervised / max(elapsed, 1e-9), 1),
             "padding_fraction": round(batch.padding_fraction, 4),
-            "eta_seconds": round(elapsed / step * (total_steps - step), 1) if step else None,
+            "eta_seconds": round(elapsed / done_this_run * (total_steps - step), 1),
         })
-        if config.eval_every and step % config.eval_every == 0 and eval_set:
-            emit({"event": "eval", "step": step, **evaluate(model, eval_set)["overall"]})
+        if config.eval_every and step % config.eval_every == 0 and eval_set and step < total_steps:
+            result = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
+            emit({"event": "eval", "step": step, **result["overall"]})
         if config.save_every and step % config.save_every == 0:
             save(step)
 
     # ── save ───────────────────────────────────────────────────────────────────
+    if not (output / f"checkpoint-{step}").exists():
+        save(step)  # a rerun of a finished run resumes here and only re-evaluates
     model.save_pretrained(output / "adapter")
-    metrics = {"base": evaluate(model, eval_set, base=True), "tuned": evaluate(model, eval_set)} if eval_set else {}
+    metrics: dict[str, Any] = {}
+    if eval_set:
+        metrics = {
+            "base": evaluate(model, eval_set, base=True, tokens_per_batch=config.tokens_per_batch, device=device),
+            "tuned": evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device),
+            "eval_examples": len(eval_set),
+            "steps": step,
+        }
+        emit({"event": "eval", "step": step, **metrics["tuned"]["overall"]})
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
-    emit({"event": "done", "step": step, "adapter": str(output / "adapter"), "metrics": metrics.get("tuned", {}).get("overall")})
+    emit({
+        "event": "done",
+        "step": step,
+        "adapter": str(output / "adapter"),
+        "metrics": {k: metrics[k]["overall"] for k in ("base", "tuned")} if metrics else None,
+    })
     return {"stopped": False, "step": step, "metrics": metrics}

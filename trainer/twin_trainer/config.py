@@ -1,0 +1,111 @@
+"""A training run's settings: one YAML file from configs/, any key overridable with `--set key=value`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("lora", "qlora")
+BATCHING = ("packed", "padded")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclass
+class TrainConfig:
+    base: str = ""  # a GGUF file or an HF folder: the same model that is served
+    # The folder `twin dataset --out` wrote, or `postgres:<dataset id>` (read through DATABASE_URL).
+    dataset: str = ""
+    output: str = "runs/latest"
+    method: str = "lora"  # or "qlora": 4-bit base through bitsandbytes, CUDA only, experimental
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    use_rslora: bool = False  # alpha / sqrt(r) scaling; the export rescales alpha so llama.cpp agrees
+    use_dora: bool = False  # trains, but llama.cpp cannot run DoRA: export refuses it
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.03
+    epochs: float = 2.0
+    max_steps: int = 0  # 0: from epochs
+    tokens_per_batch: int = 2048
+    batching: str = "packed"  # or "padded" (length-grouped), for comparison
+    eval_every: int = 50
+    max_eval_examples: int = 0  # 0: the whole held-out set
+    save_every: int = 50
+    seed: int = 0
+    # "twin_packed": attention within each packed example (forward.py); "sdpa", "eager" or
+    # "flash_attention_2" also work for packed rows, through position ids.
+    attn_implementation: str = "twin_packed"
+    device: str = "auto"  # "auto": CUDA when there is one, else CPU
+    dtype: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32
+    gradient_checkpointing: str = "auto"  # "auto": on GPU only (trades compute for memory)
+    events: str = ""  # a file for the JSON-line events; empty: stdout
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> TrainConfig:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.batching not in BATCHING:
+            problems.append(f"batching={self.batching!r}: expected one of {', '.join(BATCHING)}")
+        for key in ("lora_r", "lora_alpha", "tokens_per_batch"):
+            if getattr(self, key) <= 0:
+                problems.append(f"{key}={getattr(self, key)!r}: must be positive")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout={self.lora_dropout!r}: must be in [0, 1)")
+        if self.learning_rate <= 0 or self.epochs <= 0:
+            problems.append("learning_rate and epochs must be positive")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            problems.append(f"dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            problems.append(f"gradient_checkpointing={self.gradient_checkpointing!r}: expected auto, on or off")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, raw: str, current: Any) -> Any:
+    value = yaml.safe_load(raw)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"--set {key}={raw}: expected true or false")
+        return value
+    if isinstance(current, (int, float)):
+        try:  # YAML 1.1 reads 1e-4 as a string; Python's own parsers read it as a number
+            return int(raw) if isinstance(current, int) else float(raw)
+        except ValueError:
+            raise ConfigError(f"--set {key}={raw}: expected {'an integer' if isinstance(current, int) else 'a number'}") from None
+    if isinstance(current, str):
+        return raw
+    return value
+
+
+def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
+    """A YAML config (every key a TrainConfig field), then `key=value` overrides on top."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) if path else {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot be read as YAML ({error})") from error
+    values = values or {}
+    unknown = set(values) - set(FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(FIELDS)}")
+    try:
+        config = TrainConfig(**values)
+    except TypeError as error:
+        raise ConfigError(f"{path}: {error}") from error
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or key not in FIELDS:
+            raise ConfigError(f"--set {override}: expected key=value with a key among {sorted(FIELDS)}")
+        setattr(config, key, _coerce(key, raw, getattr(config, key)))
+    return config.check()
