@@ -85,3 +85,41 @@ def test_dora_is_refused(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "use_dora": True}))
     with pytest.raises(ExportError, match="DoRA"):
         export_adapter(tmp_path, smollm2_gguf(), tmp_path / "x.gguf")
+
+
+def small_adapter(base, folder, **settings):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], **settings))
+    model.save_pretrained(folder)
+    model.unload()
+    return folder
+
+
+def test_rslora_alpha_is_rescaled_so_llama_cpp_applies_the_same_update(base, tmp_path):
+    from gguf import GGUFReader
+
+    out = export_adapter(small_adapter(base, tmp_path / "rs", use_rslora=True), smollm2_gguf(), tmp_path / "rs.gguf")
+    alpha = float(GGUFReader(str(out)).fields["adapter.lora.alpha"].parts[-1][0])
+    # peft scales rsLoRA by alpha / sqrt(r) = 8 / 2; llama.cpp by alpha / r: alpha must become 16.
+    assert alpha / 4 == pytest.approx(8 / 4**0.5)
+
+
+def test_an_adapter_is_refused_for_a_base_whose_shapes_differ(base, tmp_path):
+    import gguf
+
+    other = tmp_path / "other.gguf"
+    writer = gguf.GGUFWriter(str(other), "llama")
+    facts = base_facts(smollm2_gguf())
+    writer.add_uint32("llama.block_count", facts["layers"])
+    writer.add_uint32("llama.attention.head_count", facts["heads"])
+    writer.add_uint32("llama.attention.head_count_kv", facts["kv_heads"])
+    for layer in range(facts["layers"]):
+        for name in ("attn_q", "attn_v"):
+            writer.add_tensor(f"blk.{layer}.{name}.weight", np.zeros((64, 48), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ExportError, match="does not fit the base's blk.0.attn_q.weight"):
+        export_adapter(small_adapter(base, tmp_path / "a"), other, tmp_path / "x.gguf")

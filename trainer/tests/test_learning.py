@@ -9,7 +9,9 @@ owner wrote the largest share), and the held-out set is every held-out session w
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,21 +30,24 @@ def owner_share(example: dict) -> float:
     return trained / max(1, sum(len(s["text"]) for s in example["segments"]))
 
 
-@pytest.fixture(scope="module")
-def irc_dataset(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("irc")
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when tests run as root
+def twin(*args: str, data: Path) -> None:
+    """The real CLI on an embedded PostgreSQL in `data`."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("TWIN_")}
-    env |= {"TWIN_DATA_DIR": str(work / "data"), "TWIN_TZ": "UTC"}
-    twin = ["node", str(ROOT / "bin/twin.js")]
-    subprocess.run([*twin, "import", str(IRC)], env=env, check=True, capture_output=True)
+    env |= {"TWIN_DATA_DIR": str(data), "TWIN_TZ": "UTC"}
+    done = subprocess.run(["node", str(ROOT / "bin/twin.js"), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"twin {' '.join(args)} failed:\n{done.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def irc_dataset():
+    # Not pytest's tmp_path: its parents are private to root, and the embedded PostgreSQL runs as
+    # another user when tests run as root, so it needs a world-traversable folder.
+    work = Path(tempfile.mkdtemp(prefix="twin-learning-"))
+    os.chmod(work, 0o755)
+    twin("import", str(IRC), data=work / "data")
     full = work / "full"
-    subprocess.run(
-        [*twin, "dataset", "--groups", "--since", "all", "--max-tokens", "256", "--loss", "owner", "--eval-fraction", "0.1", "--out", str(full)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    twin("dataset", "--groups", "--since", "all", "--max-tokens", "256", "--loss", "owner", "--eval-fraction", "0.1",
+         "--out", str(full), data=work / "data")
     dense = work / "dense"
     dense.mkdir()
     examples = [json.loads(line) for line in (full / "train.jsonl").read_text().splitlines()]
@@ -50,7 +55,8 @@ def irc_dataset(tmp_path_factory) -> Path:
     (dense / "train.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen))
     for name in ("eval.jsonl", "manifest.json"):
         (dense / name).write_bytes((full / name).read_bytes())
-    return dense
+    yield dense
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_a_short_lora_run_beats_the_base_on_the_owners_held_out_content_tokens(irc_dataset, tmp_path, capsys):

@@ -39,14 +39,19 @@ def permute_rows(weight: np.ndarray, heads: int) -> np.ndarray:
 
 
 def base_fingerprint(gguf_path: str | Path) -> str:
-    """sha256 over the base GGUF's tensor names, shapes, types and the first bytes of each tensor."""
+    """sha256 over the base GGUF's tensors: `name:dims:type;` then the first 64 bytes of its data.
+
+    Sorted by name (byte order), dims as GGUF stores them joined by "x", type as the GGML type
+    number: a language-neutral recipe, so the bot (node) computes the same value for a GGUF.
+    """
     from gguf import GGUFReader
 
     reader = GGUFReader(str(gguf_path))
     digest = hashlib.sha256()
-    for tensor in sorted(reader.tensors, key=lambda t: t.name):
-        digest.update(f"{tensor.name}:{list(tensor.shape)}:{tensor.tensor_type.name};".encode())
-        digest.update(np.asarray(tensor.data).tobytes()[:64])
+    for tensor in sorted(reader.tensors, key=lambda t: t.name.encode()):
+        dims = "x".join(str(int(d)) for d in tensor.shape)
+        digest.update(f"{tensor.name}:{dims}:{int(tensor.tensor_type)};".encode())
+        digest.update(np.asarray(tensor.data).reshape(-1).view(np.uint8)[:64].tobytes())  # not the whole tensor
     return digest.hexdigest()
 
 

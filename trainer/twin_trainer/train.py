@@ -179,6 +179,7 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     started = time.time()
     supervised = 0
     done_this_run = 0
+    eval_loss: float | None = None  # the latest, repeated on every log line for a live chart
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     while step < total_steps:
         if (output / "STOP").exists():
@@ -207,10 +208,12 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
             "grad_norm": round(float(grad_norm), 4),
             "supervised_tokens_per_second": round(supervised / max(elapsed, 1e-9), 1),
             "padding_fraction": round(batch.padding_fraction, 4),
+            "eval_loss": eval_loss,
             "eta_seconds": round(elapsed / done_this_run * (total_steps - step), 1),
         })
         if config.eval_every and step % config.eval_every == 0 and eval_set and step < total_steps:
             result = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
+            eval_loss = round(result["overall"]["loss"], 5)
             emit({"event": "eval", "step": step, **result["overall"]})
         if config.save_every and step % config.save_every == 0:
             save(step)
