@@ -1,8 +1,10 @@
 import { Command } from "commander";
 import createDebug from "debug";
+import { registerChatCommand } from "./chat.command.ts";
 import { registerDatasetCommand } from "./dataset.command.ts";
 import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
+import { registerModelCommand } from "./model.command.ts";
 import { registerStatsCommand } from "./stats.command.ts";
 
 const program = new Command()
@@ -19,6 +21,8 @@ registerMigrateCommand(program);
 registerImportCommand(program);
 registerStatsCommand(program);
 registerDatasetCommand(program);
+registerModelCommand(program);
+registerChatCommand(program);
 
 try {
   await program.parseAsync();

@@ -34,6 +34,66 @@ const configSchema = z.object({
     .max(1_000_000)
     .default(25_000)
     .describe("messages per import transaction"),
+  TWIN_MODEL: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("the base GGUF to serve; default: the default model registered with `twin model add`"),
+  TWIN_ADAPTER: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("a LoRA adapter GGUF (from the trainer) to serve on the base"),
+  TWIN_ADAPTER_SCALE: z.coerce.number().min(0).max(4).default(1).describe("how strongly the adapter applies"),
+  TWIN_CONTEXT_SIZE: z.coerce
+    .number()
+    .int()
+    .min(256)
+    .max(131_072)
+    .default(4096)
+    .describe("tokens per conversation"),
+  TWIN_SEQUENCES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(8)
+    .describe("conversations answered at once (sequences per context)"),
+  TWIN_THREADS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(512)
+    .default(0)
+    .describe("CPU threads for the model; 0 chooses from the machine (see bench/inference)"),
+  TWIN_TEMPERATURE: z.coerce.number().min(0).max(2).default(0.8).describe("sampling temperature (0: greedy)"),
+  TWIN_TOP_K: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(40)
+    .describe("sample among the k likeliest tokens"),
+  TWIN_TOP_P: z.coerce.number().min(0).max(1).default(0.95).describe("nucleus sampling mass"),
+  TWIN_MIN_P: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.05)
+    .describe("drop tokens below this share of the likeliest"),
+  TWIN_REPEAT_PENALTY: z.coerce
+    .number()
+    .min(1)
+    .max(2)
+    .default(1.1)
+    .describe("penalty for repeating recent tokens"),
+  TWIN_MAX_REPLY_TOKENS: z.coerce
+    .number()
+    .int()
+    .min(8)
+    .max(4096)
+    .default(256)
+    .describe("longest reply, in tokens"),
 });
 
 export type Config = {
@@ -43,6 +103,19 @@ export type Config = {
   timeZone: string | undefined;
   embeddedPgPort: number;
   importBatchSize: number;
+  inference: InferenceConfig;
+};
+
+export type InferenceConfig = {
+  model: string | undefined;
+  adapter: string | undefined;
+  adapterScale: number;
+  contextSize: number;
+  sequences: number;
+  /** 0: choose from the machine. */
+  threads: number;
+  sampling: { temperature: number; topK: number; topP: number; minP: number; repeatPenalty: number };
+  maxReplyTokens: number;
 };
 
 /** Variables documented in .env.example; other TWIN_ names are typos and fail the start. */
@@ -89,5 +162,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     timeZone: values.TWIN_TZ,
     embeddedPgPort: values.TWIN_EMBEDDED_PG_PORT,
     importBatchSize: values.TWIN_IMPORT_BATCH,
+    inference: {
+      model: values.TWIN_MODEL,
+      adapter: values.TWIN_ADAPTER,
+      adapterScale: values.TWIN_ADAPTER_SCALE,
+      contextSize: values.TWIN_CONTEXT_SIZE,
+      sequences: values.TWIN_SEQUENCES,
+      threads: values.TWIN_THREADS,
+      sampling: {
+        temperature: values.TWIN_TEMPERATURE,
+        topK: values.TWIN_TOP_K,
+        topP: values.TWIN_TOP_P,
+        minP: values.TWIN_MIN_P,
+        repeatPenalty: values.TWIN_REPEAT_PENALTY,
+      },
+      maxReplyTokens: values.TWIN_MAX_REPLY_TOKENS,
+    },
   };
 }

@@ -3,3 +3,4 @@
 export * from "../access/access.tables.ts";
 export * from "../dataset/dataset.tables.ts";
 export * from "../history/history.tables.ts";
+export * from "../models/models.tables.ts";

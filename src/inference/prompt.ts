@@ -15,7 +15,9 @@ import {
  * the model reads exactly what it was trained on.
  */
 
-export type PromptPiece = { special: true; text: typeof IM_START | typeof IM_END } | { special: false; text: string };
+export type PromptPiece =
+  | { special: true; text: typeof IM_START | typeof IM_END }
+  | { special: false; text: string };
 
 export type PromptTurn = { speaker: string; messages: string[] };
 
@@ -110,7 +112,9 @@ export function splitReply(text: string): string[] {
   const messages: string[] = [];
   for (const line of body.split("\n")) {
     if (line.startsWith(MESSAGE_PREFIX) || line.startsWith(MESSAGE_PREFIX.trimEnd())) {
-      messages.push(line.slice(line.startsWith(MESSAGE_PREFIX) ? MESSAGE_PREFIX.length : MESSAGE_PREFIX.length - 1));
+      messages.push(
+        line.slice(line.startsWith(MESSAGE_PREFIX) ? MESSAGE_PREFIX.length : MESSAGE_PREFIX.length - 1),
+      );
     } else if (messages.length > 0) {
       messages[messages.length - 1] += `\n${line}`;
     } else {

@@ -1,0 +1,130 @@
+import os from "node:os";
+import readline from "node:readline/promises";
+import type { Command } from "commander";
+import { machineTimeZone } from "../config/config.ts";
+import { headerLine } from "../dataset/examples.ts";
+import { Conversations } from "../inference/conversations.ts";
+import { chooseThreads, Engine } from "../inference/engine.ts";
+import { loadConversationContext } from "../inference/history-context.ts";
+import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
+import { createModelsRepository } from "../models/models.repository.ts";
+import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+
+/** Hides the `>>> ` at the start of each generated line while text streams in chunks. */
+export function messageStream(write: (text: string) => void) {
+  let pending = "";
+  let lineStart = true;
+  return {
+    push(chunk: string) {
+      for (const char of chunk) {
+        if (lineStart) {
+          pending += char;
+          if (">>> ".startsWith(pending)) {
+            if (pending === ">>> ") {
+              pending = "";
+              lineStart = false;
+            }
+            continue;
+          }
+          write(pending);
+          lineStart = char === "\n";
+          pending = "";
+          continue;
+        }
+        write(char);
+        if (char === "\n") lineStart = true;
+      }
+    },
+  };
+}
+
+export function registerChatCommand(program: Command): void {
+  program
+    .command("chat")
+    .description("talk to the twin in the terminal, with the same prompts and adapter as the bot")
+    .option("--with <name>", "you are this person; the twin answers as the owner")
+    .option("--as <name>", "you are the owner; the twin plays this person")
+    .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
+    .option("--adapter <gguf>", "LoRA adapter GGUF (default: TWIN_ADAPTER)")
+    .action(
+      async (options: { with?: string; as?: string; model?: string; adapter?: string }, command: Command) => {
+        if (Boolean(options.with) === Boolean(options.as)) {
+          throw new Error(
+            "give exactly one of --with <name> (you play them) or --as <name> (the twin plays them)",
+          );
+        }
+        const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+        const settings = config.inference;
+        const { context, modelPath } = await withDatabase(config, async (database) => {
+          const registered = await createModelsRepository(database).defaultModel();
+          const modelPath = options.model ?? settings.model ?? registered?.ggufPath;
+          const context = await loadConversationContext(
+            database,
+            (options.with ?? options.as) as string,
+            config.timeZone ?? machineTimeZone(),
+          );
+          return { context, modelPath };
+        });
+        if (!modelPath)
+          throw new Error("no model: set TWIN_MODEL, pass --model, or register one with `twin model add`");
+        const adapterPath = options.adapter ?? settings.adapter;
+        const engine = await Engine.open({
+          modelPath,
+          contextSize: settings.contextSize,
+          sequences: 1,
+          threads: chooseThreads(settings.threads, os.availableParallelism()),
+          sampling: settings.sampling,
+          maxReplyTokens: settings.maxReplyTokens,
+        });
+        const adapter = adapterPath ? { path: adapterPath, scale: settings.adapterScale } : undefined;
+        if (adapter) await engine.checkAdapter(adapter.path);
+        const conversations = new Conversations(engine);
+        const you = options.with ? context.person.name : context.owner.name;
+        const twin = options.with ? context.owner.name : context.person.name;
+        const input = readline.createInterface({ input: process.stdin, output: process.stdout });
+        process.stdout.write(
+          `You are ${you}; the twin is ${twin} (${context.history.length} turns of real history as context${adapter ? ", adapter on" : ""}).\n/reset starts over, /quit leaves.\n`,
+        );
+        const live: PromptTurn[] = [];
+        try {
+          for (;;) {
+            const line = await input.question(`${you}> `).catch(() => "/quit");
+            if (line.trim() === "/quit") break;
+            if (line.trim() === "/reset") {
+              live.length = 0;
+              await conversations.reset("terminal");
+              process.stdout.write("(new conversation)\n");
+              continue;
+            }
+            if (!line.trim()) continue;
+            const last = live.at(-1);
+            if (last?.speaker === you) last.messages.push(line);
+            else live.push({ speaker: you, messages: [line] });
+            const prompt = buildPrompt({
+              header: headerLine(
+                { id: context.person.id ?? 0, type: "personal_chat", title: null },
+                [context.person.name, context.owner.name],
+                Date.now(),
+                context.timeZone,
+              ),
+              history: context.history,
+              live,
+              replyAs: twin,
+              maxTokens: settings.contextSize - settings.maxReplyTokens,
+              countTokens: engine.countTokens,
+            });
+            process.stdout.write(`${twin}: `);
+            const stream = messageStream((text) => process.stdout.write(text.replace(/\n/g, `\n${twin}: `)));
+            const reply = await conversations.reply("terminal", prompt, adapter, {
+              onText: (t) => stream.push(t),
+            });
+            process.stdout.write("\n");
+            live.push({ speaker: twin, messages: reply.messages });
+          }
+        } finally {
+          input.close();
+          await engine.dispose();
+        }
+      },
+    );
+}

@@ -1,0 +1,53 @@
+import type { Command } from "commander";
+import { createModelsRepository } from "../models/models.repository.ts";
+import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { table } from "./table.ts";
+
+export function registerModelCommand(program: Command): void {
+  const model = program.command("model").description("base models: the GGUF served and the weights trained");
+  model
+    .command("add <gguf>")
+    .description("register a base model (reads its architecture and fingerprint)")
+    .option("--hf <dir-or-id>", "the same model's HF weights, for the trainer")
+    .option("--name <name>", "what to call it (default: the file name)")
+    .option("--default", "serve it by default")
+    .action(
+      async (gguf: string, options: { hf?: string; name?: string; default?: boolean }, command: Command) => {
+        const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+        const row = await withDatabase(config, (database) =>
+          createModelsRepository(database).add({
+            ggufPath: gguf,
+            hfSource: options.hf,
+            name: options.name,
+            makeDefault: options.default ?? false,
+          }),
+        );
+        process.stdout.write(
+          `registered ${row.name}: ${row.architecture}, ${row.layers} layers, ${row.sizeMb} MB, fingerprint ${row.fingerprint.slice(0, 12)}…${row.isDefault ? " (default)" : ""}\n`,
+        );
+      },
+    );
+  model
+    .command("list")
+    .description("registered base models")
+    .action(async (_options: unknown, command: Command) => {
+      const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      const rows = await withDatabase(config, (database) => createModelsRepository(database).list());
+      const out = table(["", "name", "architecture", "layers", "MB", "fingerprint", "GGUF", "HF weights"]);
+      for (const row of rows) {
+        out.push([
+          row.isDefault ? "*" : "",
+          row.name,
+          row.architecture,
+          row.layers,
+          row.sizeMb,
+          `${row.fingerprint.slice(0, 12)}…`,
+          row.ggufPath,
+          row.hfSource ?? "— (the GGUF)",
+        ]);
+      }
+      process.stdout.write(
+        rows.length ? `${out.toString()}\n` : "no models yet: twin model add <file.gguf>\n",
+      );
+    });
+}

@@ -1,0 +1,99 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { LlamaContextSequence } from "node-llama-cpp";
+import type { AdapterChoice, Engine, Reply, ReplyOptions } from "./engine.ts";
+import type { Prompt } from "./prompt.ts";
+
+/**
+ * Live conversations and the sequences they hold. An active conversation keeps its sequence, so
+ * its next reply evaluates only the tokens added since; when a context runs out of sequences, the
+ * least recently used idle conversation gives its sequence up (saving its state to disk first when
+ * a state folder is set, so it resumes without re-evaluating).
+ */
+
+type Held = {
+  key: string;
+  contextKey: string;
+  sequence: LlamaContextSequence;
+  busy: boolean;
+  lastUsed: number;
+};
+
+export class Conversations {
+  private readonly held = new Map<string, Held>();
+  private clock = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly options: { stateDir?: string | undefined } = {},
+  ) {}
+
+  /** Answers in conversation `key` (e.g. "chat:123"), reusing its sequence when it has one. */
+  async reply(key: string, prompt: Prompt, adapter?: AdapterChoice, options?: ReplyOptions): Promise<Reply> {
+    const held = await this.acquire(key, adapter);
+    held.busy = true;
+    try {
+      return await this.engine.reply(held.sequence, prompt, options);
+    } finally {
+      held.busy = false;
+      held.lastUsed = ++this.clock;
+    }
+  }
+
+  /** Forgets a conversation's state (e.g. /reset). */
+  async reset(key: string): Promise<void> {
+    const held = this.held.get(key);
+    if (held) {
+      this.held.delete(key);
+      await held.sequence.dispose();
+    }
+    if (this.options.stateDir) await fs.rm(this.statePath(key), { force: true });
+  }
+
+  get activeCount(): number {
+    return this.held.size;
+  }
+
+  private statePath(key: string): string {
+    return path.join(this.options.stateDir as string, `${encodeURIComponent(key)}.state`);
+  }
+
+  private async acquire(key: string, adapter?: AdapterChoice): Promise<Held> {
+    const contextKey = adapter ? `${adapter.path}@${adapter.scale}` : "base";
+    const existing = this.held.get(key);
+    if (existing && existing.contextKey === contextKey) return existing;
+    if (existing) await this.reset(key); // another adapter: the cached tokens mean nothing there
+    const { context } = await this.engine.context(adapter);
+    while (context.sequencesLeft === 0) {
+      const idle = [...this.held.values()]
+        .filter((h) => h.contextKey === contextKey && !h.busy)
+        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      if (!idle)
+        throw new Error(`all ${this.engine.options.sequences} sequences are busy; try again shortly`);
+      await this.release(idle);
+    }
+    const sequence = context.getSequence();
+    if (this.options.stateDir) {
+      const saved = this.statePath(key);
+      const exists = await fs.stat(saved).then(
+        () => true,
+        () => false,
+      );
+      if (exists) {
+        await sequence.loadStateFromFile(saved, { acceptRisk: true }).catch(() => sequence.clearHistory());
+      }
+    }
+    const held: Held = { key, contextKey, sequence, busy: false, lastUsed: ++this.clock };
+    this.held.set(key, held);
+    return held;
+  }
+
+  private async release(held: Held): Promise<void> {
+    this.held.delete(held.key);
+    if (this.options.stateDir) {
+      await fs.mkdir(this.options.stateDir, { recursive: true });
+      await held.sequence.saveStateToFile(this.statePath(held.key));
+    }
+    await held.sequence.dispose();
+  }
+}

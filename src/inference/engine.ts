@@ -1,0 +1,196 @@
+import {
+  getLlama,
+  type Llama,
+  LlamaCompletion,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  LlamaText,
+  SpecialTokensText,
+} from "node-llama-cpp";
+import { IM_END, IM_START } from "../dataset/chatml.ts";
+import { adapterProblems } from "../models/compatibility.ts";
+import { type AdapterFacts, type ModelFacts, readGgufFacts } from "../models/gguf-facts.ts";
+import type { Prompt, PromptPiece } from "./prompt.ts";
+import { splitReply } from "./prompt.ts";
+
+/**
+ * The engine: one base model loaded once; a context per adapter set (llama.cpp applies adapters
+ * per context, so switching adapters is a new context on the same weights, never a reload); each
+ * context holds several sequences, one per active conversation, evaluated in shared batches.
+ */
+
+export type Sampling = {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  /** Fixed seed for reproducible replies (evaluation); undefined: random. */
+  seed?: number | undefined;
+};
+
+export type EngineOptions = {
+  modelPath: string;
+  contextSize: number;
+  /** Sequences per context: how many conversations are answered at once. */
+  sequences: number;
+  threads: number;
+  batchSize?: number | undefined;
+  sampling: Sampling;
+  maxReplyTokens: number;
+};
+
+export type AdapterChoice = { path: string; scale: number };
+
+export class AdapterMismatchError extends Error {}
+export class EmptyReplyError extends Error {}
+
+export type Reply = {
+  messages: string[];
+  text: string;
+  /** Prompt tokens this reply had to evaluate (the rest was already in the sequence). */
+  evaluatedTokens: number;
+  generatedTokens: number;
+  stopReason: string;
+};
+
+export type ReplyOptions = {
+  signal?: AbortSignal | undefined;
+  onText?: ((chunk: string) => void) | undefined;
+  sampling?: Partial<Sampling> | undefined;
+};
+
+export function toLlamaText(pieces: PromptPiece[]): LlamaText {
+  // Plain strings in a LlamaText are always tokenized as text: only our pieces become control tokens.
+  return LlamaText(pieces.map((piece) => (piece.special ? new SpecialTokensText(piece.text) : piece.text)));
+}
+
+type ContextEntry = { context: LlamaContext; adapter: AdapterChoice | undefined };
+
+export class Engine {
+  private readonly contexts = new Map<string, Promise<ContextEntry>>();
+
+  private constructor(
+    readonly options: EngineOptions,
+    readonly llama: Llama,
+    readonly model: LlamaModel,
+    readonly facts: ModelFacts,
+  ) {}
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    const facts = await readGgufFacts(options.modelPath);
+    if (facts.kind !== "model")
+      throw new AdapterMismatchError(`${options.modelPath} is an adapter, not a model`);
+    const llama = await getLlama({ gpu: "auto", build: "never", logLevel: "error" as never });
+    try {
+      const model = await llama.loadModel({ modelPath: options.modelPath });
+      return new Engine(options, llama, model, facts);
+    } catch (error) {
+      await llama.dispose();
+      throw error;
+    }
+  }
+
+  /** Refuses an adapter made for another base, naming every reason. */
+  async checkAdapter(path: string): Promise<AdapterFacts> {
+    const facts = await readGgufFacts(path);
+    if (facts.kind !== "adapter") throw new AdapterMismatchError(`${path} is a model, not a LoRA adapter`);
+    const problems = adapterProblems(this.facts, facts);
+    if (problems.length > 0) {
+      throw new AdapterMismatchError(
+        `adapter ${path} does not fit the base ${this.options.modelPath}: ${problems.join("; ")}`,
+      );
+    }
+    return facts;
+  }
+
+  /** The context for an adapter (or for the bare base), created on first use. */
+  context(adapter?: AdapterChoice): Promise<ContextEntry> {
+    const key = adapter ? `${adapter.path}@${adapter.scale}` : "base";
+    let entry = this.contexts.get(key);
+    if (!entry) {
+      entry = (async () => {
+        if (adapter) await this.checkAdapter(adapter.path);
+        const context = await this.model.createContext({
+          contextSize: this.options.contextSize,
+          sequences: this.options.sequences,
+          threads: this.options.threads,
+          ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
+          ...(adapter ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
+        });
+        return { context, adapter };
+      })();
+      entry.catch(() => this.contexts.delete(key));
+      this.contexts.set(key, entry);
+    }
+    return entry;
+  }
+
+  countTokens = (text: string): number => this.model.tokenize(text, true).length;
+
+  tokenize(prompt: Prompt): number[] {
+    return toLlamaText(prompt.pieces).tokenize(this.model.tokenizer);
+  }
+
+  /**
+   * Generates the next turn on `sequence`, reusing whatever prefix it already holds. Stops at
+   * <|im_end|> or a new <|im_start|>; an empty turn is retried once with a fresh seed.
+   */
+  async reply(sequence: LlamaContextSequence, prompt: Prompt, options: ReplyOptions = {}): Promise<Reply> {
+    const sampling = { ...this.options.sampling, ...options.sampling };
+    const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+    const input = toLlamaText(prompt.pieces);
+    const stops = [LlamaText(new SpecialTokensText(IM_END)), LlamaText(new SpecialTokensText(IM_START))];
+    let evaluated = 0;
+    let generated = 0;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const before = sequence.tokenMeter.getState();
+      const result = await completion.generateCompletionWithMeta(input, {
+        maxTokens: this.options.maxReplyTokens,
+        temperature: sampling.temperature,
+        topK: sampling.topK,
+        topP: sampling.topP,
+        minP: sampling.minP,
+        ...(sampling.seed !== undefined ? { seed: sampling.seed + attempt } : {}),
+        repeatPenalty: sampling.repeatPenalty === 1 ? false : { penalty: sampling.repeatPenalty },
+        customStopTriggers: stops,
+        signal: options.signal,
+        stopOnAbortSignal: true,
+        onTextChunk: options.onText,
+      });
+      const used = sequence.tokenMeter.diff(before);
+      evaluated += used.usedInputTokens;
+      generated += used.usedOutputTokens;
+      const messages = splitReply(result.response);
+      if (messages.length > 0 || options.signal?.aborted) {
+        return {
+          messages,
+          text: result.response,
+          evaluatedTokens: evaluated,
+          generatedTokens: generated,
+          stopReason: result.metadata.stopReason,
+        };
+      }
+    }
+    throw new EmptyReplyError("the model produced an empty reply twice");
+  }
+
+  async dispose(): Promise<void> {
+    for (const entry of this.contexts.values()) {
+      await entry.then(({ context }) => context.dispose()).catch(() => undefined);
+    }
+    this.contexts.clear();
+    await this.model.dispose();
+    await this.llama.dispose();
+  }
+}
+
+/**
+ * Threads when the config says 0: half the cores. Generation is memory-bound, and on a small
+ * machine one stream on every core is slower than on fewer (the other cores serve the database,
+ * the bot and other sequences); bench/inference measures the choice.
+ */
+export function chooseThreads(configured: number, cores: number): number {
+  return configured > 0 ? configured : Math.max(1, Math.floor(cores / 2));
+}
