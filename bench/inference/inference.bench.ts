@@ -1,0 +1,224 @@
+/**
+ * bench/inference — the engine against llama.cpp itself, concurrency, and sequence reuse.
+ *
+ *   (a) single stream: prompt tokens/s (512-token prompt) and generated tokens/s (128 tokens) of
+ *       node-llama-cpp as the engine uses it, and of llama.cpp's own `llama-bench` built from the
+ *       source node-llama-cpp ships — same model, same machine, same thread counts, same run;
+ *   (b) 1, 4 and 8 conversations at once on one context at the same thread count: total and
+ *       per-conversation generated tokens/s and time to first token;
+ *   (c) second-turn time to first token on a ~1,500-token history, with the conversation's
+ *       sequence reused versus re-evaluating the whole prompt.
+ *
+ *   npm run bench:inference [-- <model.gguf>]      (default: the test model, SmolLM2-135M Q4_1)
+ */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { getLlama, type LlamaContextSequence, type Token } from "node-llama-cpp";
+import { Conversations } from "../../src/inference/conversations.ts";
+import { chooseThreads, Engine } from "../../src/inference/engine.ts";
+import { buildPrompt, type PromptTurn } from "../../src/inference/prompt.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const modelPath =
+  process.argv[2] ??
+  execFileSync("node", [path.join(root, "scripts/test-model.mjs")], { encoding: "utf8" }).trim();
+const PROMPT = 512;
+const GENERATE = 128;
+const cores = os.availableParallelism();
+const threadCounts = [...new Set([1, Math.max(1, Math.floor(cores / 2)), cores])];
+const fmt = (n: number) => n.toFixed(1);
+
+/** Filler text in many short lines, like a chat; enough for any prompt size used here. */
+function chatText(lines: number): string[] {
+  const words =
+    "yeah no maybe tonight later cool lol ok sure why what when the a to is it at on for with".split(" ");
+  return Array.from({ length: lines }, (_, i) =>
+    Array.from({ length: 4 + (i % 9) }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(" "),
+  );
+}
+
+async function generate(sequence: LlamaContextSequence, first: Token, count: number, onFirst?: () => void) {
+  let produced = 0;
+  for await (const _token of sequence.evaluate([first], { temperature: 0 })) {
+    if (produced === 0) onFirst?.();
+    if (++produced >= count) break;
+  }
+  return produced;
+}
+
+// ── (a) single stream ────────────────────────────────────────────────────────────────────────
+const llama = await getLlama({ gpu: false, build: "never" });
+const model = await llama.loadModel({ modelPath });
+const promptTokens = model.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
+const single: { threads: number; pp: number; tg: number }[] = [];
+for (const threads of threadCounts) {
+  const context = await model.createContext({ contextSize: 2048, sequences: 1, threads, batchSize: PROMPT });
+  const sequence = context.getSequence();
+  const pp: number[] = [];
+  const tg: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    await sequence.clearHistory();
+    let started = performance.now();
+    await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
+    pp.push(PROMPT / ((performance.now() - started) / 1000));
+    await sequence.clearHistory();
+    started = performance.now();
+    const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
+    tg.push(produced / ((performance.now() - started) / 1000));
+  }
+  single.push({ threads, pp: Math.max(...pp), tg: Math.max(...tg) });
+  await context.dispose();
+}
+await model.dispose();
+await llama.dispose();
+
+const llamaBench = execFileSync("bash", [path.join(root, "bench/inference/build-llama-bench.sh")], {
+  encoding: "utf8",
+  stdio: ["ignore", "pipe", "inherit"],
+}).trim();
+const reference = new Map<number, { pp: number; tg: number }>();
+for (const threads of threadCounts) {
+  const out = execFileSync(
+    llamaBench,
+    [
+      "-m",
+      modelPath,
+      "-t",
+      String(threads),
+      "-p",
+      String(PROMPT),
+      "-n",
+      String(GENERATE),
+      "-r",
+      "3",
+      "-o",
+      "json",
+    ],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+  );
+  const rows = JSON.parse(out) as { n_prompt: number; n_gen: number; avg_ts: number }[];
+  reference.set(threads, {
+    pp: rows.find((r) => r.n_prompt > 0)?.avg_ts ?? Number.NaN,
+    tg: rows.find((r) => r.n_gen > 0)?.avg_ts ?? Number.NaN,
+  });
+}
+process.stdout.write(`(a) single stream, ${path.basename(modelPath)}, ${cores} cores\n`);
+process.stdout.write(
+  "threads | engine prompt t/s | llama-bench pp | engine gen t/s | llama-bench tg | gen ratio\n",
+);
+for (const row of single) {
+  const ref = reference.get(row.threads) as { pp: number; tg: number };
+  process.stdout.write(
+    `${row.threads} | ${fmt(row.pp)} | ${fmt(ref.pp)} | ${fmt(row.tg)} | ${fmt(ref.tg)} | ${(row.tg / ref.tg).toFixed(2)}x\n`,
+  );
+}
+
+// ── (b) concurrent conversations ─────────────────────────────────────────────────────────────
+const threads = chooseThreads(0, cores);
+const concurrency: { n: number; total: number; per: number; ttft: number }[] = [];
+{
+  const llama2 = await getLlama({ gpu: false, build: "never" });
+  const model2 = await llama2.loadModel({ modelPath });
+  const context = await model2.createContext({ contextSize: 8 * 512, sequences: 8, threads });
+  const prompts = Array.from({ length: 8 }, (_, i) =>
+    model2
+      .tokenize(
+        chatText(40 + i)
+          .slice(i)
+          .join("\n"),
+        false,
+      )
+      .slice(0, 200),
+  );
+  for (const n of [1, 4, 8]) {
+    const sequences = Array.from({ length: n }, () => context.getSequence());
+    const started = performance.now();
+    const firsts: number[] = [];
+    const produced = await Promise.all(
+      sequences.map(async (sequence, i) => {
+        const prompt = prompts[i] as Token[];
+        await sequence.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
+        return generate(sequence, prompt.at(-1) as Token, 64, () => firsts.push(performance.now() - started));
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const total = produced.reduce((a, b) => a + b, 0) / seconds;
+    concurrency.push({ n, total, per: total / n, ttft: firsts.reduce((a, b) => a + b, 0) / firsts.length });
+    for (const sequence of sequences) await sequence.dispose();
+  }
+  await context.dispose();
+  await model2.dispose();
+  await llama2.dispose();
+}
+process.stdout.write(
+  `\n(b) conversations at once, ${threads} thread(s), 200-token prompts, 64 tokens each\n`,
+);
+process.stdout.write("conversations | total gen t/s | per conversation | mean time to first token\n");
+for (const row of concurrency) {
+  process.stdout.write(
+    `${row.n} | ${fmt(row.total)} | ${fmt(row.per)} | ${(row.ttft / 1000).toFixed(2)} s\n`,
+  );
+}
+const one = concurrency[0]?.total ?? Number.NaN;
+process.stdout.write(
+  `8 at once vs one: ${((concurrency[2]?.total ?? 0) / one).toFixed(2)}x total tokens/s\n`,
+);
+
+// ── (c) second turn: reuse vs re-evaluation ──────────────────────────────────────────────────
+const engine = await Engine.open({
+  modelPath,
+  contextSize: 4096,
+  sequences: 2,
+  threads,
+  sampling: { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1, seed: 1 },
+  maxReplyTokens: 24,
+});
+const lines = chatText(600);
+const history: PromptTurn[] = [];
+let historyTokens = 0;
+for (let i = 0; historyTokens < 1500; i++) {
+  const turn = { speaker: i % 2 ? "Me" : "Anna", messages: lines.slice(i * 2, i * 2 + 2) };
+  history.push(turn);
+  historyTokens += engine.countTokens(
+    `<|im_start|>${turn.speaker}\n>>> ${turn.messages.join("\n>>> ")}<|im_end|>\n`,
+  );
+}
+const promptFor = (live: PromptTurn[]) =>
+  buildPrompt({
+    header: "Telegram chat · Anna, Me · 2024-05-01 Wed 21:15",
+    history,
+    live,
+    replyAs: "Me",
+    maxTokens: 3800,
+    countTokens: engine.countTokens,
+  });
+const timeToFirstToken = async (conversations: Conversations, key: string, live: PromptTurn[]) => {
+  const started = performance.now();
+  let first = Number.NaN;
+  const reply = await conversations.reply(key, promptFor(live), undefined, {
+    onText: () => {
+      if (Number.isNaN(first)) first = performance.now() - started;
+    },
+  });
+  return { ms: first, reply };
+};
+const warm = new Conversations(engine);
+const live: PromptTurn[] = [{ speaker: "Anna", messages: ["so are you coming tonight?"] }];
+const opening = await timeToFirstToken(warm, "warm", live);
+live.push(
+  { speaker: "Me", messages: opening.reply.messages },
+  { speaker: "Anna", messages: ["ok cool, at nine"] },
+);
+const reused = await timeToFirstToken(warm, "warm", live);
+const cold = await timeToFirstToken(new Conversations(engine), "cold", live);
+await engine.dispose();
+const secondTurnTokens = promptFor(live).tokens;
+process.stdout.write(
+  `\n(c) second turn on a ${secondTurnTokens}-token prompt (history ${historyTokens} tokens), ${threads} thread(s)\n`,
+);
+process.stdout.write(
+  `time to first token: reused ${fmt(reused.ms)} ms (${reused.reply.evaluatedTokens} tokens evaluated), ` +
+    `re-evaluated ${fmt(cold.ms)} ms (${cold.reply.evaluatedTokens} tokens): ${(cold.ms / reused.ms).toFixed(1)}x\n`,
+);
