@@ -8,6 +8,9 @@ import { fileURLToPath } from "node:url";
 import { getLlama, type LlamaModel } from "node-llama-cpp";
 import { joinSegments, type RenderTurn, renderSegments } from "../src/dataset/chatml.ts";
 import { type ExportMessage, flattenText } from "../src/history/desktop-import/export-message.ts";
+import { Conversations } from "../src/inference/conversations.ts";
+import { Engine } from "../src/inference/engine.ts";
+import { buildPrompt } from "../src/inference/prompt.ts";
 import { fixtures, readJson } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
 
@@ -197,6 +200,47 @@ describe("a trainer-exported GGUF adapter in node-llama-cpp", () => {
       await llama.dispose();
     }
   });
+
+  it("serves through the engine: the trainer's adapter fits and changes replies; another base's is refused", async () => {
+    const smol = path.join(scratch, "adapter.gguf");
+    const qwen = path.join(scratch, "qwen2", "adapter.gguf");
+    assert.ok(fs.existsSync(smol) && fs.existsSync(qwen), "the two tests above wrote both adapters");
+    const engine = await Engine.open({
+      modelPath: testModel(),
+      contextSize: 512,
+      sequences: 1,
+      threads: 1,
+      sampling: { temperature: 0, topK: 1, topP: 1, minP: 0, repeatPenalty: 1 },
+      maxReplyTokens: 16,
+    });
+    try {
+      const facts = await engine.checkAdapter(smol);
+      assert.equal(facts.baseFingerprint, engine.facts.fingerprint, "the adapter names this base");
+      await assert.rejects(
+        engine.checkAdapter(qwen),
+        /architecture qwen2, the base is llama/,
+        "qwen2 adapter refused",
+      );
+      const prompt = buildPrompt({
+        header: "Telegram chat · Anna, Me · 2024-05-01 Wed 21:15",
+        history: [],
+        live: [{ speaker: "Anna", messages: ["hey, are you coming tonight?"] }],
+        replyAs: "Me",
+        maxTokens: 400,
+        countTokens: engine.countTokens,
+      });
+      const conversations = new Conversations(engine);
+      const plain = await conversations.reply("base", prompt);
+      const tuned = await conversations.reply("tuned", prompt, { path: smol, scale: 1 });
+      assert.notEqual(
+        tuned.text,
+        plain.text,
+        `greedy replies differ: ${JSON.stringify([plain.text, tuned.text])}`,
+      );
+    } finally {
+      await engine.dispose();
+    }
+  });
 });
 
 /** The messages of a Telegram export: whole-account (chats.list[].messages) or single-chat (messages). */
@@ -236,17 +280,11 @@ function chatmlSamples(messages: ExportMessage[], header: string, size: number):
 }
 
 describe("the test model's tokenizer", () => {
-  // TODO until twin_trainer.model.load_base is fixed: transformers 5.24 builds the tokenizer of a
-  // GGUF whose tokenizer.ggml.pre is "smollm" with GPT-2's ByteLevel split alone; llama.cpp's
-  // "smollm" pre-tokenizer (matched to SmolLM's Hugging Face tokenizer) first splits every digit
-  // off, as pre-tokenizers Digits(individual_digits=True) then ByteLevel do. Whitespace before a
-  // digit then differs: "goals:\n\n1." is …, "\n\n", "1" in llama.cpp but …, "\n", "\n", "1" in
-  // the trainer, in 40 of the 857 texts here. Setting that pre-tokenizer on the tokenizer load_base
-  // returns (and dropping its cached conversions) made all 857 agree. Remove `todo` with the fix.
-  const todo = "load_base's SmolLM2 tokenizer lacks the digit split llama.cpp's smollm pre-tokenizer has";
-  it("gives the same token ids in the trainer (transformers) and llama.cpp on real chat text", {
-    todo,
-  }, async (t) => {
+  // transformers 5.24 builds the tokenizer of a GGUF whose tokenizer.ggml.pre is "smollm" with
+  // GPT-2's ByteLevel split alone; llama.cpp's "smollm" pre-tokenizer first splits every digit off.
+  // Whitespace before a digit then differed ("goals:\n\n1." → "\n\n" vs "\n", "\n") in 40 of
+  // the 857 texts here, until load_base set the same pre-tokenizer (match_llama_cpp_pre_tokenizer).
+  it("gives the same token ids in the trainer (transformers) and llama.cpp on real chat text", async (t) => {
     assert.ok(fs.existsSync(python), "trainer/.venv is missing: npm test sets it up before the Node tests");
     const telegram = [fixtures.ensia, fixtures.cuda].flatMap((file) =>
       exportMessages(readJson(file)).filter(

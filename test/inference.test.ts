@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Conversations } from "../src/inference/conversations.ts";
 import { AdapterMismatchError, Engine } from "../src/inference/engine.ts";
@@ -107,6 +110,46 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     }
     assert.equal(conversations.activeCount, 4, "each holds its own sequence");
     for (const name of names) await conversations.reset(name);
+  });
+
+  it("gives an idle conversation's sequence to a new one, and resumes it from its saved state", async () => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-states-"));
+    try {
+      const small = await engine.context(); // 4 sequences: fill them, then one more
+      assert.equal(small.context.sequencesLeft, 4, "all four sequences free before");
+      const conversations = new Conversations(engine, { stateDir });
+      const ask = (name: string) =>
+        conversations.reply(
+          name,
+          prompt([{ speaker: name, messages: [`hello from ${name}, long time no see`] }]),
+        );
+      for (const name of ["A1", "A2", "A3", "A4"]) await ask(name);
+      assert.equal(small.context.sequencesLeft, 0, "four conversations hold four sequences");
+      await ask("A5"); // A1, the least recently used, gives its sequence up (state saved)
+      assert.equal(conversations.activeCount, 4, "still four held");
+      assert.ok(fs.existsSync(path.join(stateDir, "A1.state")), "A1's state was saved");
+      const again = await ask("A1"); // resumes from disk: only the last token needs evaluating
+      assert.ok(again.evaluatedTokens <= 2, `A1 resumed evaluating ${again.evaluatedTokens} tokens`);
+      for (const name of ["A1", "A2", "A3", "A4", "A5"]) await conversations.reset(name);
+    } finally {
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it("stops when asked", async () => {
+    const conversations = new Conversations(engine);
+    const controller = new AbortController();
+    const reply = await conversations.reply(
+      "abort",
+      prompt([{ speaker: "Anna", messages: ["tell me a long story"] }]),
+      undefined,
+      {
+        signal: controller.signal,
+        onText: () => controller.abort(),
+      },
+    );
+    assert.ok(reply.generatedTokens <= 3, `stopped after ${reply.generatedTokens} tokens`);
+    await conversations.reset("abort");
   });
 
   it("refuses a model file offered as an adapter", async () => {

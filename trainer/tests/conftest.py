@@ -18,5 +18,9 @@ def smollm2_gguf() -> Path:
 def tokenizer():
     from transformers import AutoTokenizer
 
+    from twin_trainer.model import _gguf_pre_tokenizer, match_llama_cpp_pre_tokenizer
+
     path = smollm2_gguf()
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    match_llama_cpp_pre_tokenizer(tokenizer, _gguf_pre_tokenizer(path))  # as load_base does
+    return tokenizer

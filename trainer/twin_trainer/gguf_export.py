@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,15 +39,20 @@ def permute_rows(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def base_fingerprint(gguf_path: str | Path) -> str:
+def _reader(source: Any) -> Any:
+    """A GGUFReader for a path, or the reader itself (reading a large GGUF's header once is enough)."""
+    from gguf import GGUFReader
+
+    return source if isinstance(source, GGUFReader) else GGUFReader(str(source))
+
+
+def base_fingerprint(gguf_path: Any) -> str:
     """sha256 over the base GGUF's tensors: `name:dims:type;` then the first 64 bytes of its data.
 
     Sorted by name (byte order), dims as GGUF stores them joined by "x", type as the GGML type
     number: a language-neutral recipe, so the bot (node) computes the same value for a GGUF.
     """
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(gguf_path))
+    reader = _reader(gguf_path)
     digest = hashlib.sha256()
     for tensor in sorted(reader.tensors, key=lambda t: t.name.encode()):
         dims = "x".join(str(int(d)) for d in tensor.shape)
@@ -55,10 +61,8 @@ def base_fingerprint(gguf_path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def base_facts(gguf_path: str | Path) -> dict[str, int | str]:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(gguf_path))
+def base_facts(gguf_path: Any) -> dict[str, int | str]:
+    reader = _reader(gguf_path)
 
     def field(name: str):
         value = reader.fields[name]
@@ -73,11 +77,9 @@ def base_facts(gguf_path: str | Path) -> dict[str, int | str]:
     }
 
 
-def base_shapes(gguf_path: str | Path) -> dict[str, tuple[int, int]]:
+def base_shapes(gguf_path: Any) -> dict[str, tuple[int, int]]:
     """(in, out) features of each 2-D weight in the base GGUF, by tensor name."""
-    from gguf import GGUFReader
-
-    return {t.name: (int(t.shape[0]), int(t.shape[1])) for t in GGUFReader(str(gguf_path)).tensors if len(t.shape) == 2}
+    return {t.name: (int(t.shape[0]), int(t.shape[1])) for t in _reader(gguf_path).tensors if len(t.shape) == 2}
 
 
 def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str | Path) -> Path:
@@ -94,16 +96,17 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
     if settings.get("use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); llama.cpp by alpha/r: rescale so both give the same update.
         alpha = alpha * math.sqrt(rank)
-    facts = base_facts(base_gguf)
+    base = _reader(base_gguf)
+    facts = base_facts(base)
     architecture = str(facts["architecture"])
     permute = architecture in PERMUTED_ARCHITECTURES
-    shapes = base_shapes(base_gguf)
+    shapes = base_shapes(base)
 
     writer = gguf.GGUFWriter(str(out_path), architecture)
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", alpha)
-    writer.add_string(FINGERPRINT_KEY, base_fingerprint(base_gguf))
+    writer.add_string(FINGERPRINT_KEY, base_fingerprint(base))
     writer.add_uint32("twin.base.block_count", int(facts["layers"]))
 
     tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))

@@ -21,9 +21,38 @@ def cache_root() -> Path:
     return Path(base) / "twin" / "hf"
 
 
+# Part of the cache key: bump it when the conversion changes, so old conversions are not reused.
+CONVERSION_VERSION = 2
+
+
 def _cache_key(gguf: Path) -> str:
     stat = gguf.stat()
-    return hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:v{CONVERSION_VERSION}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _gguf_pre_tokenizer(gguf: Path) -> str | None:
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.pre")
+    return field.parts[field.data[0]].tobytes().decode() if field else None
+
+
+def match_llama_cpp_pre_tokenizer(tokenizer: Any, pre: str | None) -> None:
+    """Makes a GGUF-converted tokenizer split text as llama.cpp does for that `tokenizer.ggml.pre`.
+
+    transformers 5.24 converts a GGUF's BPE vocabulary without llama.cpp's pre-tokenizer for some
+    `pre` names: for "smollm" it drops the split of every digit, so "\n\n1." became two "\n"
+    tokens in training but one "\n\n" when served. (test/adapter.test.ts compares both on fixtures.)
+    """
+    if pre != "smollm":
+        return
+    from tokenizers import pre_tokenizers
+
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
 
 
 class HardwareError(RuntimeError):
@@ -91,6 +120,7 @@ def load_base(
         if not (converted / "config.json").exists():
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            match_llama_cpp_pre_tokenizer(tokenizer, _gguf_pre_tokenizer(path))
             # The weights are plain dequantized tensors now; drop the GGUF marker so they can be saved.
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):
