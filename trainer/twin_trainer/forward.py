@@ -38,10 +38,8 @@ def _packed_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
+    # Grouped-query attention (fewer key/value heads than query heads) without copying them.
+    grouped = query.shape[1] != key.shape[1]
     dropout = dropout if module.training else 0.0
     parts = [
         F.scaled_dot_product_attention(
@@ -51,6 +49,7 @@ def _packed_attention(
             dropout_p=dropout,
             scale=scaling,
             is_causal=True,
+            enable_gqa=grouped,
         )
         for start, end in example_bounds
     ]
