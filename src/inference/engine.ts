@@ -187,10 +187,11 @@ export class Engine {
 }
 
 /**
- * Threads when the config says 0: half the cores. Generation is memory-bound, and on a small
- * machine one stream on every core is slower than on fewer (the other cores serve the database,
- * the bot and other sequences); bench/inference measures the choice.
+ * Threads when the config says 0: every core but one. Measured on 2 cores (bench/inference): one
+ * stream at 2 threads reaches 67% of llama-bench's speed at 2 threads, at 1 thread 89% of its —
+ * llama.cpp's threads spin while they wait, so they fight Node's own thread (and the database) for
+ * the last core. The spare core keeps the bot responsive while the model generates.
  */
 export function chooseThreads(configured: number, cores: number): number {
-  return configured > 0 ? configured : Math.max(1, Math.floor(cores / 2));
+  return configured > 0 ? configured : Math.max(1, cores - 1);
 }
