@@ -60,25 +60,36 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
 
   it("answers: stops at <|im_end|>, splits into messages, and a second turn evaluates only new tokens", async (t) => {
     const conversations = new Conversations(engine);
+    // Real history in the format, as the store provides it: the model then answers in the format too.
+    const history: PromptTurn[] = [
+      { speaker: "Anna", messages: ["hi!", "how are you"] },
+      { speaker: "Me", messages: ["good, you?"] },
+      { speaker: "Anna", messages: ["fine thanks"] },
+      { speaker: "Me", messages: ["cool", "see you later"] },
+    ];
     const live: PromptTurn[] = [{ speaker: "Anna", messages: ["hey, are you coming tonight?"] }];
-    const first = await conversations.reply("anna", prompt(live));
+    const first = await conversations.reply("anna", prompt(live, history));
     assert.ok(first.messages.length >= 1, `messages: ${JSON.stringify(first.messages)}`);
     assert.ok(
       first.messages.every((m) => !m.includes("<|im_end|>") && !m.startsWith(">>>")),
       `clean messages: ${JSON.stringify(first.messages)}`,
     );
-    assert.ok(first.stopReason !== "maxTokens" || first.generatedTokens <= 48, `stop: ${first.stopReason}`);
+    assert.ok(first.text.startsWith(">>> "), `answered in the format: ${JSON.stringify(first.text)}`);
 
     live.push(
       { speaker: "Me", messages: first.messages },
       { speaker: "Anna", messages: ["ok, at nine then"] },
     );
-    const second = prompt(live);
+    const second = prompt(live, history);
     const whole = engine.tokenize(second).length;
+    // What is new since the first reply's last sampled token: the rest of the prompt.
+    const added = engine.countTokens(
+      "<|im_end|>\n<|im_start|>Anna\n>>> ok, at nine then<|im_end|>\n<|im_start|>Me\n",
+    );
     const reused = await conversations.reply("anna", second);
     assert.ok(
-      reused.evaluatedTokens < whole / 2,
-      `second turn evaluated ${reused.evaluatedTokens} of ${whole} prompt tokens`,
+      reused.evaluatedTokens <= added,
+      `second turn evaluated ${reused.evaluatedTokens} of ${whole} prompt tokens; ${added} are new`,
     );
     const fresh = new Conversations(engine);
     const cold = await fresh.reply("anna-cold", second);

@@ -86,12 +86,16 @@ export function registerChatCommand(program: Command): void {
           `You are ${you}; the twin is ${twin} (${context.history.length} turns of real history as context${adapter ? ", adapter on" : ""}).\n/reset starts over, /quit leaves.\n`,
         );
         const live: PromptTurn[] = [];
+        // The header carries the conversation's start, as a dataset session's does: fixed, so the
+        // prompt's prefix (and the sequence holding it) stays valid from turn to turn.
+        let startedAt = Date.now();
         try {
           for (;;) {
             const line = await input.question(`${you}> `).catch(() => "/quit");
             if (line.trim() === "/quit") break;
             if (line.trim() === "/reset") {
               live.length = 0;
+              startedAt = Date.now();
               await conversations.reset("terminal");
               process.stdout.write("(new conversation)\n");
               continue;
@@ -104,7 +108,7 @@ export function registerChatCommand(program: Command): void {
               header: headerLine(
                 { id: context.person.id ?? 0, type: "personal_chat", title: null },
                 [context.person.name, context.owner.name],
-                Date.now(),
+                startedAt,
                 context.timeZone,
               ),
               history: context.history,

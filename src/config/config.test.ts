@@ -20,13 +20,45 @@ describe("config", () => {
       TWIN_DATA_DIR: "/tmp/x",
       TWIN_IMPORT_BATCH: "500",
     });
-    assert.deepEqual(config, {
+    const { inference, ...rest } = config;
+    assert.deepEqual(rest, {
       databaseUrl: "postgres://u@h:5432/db",
       dataDir: "/tmp/x",
       timeZone: "Europe/Moscow",
       embeddedPgPort: 0,
       importBatchSize: 500,
     });
+    assert.equal(inference.model, undefined, "no model: the default registered one is used");
+    assert.deepEqual(
+      inference.sampling,
+      { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1 },
+      "explicit sampling defaults (node-llama-cpp alone would be greedy)",
+    );
+  });
+
+  it("reads the inference settings", () => {
+    const { inference } = loadConfig({
+      TWIN_MODEL: "/m/base.gguf",
+      TWIN_ADAPTER: "/m/adapter.gguf",
+      TWIN_ADAPTER_SCALE: "0.5",
+      TWIN_CONTEXT_SIZE: "8192",
+      TWIN_SEQUENCES: "4",
+      TWIN_THREADS: "3",
+      TWIN_TEMPERATURE: "0",
+      TWIN_MAX_REPLY_TOKENS: "64",
+    });
+    assert.deepEqual(
+      [inference.model, inference.adapter, inference.adapterScale, inference.contextSize],
+      ["/m/base.gguf", "/m/adapter.gguf", 0.5, 8192],
+      "paths and sizes",
+    );
+    assert.deepEqual(
+      [inference.sequences, inference.threads, inference.sampling.temperature, inference.maxReplyTokens],
+      [4, 3, 0, 64],
+      "counts and sampling",
+    );
+    assert.throws(() => loadConfig({ TWIN_TOP_P: "1.5" }), /TWIN_TOP_P/);
+    assert.throws(() => loadConfig({ TWIN_SEQUENCES: "0" }), /TWIN_SEQUENCES/);
   });
 
   it("treats empty values as unset", () => {

@@ -11,6 +11,32 @@ import type { DatasetMessage } from "./sessions.ts";
 
 const FETCH = 20_000;
 
+/** The message columns sessions are built from, and a row of them as the dataset reads it. */
+export const datasetMessageColumns =
+  "chat_id, message_id, sender_id, (extract(epoch FROM sent_at) * 1000)::float8 AS sent_at, kind, text, emoji";
+
+export type DatasetMessageRow = {
+  chat_id: string;
+  message_id: string;
+  sender_id: string | null;
+  sent_at: number;
+  kind: MessageKind;
+  text: string;
+  emoji: string | null;
+};
+
+export function datasetMessageFromRow(row: DatasetMessageRow): DatasetMessage {
+  return {
+    chatId: Number(row.chat_id),
+    messageId: Number(row.message_id),
+    senderId: row.sender_id === null ? null : Number(row.sender_id),
+    sentAt: row.sent_at,
+    kind: row.kind,
+    text: row.text,
+    emoji: row.emoji,
+  };
+}
+
 export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "pool">) {
   /** 24 months (by default) before the owner's last message, as an ISO date; null when they never wrote. */
   async function defaultSince(ownerId: number, months: number): Promise<string | null> {
@@ -58,7 +84,7 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
       await client.query("BEGIN READ ONLY");
       await client.query(
         `DECLARE dataset_messages NO SCROLL CURSOR FOR
-         SELECT chat_id, message_id, sender_id, (extract(epoch FROM sent_at) * 1000)::float8 AS sent_at, kind, text, emoji
+         SELECT ${datasetMessageColumns}
          FROM messages WHERE chat_id = ANY($1::bigint[]) AND ($2::timestamptz IS NULL OR sent_at >= $2)
            AND kind <> 'service'
          ORDER BY chat_id, sent_at, message_id`,
@@ -67,31 +93,15 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
       let chatId: number | undefined;
       let messages: DatasetMessage[] = [];
       for (;;) {
-        const { rows } = await client.query<{
-          chat_id: string;
-          message_id: string;
-          sender_id: string | null;
-          sent_at: number;
-          kind: MessageKind;
-          text: string;
-          emoji: string | null;
-        }>(`FETCH ${FETCH} FROM dataset_messages`);
+        const { rows } = await client.query<DatasetMessageRow>(`FETCH ${FETCH} FROM dataset_messages`);
         for (const row of rows) {
-          const id = Number(row.chat_id);
-          if (id !== chatId) {
+          const message = datasetMessageFromRow(row);
+          if (message.chatId !== chatId) {
             if (chatId !== undefined) await each(chatId, messages);
-            chatId = id;
+            chatId = message.chatId;
             messages = [];
           }
-          messages.push({
-            chatId: id,
-            messageId: Number(row.message_id),
-            senderId: row.sender_id === null ? null : Number(row.sender_id),
-            sentAt: row.sent_at,
-            kind: row.kind,
-            text: row.text,
-            emoji: row.emoji,
-          });
+          messages.push(message);
         }
         if (rows.length < FETCH) break;
       }

@@ -1,8 +1,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { LlamaContextSequence } from "node-llama-cpp";
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { AdapterChoice, Engine, Reply, ReplyOptions } from "./engine.ts";
-import type { Prompt } from "./prompt.ts";
+import { type Prompt, piecesFrom, promptText } from "./prompt.ts";
 
 /**
  * Live conversations and the sequences they hold. An active conversation keeps its sequence, so
@@ -17,6 +17,8 @@ type Held = {
   sequence: LlamaContextSequence;
   busy: boolean;
   lastUsed: number;
+  /** The last prompt's text and tokens plus the reply as sampled: the next prompt starts with them. */
+  last?: { text: string; tokens: Token[] } | undefined;
 };
 
 export class Conversations {
@@ -33,7 +35,10 @@ export class Conversations {
     const held = await this.acquire(key, adapter);
     held.busy = true;
     try {
-      return await this.engine.reply(held.sequence, prompt, options);
+      const input = this.continuation(held, prompt);
+      const reply = await this.engine.reply(held.sequence, input.tokens, options);
+      held.last = { text: input.text + reply.text, tokens: [...input.tokens, ...reply.tokens] };
+      return reply;
     } finally {
       held.busy = false;
       held.lastUsed = ++this.clock;
@@ -52,6 +57,21 @@ export class Conversations {
 
   get activeCount(): number {
     return this.held.size;
+  }
+
+  /**
+   * The prompt's tokens. When it continues the last prompt and the reply as they were sampled, those
+   * tokens are kept as they are: a sampled reply is often not tokenized the way its text would be,
+   * and re-tokenizing it would make the sequence re-evaluate the whole reply.
+   */
+  private continuation(held: Held, prompt: Prompt): { text: string; tokens: Token[] } {
+    const text = promptText(prompt.pieces);
+    const last = held.last;
+    if (last && text.startsWith(last.text)) {
+      const rest = piecesFrom(prompt.pieces, last.text.length);
+      if (rest.length > 0) return { text, tokens: [...last.tokens, ...this.engine.tokenizePieces(rest)] };
+    }
+    return { text, tokens: this.engine.tokenizePieces(prompt.pieces) };
   }
 
   private statePath(key: string): string {

@@ -7,6 +7,7 @@ import {
   type LlamaModel,
   LlamaText,
   SpecialTokensText,
+  type Token,
 } from "node-llama-cpp";
 import { IM_END, IM_START } from "../dataset/chatml.ts";
 import { adapterProblems } from "../models/compatibility.ts";
@@ -48,7 +49,9 @@ export class EmptyReplyError extends Error {}
 
 export type Reply = {
   messages: string[];
+  /** The turn body as generated (before the stop), and its token ids as sampled. */
   text: string;
+  tokens: Token[];
   /** Prompt tokens this reply had to evaluate (the rest was already in the sequence). */
   evaluatedTokens: number;
   generatedTokens: number;
@@ -129,23 +132,32 @@ export class Engine {
 
   countTokens = (text: string): number => this.model.tokenize(text, true).length;
 
-  tokenize(prompt: Prompt): number[] {
-    return toLlamaText(prompt.pieces).tokenize(this.model.tokenizer);
+  tokenize(prompt: Prompt): Token[] {
+    return this.tokenizePieces(prompt.pieces);
+  }
+
+  tokenizePieces(pieces: PromptPiece[]): Token[] {
+    return toLlamaText(pieces).tokenize(this.model.tokenizer);
   }
 
   /**
    * Generates the next turn on `sequence`, reusing whatever prefix it already holds. Stops at
    * <|im_end|> or a new <|im_start|>; an empty turn is retried once with a fresh seed.
    */
-  async reply(sequence: LlamaContextSequence, prompt: Prompt, options: ReplyOptions = {}): Promise<Reply> {
+  async reply(
+    sequence: LlamaContextSequence,
+    prompt: Prompt | Token[],
+    options: ReplyOptions = {},
+  ): Promise<Reply> {
     const sampling = { ...this.options.sampling, ...options.sampling };
     const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
-    const input = toLlamaText(prompt.pieces);
+    const input = Array.isArray(prompt) ? prompt : toLlamaText(prompt.pieces);
     const stops = [LlamaText(new SpecialTokensText(IM_END)), LlamaText(new SpecialTokensText(IM_START))];
     let evaluated = 0;
     let generated = 0;
     for (let attempt = 0; attempt < 2; attempt++) {
       const before = sequence.tokenMeter.getState();
+      const tokens: Token[] = [];
       const result = await completion.generateCompletionWithMeta(input, {
         maxTokens: this.options.maxReplyTokens,
         temperature: sampling.temperature,
@@ -158,6 +170,7 @@ export class Engine {
         signal: options.signal,
         stopOnAbortSignal: true,
         onTextChunk: options.onText,
+        onToken: (chunk) => tokens.push(...chunk),
       });
       const used = sequence.tokenMeter.diff(before);
       evaluated += used.usedInputTokens;
@@ -167,6 +180,7 @@ export class Engine {
         return {
           messages,
           text: result.response,
+          tokens,
           evaluatedTokens: evaluated,
           generatedTokens: generated,
           stopReason: result.metadata.stopReason,

@@ -1,7 +1,11 @@
+import {
+  type DatasetMessageRow,
+  datasetMessageColumns,
+  datasetMessageFromRow,
+} from "../dataset/dataset.repository.ts";
 import { sanitizeName } from "../dataset/names.ts";
-import { buildSessions, type DatasetMessage } from "../dataset/sessions.ts";
+import { buildSessions } from "../dataset/sessions.ts";
 import type { Database } from "../db/client.ts";
-import type { MessageKind } from "../history/history.tables.ts";
 import type { PromptTurn } from "./prompt.ts";
 
 /** Who talks in a conversation with the twin, and the real history between them. */
@@ -46,29 +50,14 @@ export async function loadConversationContext(
     history: [],
   };
   if (!person) return context; // someone the history does not know: no context, still a conversation
-  const { rows } = await pool.query<{
-    message_id: string;
-    sender_id: string | null;
-    sent_at: number;
-    kind: MessageKind;
-    text: string;
-    emoji: string | null;
-  }>(
-    `SELECT message_id, sender_id, (extract(epoch FROM sent_at) * 1000)::float8 AS sent_at, kind, text, emoji
-     FROM messages m JOIN chats c ON c.id = m.chat_id
-     WHERE m.chat_id = $1 AND c.type = 'personal_chat' AND kind <> 'service'
+  const { rows } = await pool.query<DatasetMessageRow>(
+    `SELECT ${datasetMessageColumns}
+     FROM messages WHERE chat_id = $1 AND kind <> 'service'
+       AND EXISTS (SELECT 1 FROM chats c WHERE c.id = $1 AND c.type = 'personal_chat')
      ORDER BY sent_at DESC, message_id DESC LIMIT $2`,
     [person.id, HISTORY_MESSAGES],
   );
-  const messages: DatasetMessage[] = rows.reverse().map((row) => ({
-    chatId: Number(person.id),
-    messageId: Number(row.message_id),
-    senderId: row.sender_id === null ? null : Number(row.sender_id),
-    sentAt: row.sent_at,
-    kind: row.kind,
-    text: row.text,
-    emoji: row.emoji,
-  }));
+  const messages = rows.reverse().map(datasetMessageFromRow);
   const names = new Map([
     [ownerId, context.owner.name],
     [Number(person.id), context.person.name],

@@ -123,3 +123,24 @@ export function splitReply(text: string): string[] {
   }
   return messages.map((m) => unescapeControl(m).trim()).filter((m) => m.length > 0);
 }
+
+/** The prompt's text as the model reads it (control pieces as their strings). */
+export function promptText(pieces: PromptPiece[]): string {
+  return renderText(pieces);
+}
+
+/** The pieces after the first `offset` characters of the prompt's text (a piece may be cut). */
+export function piecesFrom(pieces: PromptPiece[], offset: number): PromptPiece[] {
+  const rest: PromptPiece[] = [];
+  let position = 0;
+  for (const piece of pieces) {
+    const end = position + piece.text.length;
+    if (end > offset) {
+      if (position >= offset) rest.push(piece);
+      else if (!piece.special) rest.push({ special: false, text: piece.text.slice(offset - position) });
+      else return []; // a cut through a control token: no clean continuation
+    }
+    position = end;
+  }
+  return rest;
+}
