@@ -9,6 +9,7 @@ import { loadConfig } from "../src/config/config.ts";
 import { openDatabase } from "../src/db/client.ts";
 import { DatabaseError } from "../src/db/db.errors.ts";
 import { fixtureOwners, fixtures } from "./support/fixtures.ts";
+import { testModel } from "./support/models.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-cli-test-"));
@@ -17,13 +18,18 @@ after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
 /** Runs the real `twin` binary on the embedded default database in a scratch data folder. */
 function twin(...args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir };
+  return twinWithInput(undefined, ...args);
+}
+
+function twinWithInput(input: string | undefined, ...args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir, TWIN_MAX_REPLY_TOKENS: "24" };
   delete env.DATABASE_URL;
   const result = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), ...args], {
     cwd: root,
     env,
     encoding: "utf8",
     timeout: 120_000,
+    ...(input !== undefined ? { input } : {}),
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -84,6 +90,26 @@ describe("the twin command on the embedded database", () => {
     });
     assert.equal(typo.status, 1);
     assert.match(typo.stderr, /^twin: Configuration error in TWIN_TIMEZONE: unknown variable/);
+  });
+  it("registers a model and chats in the terminal as the owner", () => {
+    // The store holds the CUDA export from the first test: its owner is the one the twin plays.
+    const notModel = twin("model", "add", fixtures.cuda);
+    assert.notEqual(notModel.code, 0, "a JSON file is not a model");
+    assert.match(notModel.stderr, /not a readable GGUF file/, notModel.stderr);
+
+    const added = twin("model", "add", testModel(), "--name", "smol");
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /registered smol: llama, 30 layers, .* \(default\)/, added.stdout);
+    const listed = twin("model", "list");
+    assert.match(listed.stdout, /\*\s*│\s*smol\s*│\s*llama/, listed.stdout);
+
+    const none = twin("chat");
+    assert.notEqual(none.code, 0, "chat needs --with or --as");
+    assert.match(none.stderr, /exactly one of --with/, none.stderr);
+    const chat = twinWithInput("hey, how are you?\n/quit\n", "chat", "--with", "Somebody New");
+    assert.equal(chat.code, 0, chat.stderr);
+    assert.match(chat.stdout, /You are Somebody New; the twin is Hamid Khorshidian/, chat.stdout);
+    assert.match(chat.stdout, /Hamid Khorshidian: \S/, `the twin answered: ${chat.stdout}`);
   });
 });
 
