@@ -9,20 +9,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "trainer"))
-from peft import LoraConfig, get_peft_model  # noqa: E402
 
+from random_lora import random_lora  # noqa: E402
 from twin_trainer.gguf_export import export_adapter  # noqa: E402
 from twin_trainer.model import load_base  # noqa: E402
 
 base_path, out, prompts_file = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 prompts = json.loads(Path(prompts_file).read_text())
 model, _ = load_base(base_path)
-modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-torch.manual_seed(1)  # before peft initialises A: the same adapter every run
-model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=modules))
-for name, parameter in model.named_parameters():
-    if "lora_B" in name:
-        torch.nn.init.normal_(parameter, std=0.1)
+model = random_lora(model, std=0.1)
 model.save_pretrained(out / "adapter")
 export_adapter(out / "adapter", base_path, out / "adapter.gguf")
 result = {"tuned": [], "base": []}

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "trainer"))
 import gguf  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from random_lora import random_lora  # noqa: E402
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
 from twin_trainer.gguf_export import export_adapter  # noqa: E402
@@ -86,13 +86,8 @@ def main() -> None:
     write_gguf(model, config, source, out / "base.gguf")
 
     model, _ = load_base(hf)  # the trainer's loader, as training would see the saved model
-    modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    torch.manual_seed(1)  # before peft initialises A: the same adapter every run
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=modules))
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:
-            # Large enough that q/k matter: with q/k exported permuted the log-probs move by nats.
-            torch.nn.init.normal_(parameter, std=0.2)
+    # B large enough that q/k matter: with q/k exported permuted the log-probs move by nats.
+    model = random_lora(model, std=0.2)
     model.save_pretrained(out / "adapter")
     export_adapter(out / "adapter", out / "base.gguf", out / "adapter.gguf")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class TrainConfig:
     dtype: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32
     gradient_checkpointing: str = "auto"  # "auto": on GPU only (trades compute for memory)
     events: str = ""  # a file for the JSON-line events; empty: stdout
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> TrainConfig:
         problems = []

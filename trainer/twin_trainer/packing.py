@@ -41,14 +41,6 @@ class Batch:
             self.example_bounds,
         )
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        inputs = {"input_ids": self.input_ids, "labels": self.labels}
-        if self.position_ids is not None:
-            inputs["position_ids"] = self.position_ids
-        if self.attention_mask is not None:
-            inputs["attention_mask"] = self.attention_mask
-        return inputs
-
 
 def pack(examples: list[LabelledExample]) -> Batch:
     """One row: examples concatenated; each example's first label is masked (nothing predicts it)."""
