@@ -16,11 +16,6 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from transformers import AutoTokenizer
+    from twin_trainer.model import gguf_tokenizer
 
-    from twin_trainer.model import _gguf_pre_tokenizer, match_llama_cpp_pre_tokenizer
-
-    path = smollm2_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    match_llama_cpp_pre_tokenizer(tokenizer, _gguf_pre_tokenizer(path))  # as load_base does
-    return tokenizer
+    return gguf_tokenizer(smollm2_gguf())  # as load_base builds it

@@ -61,12 +61,20 @@ def base_fingerprint(gguf_path: Any) -> str:
     return digest.hexdigest()
 
 
+def metadata_value(gguf_path: Any, name: str) -> str | int | None:
+    """One string or integer metadata field of a GGUF; None when it is absent."""
+    value = _reader(gguf_path).fields.get(name)
+    if value is None:
+        return None
+    part = value.parts[value.data[0]]
+    return part.tobytes().decode() if value.types[0].name == "STRING" else int(part[0])
+
+
 def base_facts(gguf_path: Any) -> dict[str, int | str]:
     reader = _reader(gguf_path)
 
     def field(name: str):
-        value = reader.fields[name]
-        return value.parts[value.data[0]].tobytes().decode() if value.types[0].name == "STRING" else int(value.parts[value.data[0]][0])
+        return metadata_value(reader, name)
 
     architecture = field("general.architecture")
     return {

@@ -31,11 +31,16 @@ def _cache_key(gguf: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _gguf_pre_tokenizer(gguf: Path) -> str | None:
-    from gguf import GGUFReader
+def gguf_tokenizer(gguf: Path) -> Any:
+    """The tokenizer transformers builds from a GGUF, splitting text as llama.cpp does."""
+    from transformers import AutoTokenizer
 
-    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.pre")
-    return field.parts[field.data[0]].tobytes().decode() if field else None
+    from .gguf_export import metadata_value
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    pre = metadata_value(gguf, "tokenizer.ggml.pre")
+    match_llama_cpp_pre_tokenizer(tokenizer, pre if isinstance(pre, str) else None)
+    return tokenizer
 
 
 def match_llama_cpp_pre_tokenizer(tokenizer: Any, pre: str | None) -> None:
@@ -119,8 +124,7 @@ def load_base(
         converted = cache_root() / f"{path.stem}-{_cache_key(path)}"
         if not (converted / "config.json").exists():
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            match_llama_cpp_pre_tokenizer(tokenizer, _gguf_pre_tokenizer(path))
+            tokenizer = gguf_tokenizer(path)
             # The weights are plain dequantized tensors now; drop the GGUF marker so they can be saved.
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):
