@@ -24,7 +24,12 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Tests that need a real GGUF model find it here (fetched once into the user's cache).
-const env = { ...process.env, TEST_MODEL_GGUF: process.env.TEST_MODEL_GGUF || ensureTestModel() };
+// One libuv pool thread, as bin/twin.js runs the product (see there why).
+const env = {
+  ...process.env,
+  UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || "1",
+  TEST_MODEL_GGUF: process.env.TEST_MODEL_GGUF || ensureTestModel(),
+};
 const result = spawnSync(
   process.execPath,
   [

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -110,6 +110,36 @@ describe("the twin command on the embedded database", () => {
     assert.equal(chat.code, 0, chat.stderr);
     assert.match(chat.stdout, /You are Somebody New; the twin is Hamid Khorshidian/, chat.stdout);
     assert.match(chat.stdout, /Hamid Khorshidian: \S/, `the twin answered: ${chat.stdout}`);
+  });
+
+  it("restarts itself with one libuv pool thread, passing on output, exit status and SIGTERM", async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir };
+    delete env.UV_THREADPOOL_SIZE;
+    delete env.DATABASE_URL;
+    const bin = path.join(root, "bin/twin.js");
+    const typo = spawnSync(process.execPath, [bin, "stast"], { cwd: root, env, encoding: "utf8" });
+    assert.equal(typo.status, 1, "the child's exit status comes back");
+    assert.match(typo.stderr, /unknown command 'stast'/, typo.stderr);
+
+    // A chat waits on its input; SIGTERM to the launcher must reach the chat, or this never ends.
+    const chat = spawn(process.execPath, [bin, "chat", "--with", "Somebody New"], { cwd: root, env });
+    let output = "";
+    chat.stdout.on("data", (chunk) => {
+      output += chunk;
+    });
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      chat.on("exit", (code, signal) => resolve({ code, signal })),
+    );
+    const deadline = Date.now() + 60_000;
+    while (!output.includes("You are Somebody New") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.match(output, /You are Somebody New/, `the chat started: ${output}`);
+    chat.kill("SIGTERM");
+    const timer = setTimeout(() => chat.kill("SIGKILL"), 20_000);
+    const end = await exited;
+    clearTimeout(timer);
+    assert.notEqual(end.signal, "SIGKILL", "the launcher passed SIGTERM on and ended with its child");
   });
 });
 

@@ -5,11 +5,14 @@
  *       node-llama-cpp as the engine uses it, and of llama.cpp's own `llama-bench` built from the
  *       source node-llama-cpp ships — same model, same machine, same thread counts, same run;
  *   (b) 1, 4 and 8 conversations at once on one context at the same thread count: total and
- *       per-conversation generated tokens/s and time to first token;
+ *       per-conversation generated tokens/s and time to first token, beside llama.cpp's own
+ *       `llama-batched-bench` on the same model (its 8-vs-1 ratio is what batching can give here);
  *   (c) second-turn time to first token on a ~1,500-token history, with the conversation's
  *       sequence reused versus re-evaluating the whole prompt.
  *
  *   npm run bench:inference [-- <model.gguf>]      (default: the test model, SmolLM2-135M Q4_1)
+ *
+ * Run it through npm: the script sets UV_THREADPOOL_SIZE=1 as bin/twin.js does for the product.
  */
 import { execFileSync } from "node:child_process";
 import os from "node:os";
@@ -29,6 +32,15 @@ const GENERATE = 128;
 const cores = os.availableParallelism();
 const threadCounts = [...new Set([1, Math.max(1, Math.floor(cores / 2)), cores])];
 const fmt = (n: number) => n.toFixed(1);
+if (process.env.UV_THREADPOOL_SIZE !== "1") {
+  process.stderr.write(
+    "warning: UV_THREADPOOL_SIZE is not 1 — the engine runs slower than the product does\n",
+  );
+}
+const llamaCppBin = execFileSync("bash", [path.join(root, "bench/inference/build-llama-bench.sh")], {
+  encoding: "utf8",
+  stdio: ["ignore", "pipe", "inherit"],
+}).trim();
 
 /** Filler text in many short lines, like a chat; enough for any prompt size used here. */
 function chatText(lines: number): string[] {
@@ -74,14 +86,10 @@ for (const threads of threadCounts) {
 await model.dispose();
 await llama.dispose();
 
-const llamaBench = execFileSync("bash", [path.join(root, "bench/inference/build-llama-bench.sh")], {
-  encoding: "utf8",
-  stdio: ["ignore", "pipe", "inherit"],
-}).trim();
 const reference = new Map<number, { pp: number; tg: number }>();
 for (const threads of threadCounts) {
   const out = execFileSync(
-    llamaBench,
+    path.join(llamaCppBin, "llama-bench"),
     [
       "-m",
       modelPath,
@@ -113,6 +121,25 @@ for (const row of single) {
   process.stdout.write(
     `${row.threads} | ${fmt(row.pp)} | ${fmt(ref.pp)} | ${fmt(row.tg)} | ${fmt(ref.tg)} | ${(row.tg / ref.tg).toFixed(2)}x\n`,
   );
+}
+
+/** llama.cpp's own batched decoding: generated tokens/s by number of parallel sequences. */
+function llamaBatchedBench(threads: number): Map<number, number> {
+  const out = execFileSync(
+    path.join(llamaCppBin, "llama-batched-bench"),
+    ["-m", modelPath, "-t", String(threads), "-c", String(8 * 512), "-npp", "200", "-ntg", "64"].concat([
+      "-npl",
+      "1,4,8",
+      "--output-format",
+      "jsonl",
+    ]),
+    { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+  );
+  const rows = out
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as { pl: number; speed_tg: number });
+  return new Map(rows.map((row) => [row.pl, row.speed_tg]));
 }
 
 // ── (b) concurrent conversations ─────────────────────────────────────────────────────────────
@@ -175,8 +202,13 @@ for (const concurrencyThreads of threadCounts) {
     );
   }
   const one = concurrency[0]?.total ?? Number.NaN;
+  const batched = llamaBatchedBench(concurrencyThreads);
   process.stdout.write(
-    `8 at once vs one: ${((concurrency[2]?.total ?? 0) / one).toFixed(2)}x total tokens/s\n`,
+    `llama-batched-bench, same prompts and lengths: ${[1, 4, 8].map((n) => `${n} at once ${fmt(batched.get(n) ?? Number.NaN)}`).join(", ")} gen t/s\n`,
+  );
+  process.stdout.write(
+    `8 at once vs one: engine ${((concurrency[2]?.total ?? 0) / one).toFixed(2)}x, ` +
+      `llama.cpp ${((batched.get(8) ?? 0) / (batched.get(1) ?? Number.NaN)).toFixed(2)}x total tokens/s\n`,
   );
 }
 

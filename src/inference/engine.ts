@@ -201,11 +201,11 @@ export class Engine {
 }
 
 /**
- * Threads when the config says 0: every core but one. Measured on 2 cores (bench/inference): one
- * stream at 2 threads reaches 67% of llama-bench's speed at 2 threads, at 1 thread 89% of its —
- * llama.cpp's threads spin while they wait, so they fight Node's own thread (and the database) for
- * the last core. The spare core keeps the bot responsive while the model generates.
+ * Threads when the config says 0: every core. Measured on 2 cores with one libuv pool thread (as
+ * bin/twin.js runs): one stream at 2 threads matches llama-bench at 2 threads and 8 conversations
+ * at once decode 1.8× faster than at 1 thread. (With Node's default pool of 4, 2 threads were 3×
+ * slower than 1 — the measurement an earlier version chose one thread on.)
  */
 export function chooseThreads(configured: number, cores: number): number {
-  return configured > 0 ? configured : Math.max(1, cores - 1);
+  return configured > 0 ? configured : Math.max(1, cores);
 }
