@@ -10,3 +10,12 @@ export const friends = pgTable("friends", {
   /** Set by /revoke; the row stays so the history of consent is kept. */
   revokedAt: timestamp("revoked_at", { withTimezone: true }),
 });
+
+/**
+ * People who asked (`/optout` in the bot) not to be simulated: they are not offered to `/talk`,
+ * and datasets built afterwards never train on their turns. `/optin` deletes the row.
+ */
+export const optOuts = pgTable("opt_outs", {
+  personId: bigint("person_id", { mode: "number" }).primaryKey(),
+  optedOutAt: timestamp("opted_out_at", { withTimezone: true }).notNull().defaultNow(),
+});

@@ -33,6 +33,8 @@ export type DatasetOptions = ExampleSettings & {
   /** A real token counter (see tokenizer.ts); the conservative estimate without it. */
   tokenizer?: { name: string; tokenize: Tokenize } | undefined;
   onProgress?: (progress: { chats: number; totalChats: number; examples: number }) => void;
+  /** Stops between chats; the unfinished dataset is marked failed. */
+  signal?: AbortSignal | undefined;
 };
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
@@ -67,6 +69,9 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     TELEGRAM_SERVICE_ACCOUNT,
     ...(await repository.botIds()),
   ]);
+  const optedOut = new Set(
+    (await createFriendsRepository(database).optedOutIds()).filter((id) => id !== owner.personId),
+  );
   const names = buildNameTable(await repository.people(), options.names, owner.personId);
   const settings: ExampleSettings = {
     gapMinutes: options.gapMinutes,
@@ -86,6 +91,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     excludeChats: options.excludeChats,
     allowedOnly: options.allowedOnly ?? false,
     excludePeople: options.excludePeople,
+    optedOut: [...optedOut],
     names: Object.fromEntries(options.names),
     tokenizer: options.tokenizer?.name ?? "estimate",
   };
@@ -102,12 +108,13 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       chats.map((c) => c.id),
       since,
       async (chatId, messages) => {
+        if (options.signal?.aborted) throw new HistoryError("dataset build cancelled");
         const chat = chatsById.get(chatId) as (typeof chats)[number];
         const kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
         const examples = chatExamples(
           chat,
           kept,
-          { settings, names, ownerId: owner.personId, tokenize: options.tokenizer?.tokenize },
+          { settings, names, ownerId: owner.personId, tokenize: options.tokenizer?.tokenize, optedOut },
           stats,
         );
         if (examples.length > 0) chatsWithExamples.add(chatId);

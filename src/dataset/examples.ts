@@ -109,7 +109,14 @@ export function headerLine(
 export function chatExamples(
   chat: ChatInfo,
   messages: DatasetMessage[],
-  context: { settings: ExampleSettings; names: NameTable; ownerId: number; tokenize?: Tokenize | undefined },
+  context: {
+    settings: ExampleSettings;
+    names: NameTable;
+    ownerId: number;
+    tokenize?: Tokenize | undefined;
+    /** People who opted out of being simulated: their turns stay as context, never trained. */
+    optedOut?: ReadonlySet<number> | undefined;
+  },
   stats: ChatStats,
 ): Example[] {
   const { settings, names, ownerId } = context;
@@ -167,7 +174,7 @@ export function chatExamples(
         ...piece.turns.map((t) => ({
           speaker: nameOf(t.speakerId),
           messages: t.messages,
-          train: isTrainedSpeaker(settings.loss, t.speakerId, ownerId),
+          train: isTrainedSpeaker(settings.loss, t.speakerId, ownerId) && !context.optedOut?.has(t.speakerId),
         })),
       ];
       const startedAt = (piece.turns[0] as Turn).startedAt;

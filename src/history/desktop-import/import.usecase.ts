@@ -23,6 +23,8 @@ export type ImportOptions = {
   timeZone?: string | undefined;
   batchSize: number;
   onProgress?: (progress: ImportProgress) => void;
+  /** Stops between read chunks; every batch committed before stays. */
+  signal?: AbortSignal | undefined;
 };
 
 export type ImportSummary = ImportCounts & {
@@ -136,6 +138,7 @@ export async function importDesktopExport(
     const stream = fs.createReadStream(file, { highWaterMark: READ_CHUNK });
     let bytes = 0;
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (options.signal?.aborted) throw new HistoryError(`import of ${path.basename(file)} cancelled`);
       reader.push(chunk);
       bytes += chunk.length;
       if (batch.size >= options.batchSize) await flush(reader.offset);

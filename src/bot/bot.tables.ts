@@ -1,0 +1,47 @@
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+/** grammY sessions and conversation state: one JSON value per key (see storage.ts). */
+export const botStorage = pgTable("bot_storage", {
+  key: text("key").primaryKey(),
+  value: jsonb("value").notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * The bot's own conversations: a friend with the twin (mode `friend`: the twin speaks as the
+ * owner) or the owner with a simulated friend (mode `talk`: the twin speaks as that friend). They
+ * are context for the next reply, and `/log` reads them. A person's message waits with
+ * `answered_at` unset until the reply is stored; a twin message waits with `telegram_message_id`
+ * unset until it is sent — so a restart neither loses nor repeats anything.
+ */
+export const botMessages = pgTable(
+  "bot_messages",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    /** The friend (a Telegram user id, as in `people`). */
+    personId: bigint("person_id", { mode: "number" }).notNull(),
+    mode: text("mode", { enum: ["friend", "talk"] }).notNull(),
+    fromTwin: boolean("from_twin").notNull(),
+    text: text("text").notNull(),
+    /** The Telegram update a person's message came in: a redelivered update is stored once. */
+    updateId: bigint("update_id", { mode: "number" }),
+    telegramMessageId: integer("telegram_message_id"),
+    sentAt: timestamp("sent_at", { withTimezone: true }).notNull().defaultNow(),
+    answeredAt: timestamp("answered_at", { withTimezone: true }),
+  },
+  (t) => [
+    index("bot_messages_conversation").on(t.personId, t.mode, t.id),
+    uniqueIndex("bot_messages_update").on(t.updateId),
+  ],
+);
