@@ -20,7 +20,8 @@ describe("config", () => {
       TWIN_DATA_DIR: "/tmp/x",
       TWIN_IMPORT_BATCH: "500",
     });
-    const { inference, ...rest } = config;
+    const { inference, bot, ...rest } = config;
+    assert.equal(bot.token, undefined);
     assert.deepEqual(rest, {
       databaseUrl: "postgres://u@h:5432/db",
       dataDir: "/tmp/x",
@@ -34,6 +35,32 @@ describe("config", () => {
       { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1 },
       "explicit sampling defaults (node-llama-cpp alone would be greedy)",
     );
+  });
+
+  it("reads the bot settings and never echoes a bad token", () => {
+    const token = "123456:AAH-secret_token_value_0123456789abcd";
+    const { bot } = loadConfig({
+      TWIN_BOT_TOKEN: token,
+      TWIN_OWNER_ID: "42",
+      TWIN_BOT_API_ROOT: "http://127.0.0.1:9999/",
+      TWIN_GROUPS: "-100123, -456",
+      TWIN_WEBHOOK_URL: "https://twin.example.org/hook",
+    });
+    assert.equal(bot.token, token);
+    assert.equal(bot.ownerId, 42);
+    assert.equal(bot.apiRoot, "http://127.0.0.1:9999", "no trailing slash");
+    assert.deepEqual(bot.groups, [-100123, -456]);
+    assert.deepEqual(bot.webhook, { url: "https://twin.example.org/hook", port: 8080, secret: undefined });
+    const bad = "123456:short-secret";
+    assert.throws(
+      () => loadConfig({ TWIN_BOT_TOKEN: bad }),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /TWIN_BOT_TOKEN/.test(error.message) &&
+        !error.message.includes("short-secret"),
+      "the error names the variable, never the value",
+    );
+    assert.throws(() => loadConfig({ TWIN_GROUPS: "123" }), /TWIN_GROUPS/);
   });
 
   it("reads the inference settings", () => {

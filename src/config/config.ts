@@ -94,6 +94,81 @@ const configSchema = z.object({
     .max(4096)
     .default(256)
     .describe("longest reply, in tokens"),
+  TWIN_BOT_TOKEN: z
+    .string()
+    .regex(
+      /^\d+:[A-Za-z0-9_-]{30,}$/,
+      "must be a bot token from @BotFather (digits, a colon, then the secret)",
+    )
+    .optional()
+    .describe("the bot's token (a secret: never logged)"),
+  TWIN_OWNER_ID: z.coerce
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe("the owner's Telegram user id: the one account that runs the bot's owner commands"),
+  TWIN_BOT_API_ROOT: z
+    .string()
+    .url()
+    .default("https://api.telegram.org")
+    .describe("the Bot API server (a local telegram-bot-api server, or the tests' one)"),
+  TWIN_WEBHOOK_URL: z
+    .string()
+    .url()
+    .optional()
+    .describe("public HTTPS address for webhook mode; unset: long polling"),
+  TWIN_WEBHOOK_PORT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .default(8080)
+    .describe("port the webhook listens on"),
+  TWIN_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,256}$/, "must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    .optional()
+    .describe("secret Telegram sends with each webhook call (a secret: never logged)"),
+  TWIN_GROUPS: z
+    .string()
+    .regex(/^-\d+(,\s*-\d+)*$/, "must be a comma-separated list of group chat ids (negative numbers)")
+    .optional()
+    .describe("group chats where the twin may answer allowed friends; default: private chats only"),
+  TWIN_RATE_LIMIT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(12)
+    .describe("messages per minute one person may send before the bot asks them to slow down"),
+  TWIN_REPLY_QUIET_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(4000)
+    .describe("quiet time after a friend's last message before the twin answers the burst"),
+  TWIN_TYPING_MS_PER_CHAR: z.coerce
+    .number()
+    .min(0)
+    .max(1000)
+    .default(40)
+    .describe("typing pause before each message, per character"),
+  TWIN_TYPING_MAX_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(60_000)
+    .default(3000)
+    .describe("the longest typing pause"),
+  TWIN_PROGRESS_EDIT_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(3000)
+    .describe("least time between edits of a progress message in Telegram"),
 });
 
 export type Config = {
@@ -104,6 +179,19 @@ export type Config = {
   embeddedPgPort: number;
   importBatchSize: number;
   inference: InferenceConfig;
+  bot: BotConfig;
+};
+
+export type BotConfig = {
+  token: string | undefined;
+  ownerId: number | undefined;
+  apiRoot: string;
+  webhook: { url: string; port: number; secret: string | undefined } | undefined;
+  groups: number[];
+  rateLimitPerMinute: number;
+  quietMs: number;
+  typing: { msPerChar: number; maxMs: number };
+  progressEditMs: number;
 };
 
 export type InferenceConfig = {
@@ -177,6 +265,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         repeatPenalty: values.TWIN_REPEAT_PENALTY,
       },
       maxReplyTokens: values.TWIN_MAX_REPLY_TOKENS,
+    },
+    bot: {
+      token: values.TWIN_BOT_TOKEN,
+      ownerId: values.TWIN_OWNER_ID,
+      apiRoot: values.TWIN_BOT_API_ROOT.replace(/\/+$/, ""),
+      webhook: values.TWIN_WEBHOOK_URL
+        ? { url: values.TWIN_WEBHOOK_URL, port: values.TWIN_WEBHOOK_PORT, secret: values.TWIN_WEBHOOK_SECRET }
+        : undefined,
+      groups: values.TWIN_GROUPS ? values.TWIN_GROUPS.split(",").map((id) => Number(id.trim())) : [],
+      rateLimitPerMinute: values.TWIN_RATE_LIMIT,
+      quietMs: values.TWIN_REPLY_QUIET_MS,
+      typing: { msPerChar: values.TWIN_TYPING_MS_PER_CHAR, maxMs: values.TWIN_TYPING_MAX_MS },
+      progressEditMs: values.TWIN_PROGRESS_EDIT_MS,
     },
   };
 }

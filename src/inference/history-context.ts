@@ -24,43 +24,81 @@ const SESSION_GAP_MS = 10 * 60_000;
 
 /** The owner, the person called `name` (by their latest name, case-insensitively) and their chat. */
 export async function loadConversationContext(
-  { pool }: Pick<Database, "pool">,
+  database: Pick<Database, "pool">,
   name: string,
   fallbackTimeZone: string,
 ): Promise<ConversationContext> {
-  const owner = await pool.query<{ person_id: string; name: string | null; time_zone: string }>(
+  const owner = await loadOwner(database);
+  const found = await database.pool.query<{ id: string }>(
+    `SELECT p.id, (SELECT count(*) FROM messages m WHERE m.chat_id = p.id)::int AS messages
+     FROM people p WHERE lower(p.name) = lower($1) AND p.id <> $2 ORDER BY messages DESC LIMIT 1`,
+    [name.trim(), owner.id],
+  );
+  const id = found.rows[0] ? Number(found.rows[0].id) : undefined;
+  return withHistory(database, owner, id, name.trim(), fallbackTimeZone);
+}
+
+/**
+ * The owner, the person with this Telegram user id and their chat; `fallbackName` names someone
+ * the history does not know (a friend's Telegram name).
+ */
+export async function loadConversationContextFor(
+  database: Pick<Database, "pool">,
+  personId: number,
+  fallbackName: string,
+  fallbackTimeZone: string,
+): Promise<ConversationContext> {
+  const owner = await loadOwner(database);
+  return withHistory(database, owner, personId, fallbackName, fallbackTimeZone);
+}
+
+type Owner = { id: number; name: string; timeZone: string | null };
+
+async function loadOwner({ pool }: Pick<Database, "pool">): Promise<Owner> {
+  const owner = await pool.query<{ person_id: string; name: string | null; time_zone: string | null }>(
     "SELECT person_id, name, time_zone FROM owner",
   );
-  const ownerRow = owner.rows[0];
-  if (!ownerRow) throw new UnknownPersonError("nothing imported yet: run `twin import <export>` first");
-  const ownerId = Number(ownerRow.person_id);
-  const found = await pool.query<{ id: string; name: string | null; messages: number }>(
-    `SELECT p.id, p.name, (SELECT count(*) FROM messages m WHERE m.chat_id = p.id)::int AS messages
-     FROM people p WHERE lower(p.name) = lower($1) AND p.id <> $2 ORDER BY messages DESC LIMIT 1`,
-    [name.trim(), ownerId],
-  );
-  const person = found.rows[0];
+  const row = owner.rows[0];
+  if (!row) throw new UnknownPersonError("nothing imported yet: run `twin import <export>` first");
+  const id = Number(row.person_id);
+  return { id, name: sanitizeName(row.name, id), timeZone: row.time_zone };
+}
+
+async function withHistory(
+  { pool }: Pick<Database, "pool">,
+  owner: Owner,
+  personId: number | undefined,
+  fallbackName: string,
+  fallbackTimeZone: string,
+): Promise<ConversationContext> {
+  const person =
+    personId === undefined
+      ? undefined
+      : (await pool.query<{ name: string | null }>("SELECT name FROM people WHERE id = $1", [personId]))
+          .rows[0];
   const context: ConversationContext = {
-    owner: { id: ownerId, name: sanitizeName(ownerRow.name, ownerId) },
+    owner: { id: owner.id, name: owner.name },
     person: {
-      id: person ? Number(person.id) : undefined,
-      name: person ? sanitizeName(person.name, Number(person.id)) : name.trim(),
+      id: personId,
+      name: person?.name
+        ? sanitizeName(person.name, personId as number)
+        : sanitizeName(fallbackName, personId ?? 0),
     },
-    timeZone: ownerRow.time_zone ?? fallbackTimeZone,
+    timeZone: owner.timeZone ?? fallbackTimeZone,
     history: [],
   };
-  if (!person) return context; // someone the history does not know: no context, still a conversation
+  if (personId === undefined) return context; // someone the history does not know: no context, still a conversation
   const { rows } = await pool.query<DatasetMessageRow>(
     `SELECT ${datasetMessageColumns}
      FROM messages WHERE chat_id = $1 AND kind <> 'service'
        AND EXISTS (SELECT 1 FROM chats c WHERE c.id = $1 AND c.type = 'personal_chat')
      ORDER BY sent_at DESC, message_id DESC LIMIT $2`,
-    [person.id, HISTORY_MESSAGES],
+    [personId, HISTORY_MESSAGES],
   );
   const messages = rows.reverse().map(datasetMessageFromRow);
   const names = new Map([
-    [ownerId, context.owner.name],
-    [Number(person.id), context.person.name],
+    [owner.id, context.owner.name],
+    [personId, context.person.name],
   ]);
   context.history = buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag" })
     .flatMap((session) => session.turns)

@@ -1,0 +1,130 @@
+import type { Api } from "grammy";
+import type { Conversations } from "../inference/conversations.ts";
+import { type AdapterChoice, EmptyReplyError } from "../inference/engine.ts";
+import type { BotMessagesRepository, ConversationRef } from "./bot-messages.repository.ts";
+import { conversationPrompt, type PromptDeps } from "./conversation-prompt.ts";
+
+/** Where a conversation's replies go, and the person's name when the history does not know them. */
+export type ReplyTarget = ConversationRef & { chatId: number; name: string };
+
+export type ReplierDeps = {
+  api: Api;
+  messages: BotMessagesRepository;
+  conversations: Conversations;
+  prompt: Omit<PromptDeps, "messages">;
+  adapter: () => AdapterChoice | undefined;
+  paused: () => boolean;
+  quietMs: number;
+  typing: { msPerChar: number; maxMs: number };
+  onError: (error: unknown, target: ReplyTarget) => void;
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const keyOf = ({ personId, mode }: ConversationRef) => `${mode}:${personId}`;
+
+/**
+ * Answers conversations the way a person would: after a burst of messages goes quiet, once, with
+ * the reply sent message by message behind a typing indicator. Everything goes through the
+ * database first (what came in, then the reply), so a restart resumes instead of losing or
+ * repeating: `resume()` picks up whatever was left unanswered or unsent.
+ */
+export class Replier {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private readonly targets = new Map<string, ReplyTarget>();
+
+  constructor(private readonly deps: ReplierDeps) {}
+
+  /** Someone wrote: (re)start the quiet period; the reply covers everything until then. */
+  schedule(target: ReplyTarget): void {
+    const key = keyOf(target);
+    this.targets.set(key, target);
+    clearTimeout(this.timers.get(key));
+    this.timers.set(
+      key,
+      setTimeout(() => {
+        this.timers.delete(key);
+        void this.run(key);
+      }, this.deps.quietMs),
+    );
+  }
+
+  /** Answers what a previous run left (after a restart), right away. */
+  async resume(targets: ReplyTarget[]): Promise<void> {
+    for (const target of targets) {
+      this.targets.set(keyOf(target), target);
+      void this.run(keyOf(target));
+    }
+  }
+
+  /** Forgets a conversation's live state (after /forget or when the adapter changes). */
+  async reset(ref: ConversationRef): Promise<void> {
+    clearTimeout(this.timers.get(keyOf(ref)));
+    this.timers.delete(keyOf(ref));
+    await this.deps.conversations.reset(keyOf(ref));
+  }
+
+  get busy(): number {
+    return this.timers.size + this.running.size;
+  }
+
+  /** Resolves once nothing is scheduled or running (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.busy > 0) await sleep(20);
+  }
+
+  private run(key: string): Promise<void> {
+    const current = this.running.get(key);
+    if (current) {
+      this.again.add(key); // answered after the running reply, as a second round
+      return current;
+    }
+    const work = this.answer(key).finally(() => {
+      this.running.delete(key);
+      if (this.again.delete(key)) void this.run(key);
+    });
+    this.running.set(key, work);
+    return work;
+  }
+
+  private async answer(key: string): Promise<void> {
+    const target = this.targets.get(key) as ReplyTarget;
+    try {
+      await this.sendUnsent(target);
+      const pending = await this.deps.messages.pending(target);
+      const last = pending.at(-1);
+      if (!last) return;
+      if (this.deps.paused()) {
+        await this.deps.messages.storeReply(target, last.id, []); // paused: no model time
+        return;
+      }
+      await this.deps.api.sendChatAction(target.chatId, "typing").catch(() => undefined);
+      const { prompt } = await conversationPrompt(
+        { ...this.deps.prompt, messages: this.deps.messages },
+        target,
+        target.name,
+      );
+      let messages: string[] = [];
+      try {
+        messages = (await this.deps.conversations.reply(key, prompt, this.deps.adapter())).messages;
+      } catch (error) {
+        if (!(error instanceof EmptyReplyError)) throw error;
+        this.deps.onError(error, target); // said nothing twice: leave it unanswered, as people do
+      }
+      await this.deps.messages.storeReply(target, last.id, messages);
+      await this.sendUnsent(target);
+    } catch (error) {
+      this.deps.onError(error, target);
+    }
+  }
+
+  private async sendUnsent(target: ReplyTarget): Promise<void> {
+    for (const message of await this.deps.messages.unsent(target)) {
+      await this.deps.api.sendChatAction(target.chatId, "typing").catch(() => undefined);
+      await sleep(Math.min(this.deps.typing.maxMs, message.text.length * this.deps.typing.msPerChar));
+      const sent = await this.deps.api.sendMessage(target.chatId, message.text);
+      await this.deps.messages.markSent(message.id, sent.message_id);
+    }
+  }
+}

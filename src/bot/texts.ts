@@ -1,0 +1,19 @@
+/** What the bot says in its own voice (never the twin's): honest about being an AI. */
+export const texts = {
+  description: (owner: string) =>
+    `This is an AI twin of ${owner}: a language model trained on ${owner}'s own Telegram messages. ` +
+    `It is not ${owner} typing. Only people ${owner} allowed can talk to it; /optout stops it from ever imitating you.`,
+  shortDescription: (owner: string) => `AI twin of ${owner} — a model, not ${owner} in person.`,
+  name: (owner: string) => `${owner} (AI twin)`.slice(0, 64),
+  intro: (owner: string) =>
+    `Hi! You are talking to an AI twin of ${owner}: replies come from a model trained on ${owner}'s messages, not from ${owner}. ` +
+    `${owner} can read this conversation. /optout if you do not want to be imitated in ${owner}'s simulated chats.`,
+  refusal: (owner: string) =>
+    `This is a private AI twin of ${owner}; only people ${owner} allowed can talk to it.`,
+  rateLimited: "You are writing faster than I can answer — give me a minute, please.",
+  away: (owner: string) => `${owner}'s twin is paused for now. Your messages are kept; write again later.`,
+  failed: "Sorry — something went wrong on my side. Please try again in a moment.",
+  optedOut:
+    "Done: you will not be imitated in simulated chats, and new training sets will not learn your messages. /optin undoes it.",
+  optedIn: "Done: you may be simulated again. /optout stops it at any time.",
+};
