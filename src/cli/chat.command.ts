@@ -1,14 +1,12 @@
-import os from "node:os";
 import readline from "node:readline/promises";
 import type { Command } from "commander";
 import { machineTimeZone } from "../config/config.ts";
 import { headerLine } from "../dataset/examples.ts";
 import { Conversations } from "../inference/conversations.ts";
-import { chooseThreads, Engine } from "../inference/engine.ts";
 import { loadConversationContext } from "../inference/history-context.ts";
 import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
-import { createModelsRepository } from "../models/models.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { openEngine, resolveModelPath } from "./engine-setup.ts";
 
 /** Hides the `>>> ` at the start of each generated line while text streams in chunks. */
 export function messageStream(write: (text: string) => void) {
@@ -55,29 +53,18 @@ export function registerChatCommand(program: Command): void {
         }
         const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
         const settings = config.inference;
-        const { context, modelPath } = await withDatabase(config, async (database) => {
-          const registered = await createModelsRepository(database).defaultModel();
-          const modelPath = options.model ?? settings.model ?? registered?.ggufPath;
-          const context = await loadConversationContext(
+        const { context, modelPath } = await withDatabase(config, async (database) => ({
+          modelPath: await resolveModelPath(config, database, options.model),
+          context: await loadConversationContext(
             database,
             (options.with ?? options.as) as string,
             config.timeZone ?? machineTimeZone(),
-          );
-          return { context, modelPath };
-        });
-        if (!modelPath)
-          throw new Error("no model: set TWIN_MODEL, pass --model, or register one with `twin model add`");
-        const adapterPath = options.adapter ?? settings.adapter;
-        const engine = await Engine.open({
-          modelPath,
-          contextSize: settings.contextSize,
+          ),
+        }));
+        const { engine, adapter } = await openEngine(config, modelPath, {
           sequences: 1,
-          threads: chooseThreads(settings.threads, os.availableParallelism()),
-          sampling: settings.sampling,
-          maxReplyTokens: settings.maxReplyTokens,
+          adapterPath: options.adapter ?? settings.adapter,
         });
-        const adapter = adapterPath ? { path: adapterPath, scale: settings.adapterScale } : undefined;
-        if (adapter) await engine.checkAdapter(adapter.path);
         const conversations = new Conversations(engine);
         const you = options.with ? context.person.name : context.owner.name;
         const twin = options.with ? context.owner.name : context.person.name;

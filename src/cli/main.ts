@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import createDebug from "debug";
+import { registerBotCommand } from "./bot.command.ts";
 import { registerChatCommand } from "./chat.command.ts";
 import { registerDatasetCommand } from "./dataset.command.ts";
 import { registerImportCommand } from "./import.command.ts";
@@ -23,6 +24,7 @@ registerStatsCommand(program);
 registerDatasetCommand(program);
 registerModelCommand(program);
 registerChatCommand(program);
+registerBotCommand(program);
 
 try {
   await program.parseAsync();

@@ -1,0 +1,113 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { type Conversation, createConversation } from "@grammyjs/conversations";
+import { Composer, type Context } from "grammy";
+import { buildDataset } from "../../dataset/build.usecase.ts";
+import { summaryLine } from "../../dataset/manifest.ts";
+import { importDesktopExport } from "../../history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../../history/history.repository.ts";
+import type { BotContext } from "../context.ts";
+import { progressBar } from "../jobs.ts";
+import type { BotServices } from "../services.ts";
+
+/** The Bot API lets bots download files up to 20 MB. */
+export const BOT_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
+
+/**
+ * `/import` (a conversation: it waits for the export as a document) and `/dataset`. Both run as
+ * background jobs that edit one status message and can be cancelled.
+ */
+export function historyJobs(services: BotServices): Composer<BotContext> {
+  const composer = new Composer<BotContext>();
+
+  const startImport = (chatId: number, fileId: string, fileName: string) =>
+    services.jobs.start(chatId, `Importing ${fileName}`, async ({ signal, report }) => {
+      const folder = path.join(services.config.dataDir, "uploads");
+      await fs.mkdir(folder, { recursive: true });
+      const file = path.join(folder, `${Date.now()}-${path.basename(fileName)}`);
+      try {
+        report("downloading…");
+        await services.download(fileId, file);
+        const summary = await importDesktopExport(
+          { historyRepository: createHistoryRepository(services.database) },
+          {
+            input: file,
+            owner: String(services.ownerId),
+            timeZone: services.config.timeZone,
+            batchSize: services.config.importBatchSize,
+            signal,
+            onProgress: ({ bytes, totalBytes, messages }) =>
+              report(`${progressBar(bytes, totalBytes)} · ${messages.toLocaleString("en-US")} messages`),
+          },
+        );
+        return (
+          `${summary.messages.toLocaleString("en-US")} messages in ${summary.chats} chats ` +
+          `(${summary.new} new, ${summary.updated} updated, ${summary.unchanged} unchanged) in ${summary.seconds.toFixed(1)} s.`
+        );
+      } finally {
+        await fs.rm(file, { force: true });
+      }
+    });
+
+  async function importConversation(conversation: Conversation<BotContext, Context>, ctx: Context) {
+    await ctx.reply(
+      "Send me your Telegram Desktop export's result.json as a file (Settings → Advanced → Export Telegram data, format JSON). " +
+        "Bots can only download files up to 20 MB: for a larger export, run `twin import result.json` on the server. /cancel to stop.",
+    );
+    const answer = await conversation.waitFor(":document", {
+      otherwise: (other) => other.reply("Please send result.json as a file, or /cancel."),
+    });
+    const document = answer.msg.document;
+    if ((document.file_size ?? 0) > BOT_DOWNLOAD_LIMIT) {
+      await answer.reply(
+        `That file is ${((document.file_size ?? 0) / 1024 / 1024).toFixed(1)} MB; bots can download 20 MB at most. Run \`twin import\` on the server instead.`,
+      );
+      return;
+    }
+    const name = document.file_name ?? "result.json";
+    if (!name.toLowerCase().endsWith(".json")) {
+      await answer.reply(`${name} is not a JSON export: export with format “Machine-readable JSON”.`);
+      return;
+    }
+    const chatId = answer.chat.id;
+    await conversation.external(() => startImport(chatId, document.file_id, name));
+  }
+
+  composer.use(createConversation(importConversation, "import"));
+  const owner = composer.filter((ctx) => ctx.role === "owner");
+  owner.command("import", (ctx) => ctx.conversation.enter("import"));
+
+  owner.command("dataset", async (ctx) => {
+    const owned = await createHistoryRepository(services.database).getOwner();
+    services.jobs.start(ctx.chat.id, "Building the dataset", async ({ signal, report }) => {
+      const result = await buildDataset(services.database, {
+        gapMinutes: 10,
+        media: "tag",
+        header: true,
+        loss: { kind: "all" },
+        minTurns: 2,
+        maxTokens: 1024,
+        evalFraction: 0.05,
+        redact: false,
+        timeZone: services.config.timeZone ?? owned?.timeZone ?? services.timeZone,
+        groups: false,
+        since: undefined,
+        excludeChats: [],
+        excludePeople: [],
+        names: new Map(),
+        signal,
+        onProgress: ({ chats, totalChats, examples }) =>
+          report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
+      });
+      const counts = result.manifest.counts;
+      return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${counts.evalExamples} held-out examples.`;
+    });
+  });
+
+  composer.callbackQuery(/^job:cancel:(\d+)$/, async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    const cancelled = services.jobs.cancel(Number(ctx.match[1]));
+    await ctx.answerCallbackQuery({ text: cancelled ? "Cancelling…" : "That job already finished." });
+  });
+  return composer;
+}

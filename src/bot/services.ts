@@ -1,0 +1,29 @@
+import type { FriendsRepository } from "../access/friends.repository.ts";
+import type { Config } from "../config/config.ts";
+import type { Database } from "../db/client.ts";
+import type { AdapterChoice } from "../inference/engine.ts";
+import type { BotMessagesRepository } from "./bot-messages.repository.ts";
+import type { Jobs } from "./jobs.ts";
+import type { Log } from "./log.ts";
+import type { Replier } from "./replier.ts";
+import type { BotSettings } from "./settings.ts";
+import type { PostgresStorage } from "./storage.ts";
+
+/** What the bot's features share; built once in bot.ts. */
+export type BotServices = {
+  config: Config;
+  ownerId: number;
+  ownerName: () => Promise<string>;
+  timeZone: string;
+  database: Database;
+  friends: FriendsRepository;
+  messages: BotMessagesRepository;
+  settings: BotSettings;
+  refusals: PostgresStorage<string>;
+  replier: Replier;
+  jobs: Jobs;
+  model: { name: string; adapter: () => AdapterChoice | undefined };
+  log: Log;
+  /** Downloads a file the Bot API holds (getFile + the file URL, which carries the token). */
+  download: (fileId: string, to: string) => Promise<void>;
+};

@@ -1,0 +1,52 @@
+import path from "node:path";
+import type { Command } from "commander";
+import { createTwinBot } from "../bot/bot.ts";
+import { openDatabase } from "../db/client.ts";
+import { Conversations } from "../inference/conversations.ts";
+import { type GlobalOptions, resolveConfig } from "./context.ts";
+import { openEngine, resolveModelPath } from "./engine-setup.ts";
+
+export function registerBotCommand(program: Command): void {
+  program
+    .command("bot")
+    .description("run the Telegram bot (TWIN_BOT_TOKEN, TWIN_OWNER_ID): friends talk to your twin")
+    .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
+    .option("--adapter <gguf>", "LoRA adapter GGUF (default: TWIN_ADAPTER)")
+    .action(async (options: { model?: string; adapter?: string }, command: Command) => {
+      const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      if (!config.bot.token)
+        throw new Error("TWIN_BOT_TOKEN is not set: create a bot with @BotFather and set its token");
+      if (!config.bot.ownerId)
+        throw new Error("TWIN_OWNER_ID is not set: set it to your own Telegram user id");
+      const database = await openDatabase(config);
+      let cleanup = async () => database.close();
+      try {
+        const modelPath = await resolveModelPath(config, database, options.model);
+        const { engine, adapter, modelName } = await openEngine(config, modelPath, {
+          sequences: config.inference.sequences,
+          adapterPath: options.adapter ?? config.inference.adapter,
+        });
+        cleanup = async () => {
+          await engine.dispose();
+          await database.close();
+        };
+        const conversations = new Conversations(engine, { stateDir: path.join(config.dataDir, "sequences") });
+        const twin = await createTwinBot({
+          config,
+          database,
+          conversations,
+          countTokens: engine.countTokens,
+          model: { name: modelName, adapter: () => adapter },
+        });
+        await twin.start();
+        await new Promise<void>((resolve) => {
+          process.once("SIGINT", resolve);
+          process.once("SIGTERM", resolve);
+        });
+        process.stderr.write("twin bot: stopping…\n");
+        await twin.stop();
+      } finally {
+        await cleanup();
+      }
+    });
+}
