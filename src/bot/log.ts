@@ -6,7 +6,7 @@ export type Log = { error(scope: string, error: unknown): void; info(message: st
 
 export function createLog(
   secrets: (string | undefined)[],
-  write = (line: string) => process.stderr.write(line),
+  write: (line: string) => unknown = (line) => process.stderr.write(line),
 ): Log {
   const known = secrets.filter((s): s is string => Boolean(s && s.length >= 8));
   const redact = (text: string) => known.reduce((out, secret) => out.split(secret).join("[secret]"), text);

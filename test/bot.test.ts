@@ -1,0 +1,376 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { User } from "grammy/types";
+import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
+import { createBotMessagesRepository } from "../src/bot/bot-messages.repository.ts";
+import { conversationPrompt } from "../src/bot/conversation-prompt.ts";
+import { createLog } from "../src/bot/log.ts";
+import { texts } from "../src/bot/texts.ts";
+import type { Config } from "../src/config/config.ts";
+import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { Conversations } from "../src/inference/conversations.ts";
+import { Engine } from "../src/inference/engine.ts";
+import { promptText } from "../src/inference/prompt.ts";
+import { BotApiServer } from "./support/bot-api-server.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { fixtures } from "./support/fixtures.ts";
+import { testModel } from "./support/models.ts";
+import { writePersonalChatExport } from "./support/personal-chat-export.ts";
+
+const TOKEN = "123456789:AAE-test_token_for_the_local_bot_api_0123";
+const owner: User = { id: 121569222, is_bot: false, first_name: "Hamid" };
+const anna: User = { id: 5001, is_bot: false, first_name: "Anna" };
+const stranger: User = { id: 5002, is_bot: false, first_name: "Bob" };
+const carol: User = { id: 5003, is_bot: false, first_name: "Carol" };
+const QUIET_MS = 300;
+
+describe("the bot end to end, against a local Bot API server and SmolLM2", { timeout: 600_000 }, () => {
+  const server = new BotApiServer(TOKEN);
+  const logLines: string[] = [];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "twin-bot-test-"));
+  let database: TestDatabase;
+  let engine: Engine;
+  let conversations: Conversations;
+  let config: Config;
+  let twin: TwinBot;
+  let modelCalls = 0;
+
+  const startTwin = async () => {
+    conversations = new Conversations(engine);
+    const reply = conversations.reply.bind(conversations);
+    conversations.reply = (...args) => {
+      modelCalls++;
+      return reply(...args);
+    };
+    twin = await createTwinBot({
+      config,
+      database,
+      conversations,
+      countTokens: engine.countTokens,
+      model: { name: "SmolLM2-135M-Instruct", adapter: () => undefined },
+      log: createLog([TOKEN], (line) => logLines.push(line)),
+    });
+    await twin.start();
+  };
+  const messages = () => createBotMessagesRepository(database);
+  const promptDeps = () => ({
+    database,
+    messages: messages(),
+    countTokens: engine.countTokens,
+    contextSize: 2048,
+    maxReplyTokens: 32,
+    timeZone: "UTC",
+  });
+  const texted = (chatId: number) =>
+    server.sent("sendMessage", chatId).map((call) => String(call.params.text));
+  /** Waits until the replier has nothing scheduled or running, then for stragglers of the API. */
+  const settled = async () => {
+    await new Promise((resolve) => setTimeout(resolve, QUIET_MS + 100));
+    await twin.services.replier.idle();
+  };
+
+  before(async () => {
+    await server.start();
+    database = await (backends()[0] as ReturnType<typeof backends>[number]).fresh();
+    const history = writePersonalChatExport(
+      tmp,
+      { id: owner.id, name: "Hamid Khorshidian" },
+      { id: anna.id, name: "Anna Petrova" },
+    );
+    await importDesktopExport(
+      { historyRepository: createHistoryRepository(database) },
+      { input: history, batchSize: 1000, timeZone: "UTC" },
+    );
+    engine = await Engine.open({
+      modelPath: testModel(),
+      contextSize: 2048,
+      sequences: 4,
+      threads: 2,
+      sampling: { temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1 },
+      maxReplyTokens: 32,
+    });
+    // Greedy: the untuned 135M model then follows the history's several-messages-per-turn rhythm
+    // deterministically (sampled, it often writes one message with loose lines).
+    config = {
+      ...database.config,
+      dataDir: tmp,
+      bot: {
+        token: TOKEN,
+        ownerId: owner.id,
+        apiRoot: server.apiRoot,
+        webhook: undefined,
+        groups: [],
+        rateLimitPerMinute: 10,
+        quietMs: QUIET_MS,
+        typing: { msPerChar: 1, maxMs: 30 },
+        progressEditMs: 50,
+      },
+    };
+    await startTwin();
+  });
+  after(async () => {
+    await twin?.stop();
+    await engine?.dispose();
+    await server.close();
+    await database?.close();
+    await stopEmbedded();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("says it is an AI twin and registers the owner's commands for the owner only", async () => {
+    await server.waitFor("commands", () => server.sent("deleteMyCommands").length > 0);
+    const description = server.sent("setMyDescription")[0]?.params.description;
+    assert.match(String(description), /AI twin of Hamid Khorshidian/, "the description says what the bot is");
+    const commands = server.sent("setMyCommands")[0]?.params;
+    assert.deepEqual(
+      commands?.scope,
+      { type: "chat", chat_id: owner.id },
+      "the owner's list is scoped to the owner",
+    );
+    assert.ok(
+      commands?.commands.some((c: { command: string }) => c.command === "talk"),
+      "the owner's list has /talk",
+    );
+    assert.deepEqual(
+      server.sent("deleteMyCommands")[0]?.params.scope,
+      { type: "default" },
+      "friends see none",
+    );
+  });
+
+  it("refuses a stranger once a day without spending model time", async () => {
+    server.sendMessage(stranger, { text: "hi" });
+    server.sendMessage(stranger, { text: "hello?? anyone" });
+    await server.waitFor("the refusal", () => texted(stranger.id).length > 0);
+    await settled();
+    assert.deepEqual(
+      texted(stranger.id),
+      [texts.refusal("Hamid Khorshidian")],
+      "one refusal for two messages",
+    );
+    assert.equal(server.sent("sendChatAction", stranger.id).length, 0, "no typing for a stranger");
+    assert.equal(modelCalls, 0, "the model was never called");
+  });
+
+  it("answers an allowed friend as the owner, message by message behind a typing indicator", async () => {
+    server.sendMessage(owner, { text: "/allow Anna" });
+    await server.waitFor("the allow confirmation", () =>
+      texted(owner.id).some((t) => /Anna Petrova can now talk/.test(t)),
+    );
+    server.sendMessage(anna, { text: "hey" });
+    server.sendMessage(anna, { text: "are you around tonight?" });
+    await server.waitFor("the twin's reply", () => texted(anna.id).length >= 2, 120_000);
+    await settled();
+    const sent = texted(anna.id);
+    assert.equal(
+      sent[0],
+      texts.intro("Hamid Khorshidian"),
+      "the first message says plainly it is an AI twin",
+    );
+    const stored = (await messages().recent({ personId: anna.id, mode: "friend" }, 50)).filter(
+      (m) => m.fromTwin,
+    );
+    assert.ok(
+      stored.length >= 2,
+      `a multi-message reply (${stored.length}): ${JSON.stringify(stored.map((m) => m.text))}`,
+    );
+    assert.deepEqual(
+      sent.slice(1),
+      stored.map((m) => m.text),
+      "each stored message was sent, in order, once",
+    );
+    // Every twin message is preceded by a typing action in the friend's chat.
+    const toAnna = server.calls.filter((c) => !c.failed && c.params.chat_id === anna.id);
+    for (const [index, call] of toAnna.entries()) {
+      if (call.method === "sendMessage" && call.params.text !== sent[0]) {
+        assert.equal(toAnna[index - 1]?.method, "sendChatAction", `typing before “${call.params.text}”`);
+      }
+    }
+    assert.equal(modelCalls, 1, "two messages in a row were answered once");
+  });
+
+  it("answers a burst of three messages once, after it goes quiet, and keeps a sticker as its emoji", async () => {
+    const before = modelCalls;
+    server.sendMessage(anna, { text: "wait" });
+    server.sendMessage(anna, { sticker: { emoji: "😂" } as never });
+    server.sendMessage(anna, { text: "pizza at 8 again?" });
+    await settled();
+    assert.equal(modelCalls - before, 1, "one reply for the burst");
+    const ref = { personId: anna.id, mode: "friend" as const };
+    assert.equal((await messages().pending(ref)).length, 0, "all three answered");
+    const incoming = (await messages().recent(ref, 50)).filter((m) => !m.fromTwin).map((m) => m.text);
+    assert.deepEqual(incoming.slice(-3), ["wait", "😂", "pizza at 8 again?"]);
+  });
+
+  it("retries the Bot API's 429 and 5xx answers", async () => {
+    server.fail("sendMessage", 429, 1, 1);
+    server.fail("sendMessage", 502, 1);
+    const before = texted(anna.id).length;
+    server.sendMessage(anna, { text: "so?" });
+    await server.waitFor("a reply despite the errors", () => texted(anna.id).length > before, 120_000);
+    await settled();
+    const failed = server.calls.filter((c) => c.method === "sendMessage" && c.failed);
+    assert.deepEqual(
+      failed.map((c) => c.failed),
+      [429, 502],
+      "both failures happened",
+    );
+    const last = (await messages().recent({ personId: anna.id, mode: "friend" }, 50)).filter(
+      (m) => m.fromTwin,
+    );
+    assert.ok(
+      last.some((m) => m.text === failed[0]?.params.text),
+      "the message that met the errors was the twin's reply, and it was sent in the end",
+    );
+    assert.ok(texted(anna.id).includes(String(failed[0]?.params.text)), "delivered after the retries");
+  });
+
+  it("plays the friend for the owner with /talk, and /log shows what the twin said as the owner", async () => {
+    server.sendMessage(owner, { text: "/talk Anna" });
+    await server.waitFor("talk mode", () =>
+      texted(owner.id).some((t) => /now talking with Anna Petrova/.test(t)),
+    );
+    const before = texted(owner.id).length;
+    server.sendMessage(owner, { text: "hi anna, long time" });
+    await server.waitFor("Anna's simulated reply", () => texted(owner.id).length > before, 120_000);
+    await settled();
+    const talk = await messages().recent({ personId: anna.id, mode: "talk" }, 50);
+    assert.equal(talk[0]?.text, "hi anna, long time");
+    assert.ok(
+      talk.some((m) => m.fromTwin),
+      "the twin answered in the talk conversation",
+    );
+    const { replyAs } = await conversationPrompt(promptDeps(), { personId: anna.id, mode: "talk" }, "Anna");
+    assert.equal(replyAs, "Anna Petrova", "in /talk the twin speaks as the friend");
+
+    server.sendMessage(owner, { text: "/log Anna" });
+    await server.waitFor("the transcript", () =>
+      texted(owner.id).some((t) => t.startsWith("Your twin and Anna Petrova")),
+    );
+    const transcript = texted(owner.id).find((t) => t.startsWith("Your twin and Anna Petrova")) as string;
+    assert.match(transcript, /Anna Petrova: are you around tonight\?/);
+    assert.match(transcript, /twin \(as you\): /);
+  });
+
+  it("tells a friend over the rate limit once, politely, and drops the rest", async () => {
+    server.sendMessage(owner, { text: "/allow 5003" });
+    await server.waitFor("carol allowed", () =>
+      texted(owner.id).some((t) => /User 5003 can now talk/.test(t)),
+    );
+    for (let i = 0; i < 13; i++) server.sendMessage(carol, { text: `message ${i}` });
+    await server.waitFor("the rate-limit note", () => texted(carol.id).includes(texts.rateLimited));
+    await settled();
+    assert.equal(texted(carol.id).filter((t) => t === texts.rateLimited).length, 1, "told once");
+    const stored = (await messages().recent({ personId: carol.id, mode: "friend" }, 50)).filter(
+      (m) => !m.fromTwin,
+    );
+    assert.equal(stored.length, 10, "only the messages within the limit were taken");
+  });
+
+  it("/pause stops model calls: friends hear the twin is away", async () => {
+    server.sendMessage(owner, { text: "/pause" });
+    await server.waitFor("paused", () => texted(owner.id).some((t) => t.startsWith("Paused")));
+    const before = modelCalls;
+    server.sendMessage(anna, { text: "hello?" });
+    await server.waitFor("the away note", () => texted(anna.id).includes(texts.away("Hamid Khorshidian")));
+    await settled();
+    assert.equal(modelCalls, before, "no model call while paused");
+    server.sendMessage(owner, { text: "/resume" });
+    await server.waitFor("resumed", () => texted(owner.id).some((t) => t.startsWith("Resumed")));
+  });
+
+  it("keeps sessions and conversations across a restart, and answers what came in meanwhile", async () => {
+    await twin.stop();
+    const before = texted(owner.id).length;
+    const annaBefore = texted(anna.id).length;
+    server.sendMessage(anna, { text: "you there?" }); // arrives while the bot is down
+    await startTwin();
+    await server.waitFor(
+      "the answer to the message sent while down",
+      () => texted(anna.id).length > annaBefore,
+      120_000,
+    );
+    server.sendMessage(owner, { text: "still there?" });
+    await server.waitFor("the simulated friend again", () => texted(owner.id).length > before, 120_000);
+    await settled();
+    const talk = await messages().recent({ personId: anna.id, mode: "talk" }, 50);
+    assert.ok(
+      talk.some((m) => m.text === "still there?"),
+      "the owner is still talking with Anna: the session survived the restart",
+    );
+    const { prompt } = await conversationPrompt(promptDeps(), { personId: anna.id, mode: "talk" }, "Anna");
+    assert.match(
+      promptText(prompt.pieces),
+      /hi anna, long time/,
+      "the earlier conversation is context after the restart",
+    );
+  });
+
+  it("imports a fixture export sent as a document, with an edited status message", async () => {
+    server.sendMessage(owner, { text: "/import" });
+    await server.waitFor("the import prompt", () => texted(owner.id).some((t) => t.includes("20 MB")));
+    const content = fs.readFileSync(fixtures.cuda);
+    const fileId = server.addFile(content, "result.json");
+    server.sendMessage(owner, {
+      document: {
+        file_id: fileId,
+        file_unique_id: fileId,
+        file_name: "result.json",
+        file_size: content.length,
+      },
+    });
+    await server.waitFor("the finished import", () =>
+      server
+        .sent("editMessageText", owner.id)
+        .some((c) => /^Importing result\.json: 218 messages/.test(c.params.text)),
+    );
+    const { rows } = await database.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM messages WHERE chat_id = (SELECT id FROM chats WHERE type = 'private_supergroup')",
+    );
+    assert.equal(rows[0]?.n, 218, "the export's messages landed in the store");
+  });
+
+  it("logs errors without the token and tells the user something went wrong", async () => {
+    server.fail("sendMessage", 400, 1);
+    server.sendMessage(owner, { text: "/status" });
+    await server.waitFor("the apology", () => texted(owner.id).includes(texts.failed));
+    assert.ok(logLines.length > 0, "the error was logged");
+    assert.ok(
+      logLines.every((line) => !line.includes(TOKEN) && !line.includes(TOKEN.split(":")[1] as string)),
+      `no token in the logs: ${logLines.join("")}`,
+    );
+  });
+
+  it("/forget deletes a friend's history and conversations after a confirmation", async () => {
+    server.sendMessage(owner, { text: "/forget Anna" });
+    await server.waitFor("the confirmation", () =>
+      texted(owner.id).some((t) => t.startsWith("Delete your personal chat with Anna")),
+    );
+    const question = [...server.sent("sendMessage", owner.id)]
+      .reverse()
+      .find((c) => String(c.params.text).startsWith("Delete"));
+    const message = server.messageById(
+      (question as { result?: { message_id: number } } & typeof question)?.result?.message_id as number,
+    );
+    server.pressButton(owner, "forget:yes", message as never);
+    await server.waitFor("the deletion", () =>
+      server
+        .sent("editMessageText", owner.id)
+        .some((c) => String(c.params.text).startsWith("Deleted your personal chat")),
+    );
+    const left = await database.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM messages WHERE chat_id = $1",
+      [anna.id],
+    );
+    assert.equal(left.rows[0]?.n, 0, "the personal chat is gone");
+    assert.equal(
+      await messages().count({ personId: anna.id, mode: "friend" }),
+      0,
+      "the bot conversation is gone",
+    );
+  });
+});
