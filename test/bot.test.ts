@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -373,4 +374,74 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
       "the bot conversation is gone",
     );
   });
+
+  it("allows people by a forwarded message or a shared contact, and ignores groups it was not enabled in", async () => {
+    const dave: User = { id: 5004, is_bot: false, first_name: "Dave", last_name: "Forwarded" };
+    server.sendMessage(owner, {
+      text: "see you there",
+      forward_origin: { type: "user", sender_user: dave, date: 0 },
+    } as never);
+    server.sendMessage(owner, {
+      contact: { phone_number: "+100", first_name: "Erin", user_id: 5005 },
+    } as never);
+    await server.waitFor("both allowed", () =>
+      texted(owner.id).some((t) => t.startsWith("Erin can now talk")),
+    );
+    assert.ok(texted(owner.id).some((t) => t.startsWith("Dave Forwarded can now talk")));
+    assert.ok(await twin.services.friends.isAllowed(5004), "the forwarded message's author is allowed");
+    assert.ok(await twin.services.friends.isAllowed(5005), "the shared contact is allowed");
+
+    const before = modelCalls;
+    server.sendMessage(carol, { text: "hi all" }, -777);
+    await settled();
+    assert.equal(texted(-777).length, 0, "nothing said in a group that is not enabled");
+    assert.equal(modelCalls, before, "and no model time spent");
+  });
+
+  it("runs on a webhook when configured, refusing calls without the secret", async () => {
+    await twin.stop();
+    const port = await freePort();
+    const secret = "webhook-secret-0123456789";
+    config = {
+      ...config,
+      bot: { ...config.bot, webhook: { url: "https://twin.example.org/hook", port, secret } },
+    };
+    await startTwin();
+    const set = server.sent("setWebhook").at(-1)?.params;
+    assert.equal(set?.url, "https://twin.example.org/hook");
+    assert.equal(set?.secret_token, secret);
+    const update = (text: string, updateId: number) => ({
+      update_id: updateId,
+      message: {
+        message_id: 1,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: owner.id, type: "private", first_name: owner.first_name },
+        from: owner,
+        text,
+        entities: [{ type: "bot_command", offset: 0, length: text.length }],
+      },
+    });
+    const post = (body: unknown, token: string) =>
+      fetch(`http://127.0.0.1:${port}/`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": token },
+        body: JSON.stringify(body),
+      });
+    const forged = await post(update("/status", 900_001), "wrong");
+    assert.equal(forged.status, 401, "a call without the secret is refused");
+    const before = texted(owner.id).length;
+    const real = await post(update("/status", 900_002), secret);
+    assert.equal(real.status, 200);
+    await server.waitFor("the webhook's answer", () => texted(owner.id).length > before);
+    assert.equal(texted(owner.id).length, before + 1, "only the real call was answered");
+    assert.match(texted(owner.id).at(-1) as string, /^History: /);
+  });
 });
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
