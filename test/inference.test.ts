@@ -123,6 +123,19 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     for (const name of names) await conversations.reset(name);
   });
 
+  it("lets more conversations than sequences wait for a free one instead of failing", async () => {
+    const conversations = new Conversations(engine);
+    const names = ["Eva", "Fedor", "Gus", "Hana", "Ivan", "Jun"]; // six conversations, four sequences
+    const replies = await Promise.all(
+      names.map((name) =>
+        conversations.reply(name, prompt([{ speaker: name, messages: [`${name} here, got a minute?`] }])),
+      ),
+    );
+    assert.equal(replies.filter((r) => r.messages.length > 0).length, 6, "every conversation was answered");
+    assert.equal(conversations.activeCount, 4, "no more sequences held than the context has");
+    for (const name of names) await conversations.reset(name);
+  });
+
   it("gives an idle conversation's sequence to a new one, and resumes it from its saved state", async () => {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-states-"));
     try {

@@ -8,7 +8,8 @@ import { type Prompt, piecesFrom, promptText } from "./prompt.ts";
  * Live conversations and the sequences they hold. An active conversation keeps its sequence, so
  * its next reply evaluates only the tokens added since; when a context runs out of sequences, the
  * least recently used idle conversation gives its sequence up (saving its state to disk first when
- * a state folder is set, so it resumes without re-evaluating).
+ * a state folder is set, so it resumes without re-evaluating); when all are generating, a new
+ * conversation waits for the first to finish.
  */
 
 type Held = {
@@ -24,6 +25,8 @@ type Held = {
 export class Conversations {
   private readonly held = new Map<string, Held>();
   private clock = 0;
+  /** Replies waiting for a sequence to become idle, first come first served. */
+  private readonly waiting: (() => void)[] = [];
 
   constructor(
     private readonly engine: Engine,
@@ -42,6 +45,7 @@ export class Conversations {
     } finally {
       held.busy = false;
       held.lastUsed = ++this.clock;
+      this.waiting.shift()?.();
     }
   }
 
@@ -78,8 +82,19 @@ export class Conversations {
     return path.join(this.options.stateDir as string, `${encodeURIComponent(key)}.state`);
   }
 
-  private async acquire(key: string, adapter?: AdapterChoice): Promise<Held> {
+  /** Hands out sequences one acquisition at a time, so two never take the same free or idle one. */
+  private acquiring: Promise<unknown> = Promise.resolve();
+
+  private acquire(key: string, adapter?: AdapterChoice): Promise<Held> {
     const contextKey = adapter ? `${adapter.path}@${adapter.scale}` : "base";
+    const existing = this.held.get(key);
+    if (existing && existing.contextKey === contextKey) return Promise.resolve(existing);
+    const next = this.acquiring.then(() => this.acquireNew(key, contextKey, adapter));
+    this.acquiring = next.catch(() => undefined);
+    return next;
+  }
+
+  private async acquireNew(key: string, contextKey: string, adapter?: AdapterChoice): Promise<Held> {
     const existing = this.held.get(key);
     if (existing && existing.contextKey === contextKey) return existing;
     if (existing) await this.reset(key); // another adapter: the cached tokens mean nothing there
@@ -88,8 +103,11 @@ export class Conversations {
       const idle = [...this.held.values()]
         .filter((h) => h.contextKey === contextKey && !h.busy)
         .sort((a, b) => a.lastUsed - b.lastUsed)[0];
-      if (!idle)
-        throw new Error(`all ${this.engine.options.sequences} sequences are busy; try again shortly`);
+      if (!idle) {
+        // Every sequence is generating: wait for one to finish, then look again.
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+        continue;
+      }
       await this.release(idle);
     }
     const sequence = context.getSequence();

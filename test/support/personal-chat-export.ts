@@ -2,14 +2,15 @@ import fs from "node:fs";
 import path from "node:path";
 
 /**
- * A small Telegram Desktop export (current format) of one personal chat, written by the test that
- * needs it: the real fixtures hold only group chats, and the bot's friend chats need a personal
- * history between the owner and a friend. Short sessions of several-message turns, as people text.
+ * A small Telegram Desktop export (current format) of personal chats, one per friend, written by
+ * the test or benchmark that needs it: the real fixtures hold only group chats, and the bot's
+ * friend chats need a personal history between the owner and a friend. Short sessions of
+ * several-message turns, as people text.
  */
 export function writePersonalChatExport(
   dir: string,
   owner: { id: number; name: string },
-  friend: { id: number; name: string },
+  friends: { id: number; name: string } | { id: number; name: string }[],
 ): string {
   const script: [who: "owner" | "friend", text: string][][] = [
     [
@@ -40,23 +41,26 @@ export function writePersonalChatExport(
     ],
   ];
   const start = Date.UTC(2024, 4, 1, 18, 0, 0) / 1000;
-  let id = 1;
-  const messages = script.flatMap((session, s) =>
-    session.map(([who, text], m) => {
-      const unix = start + s * 86_400 + m * 40;
-      const person = who === "owner" ? owner : friend;
-      return {
-        id: id++,
-        type: "message",
-        date: new Date(unix * 1000).toISOString().slice(0, 19),
-        date_unixtime: String(unix),
-        from: person.name,
-        from_id: `user${person.id}`,
-        text,
-        text_entities: [{ type: "plain", text }],
-      };
-    }),
-  );
+  const chatOf = (friend: { id: number; name: string }) => {
+    let id = 1;
+    const messages = script.flatMap((session, s) =>
+      session.map(([who, text], m) => {
+        const unix = start + s * 86_400 + m * 40;
+        const person = who === "owner" ? owner : friend;
+        return {
+          id: id++,
+          type: "message",
+          date: new Date(unix * 1000).toISOString().slice(0, 19),
+          date_unixtime: String(unix),
+          from: person.name,
+          from_id: `user${person.id}`,
+          text,
+          text_entities: [{ type: "plain", text }],
+        };
+      }),
+    );
+    return { name: friend.name, type: "personal_chat", id: friend.id, messages };
+  };
   const file = path.join(dir, "personal_chat_export.json");
   fs.writeFileSync(
     file,
@@ -68,7 +72,7 @@ export function writePersonalChatExport(
         phone_number: "",
         bio: "",
       },
-      chats: { about: "", list: [{ name: friend.name, type: "personal_chat", id: friend.id, messages }] },
+      chats: { about: "", list: (Array.isArray(friends) ? friends : [friends]).map(chatOf) },
     }),
   );
   return file;
