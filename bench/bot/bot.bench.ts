@@ -93,7 +93,7 @@ const twin = await createTwinBot({
   conversations,
   countTokens: engine.countTokens,
   model: { name: "SmolLM2-135M-Instruct", adapter: () => undefined },
-  log: createLog([TOKEN], (line) => errors.push(line)),
+  log: { ...createLog([TOKEN]), error: (scope, error) => errors.push(`${scope}: ${String(error)}\n`) },
 });
 await twin.start();
 
@@ -157,6 +157,7 @@ process.stdout.write(
   `model calls for ${FRIENDS} bursts: ${modelCalls - callsBefore}; unanswered messages: ${unanswered}; ` +
     `stored but unsent replies: ${unsent}; replies sent more or less often than stored: ${duplicates}; errors logged: ${errors.length}\n`,
 );
+for (const line of errors) process.stdout.write(`  logged: ${line}`);
 await twin.stop();
 await engine.dispose();
 await server.close();
