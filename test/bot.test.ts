@@ -335,6 +335,44 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
     assert.equal(rows[0]?.n, 218, "the export's messages landed in the store");
   });
 
+  it("keeps a waiting /import across a restart, and cancels the import from its status message", async () => {
+    const prompts = () => texted(owner.id).filter((t) => t.includes("20 MB")).length;
+    const asked = prompts();
+    server.sendMessage(owner, { text: "/import" });
+    await server.waitFor("the import prompt", () => prompts() > asked);
+    await twin.stop();
+    await startTwin(); // the conversation waiting for the document lives in PostgreSQL
+    const content = fs.readFileSync(fixtures.irc);
+    const fileId = server.addFile(content, "irc.json");
+    server.sendMessage(owner, {
+      document: { file_id: fileId, file_unique_id: fileId, file_name: "irc.json", file_size: content.length },
+    });
+    const status = () =>
+      server.sent("sendMessage", owner.id).find((c) => c.params.text === "Importing irc.json…");
+    await server.waitFor("the status message", () => status() !== undefined);
+    const call = status() as { params: Record<string, any>; result?: { message_id: number } };
+    const button = call.params.reply_markup.inline_keyboard[0][0];
+    assert.equal(button.text, "Cancel");
+    server.pressButton(
+      owner,
+      button.callback_data,
+      server.messageById(call.result?.message_id as number) as never,
+    );
+    await server.waitFor("the cancelled import", () =>
+      server
+        .sent("editMessageText", owner.id)
+        .some((c) => String(c.params.text).startsWith("Importing irc.json: cancelled")),
+    );
+    const { rows } = await database.pool.query<{ status: string; error: string }>(
+      "SELECT status, error FROM imports ORDER BY id DESC LIMIT 1",
+    );
+    assert.deepEqual(
+      rows[0],
+      { status: "failed", error: "import of irc.json cancelled" },
+      "the import stopped",
+    );
+  });
+
   it("logs errors without the token and tells the user something went wrong", async () => {
     server.fail("sendMessage", 400, 1);
     server.sendMessage(owner, { text: "/status" });

@@ -22,9 +22,10 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
 
   const startImport = (chatId: number, fileId: string, fileName: string) =>
     services.jobs.start(chatId, `Importing ${fileName}`, async ({ signal, report }) => {
-      const folder = path.join(services.config.dataDir, "uploads");
-      await fs.mkdir(folder, { recursive: true });
-      const file = path.join(folder, `${Date.now()}-${path.basename(fileName)}`);
+      // One folder per upload keeps the file's own name, which the import records.
+      await fs.mkdir(services.config.dataDir, { recursive: true });
+      const folder = await fs.mkdtemp(path.join(services.config.dataDir, "upload-"));
+      const file = path.join(folder, path.basename(fileName));
       try {
         report("downloading…");
         await services.download(fileId, file);
@@ -45,7 +46,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
           `(${summary.new} new, ${summary.updated} updated, ${summary.unchanged} unchanged) in ${summary.seconds.toFixed(1)} s.`
         );
       } finally {
-        await fs.rm(file, { force: true });
+        await fs.rm(folder, { recursive: true, force: true });
       }
     });
 
