@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig } from "../src/config/config.ts";
 import { openDatabase } from "../src/db/client.ts";
 import { DatabaseError } from "../src/db/db.errors.ts";
+import { BotApiServer } from "./support/bot-api-server.ts";
 import { fixtureOwners, fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
 
@@ -110,6 +111,42 @@ describe("the twin command on the embedded database", () => {
     assert.equal(chat.code, 0, chat.stderr);
     assert.match(chat.stdout, /You are Somebody New; the twin is Hamid Khorshidian/, chat.stdout);
     assert.match(chat.stdout, /Hamid Khorshidian: \S/, `the twin answered: ${chat.stdout}`);
+  });
+
+  it("runs the bot against a Bot API server until SIGTERM, and refuses to start without a token", async () => {
+    const missing = twin("bot");
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /TWIN_BOT_TOKEN is not set/, missing.stderr);
+
+    const token = "123456789:AAE-cli_test_token_for_the_local_api_0123";
+    const server = new BotApiServer(token);
+    await server.start();
+    try {
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        TWIN_DATA_DIR: dataDir,
+        TWIN_BOT_TOKEN: token,
+        TWIN_OWNER_ID: fixtureOwners.cuda,
+        TWIN_BOT_API_ROOT: server.apiRoot,
+      };
+      delete env.DATABASE_URL;
+      const bot = spawn(process.execPath, [path.join(root, "bin/twin.js"), "bot"], { cwd: root, env });
+      let stderr = "";
+      bot.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      const exited = new Promise<number | null>((resolve) => bot.on("exit", (code) => resolve(code)));
+      const owner = { id: Number(fixtureOwners.cuda), is_bot: false, first_name: "Hamid" };
+      await server.waitFor("the bot polling", () => server.sent("getUpdates").length > 0);
+      server.sendMessage(owner, { text: "/status" });
+      await server.waitFor("the status", () => server.sent("sendMessage", owner.id).length > 0);
+      assert.match(String(server.sent("sendMessage", owner.id)[0]?.params.text), /^History: 218 messages/);
+      bot.kill("SIGTERM");
+      assert.equal(await exited, 0, `a clean stop: ${stderr}`);
+      assert.ok(!stderr.includes(token.split(":")[1] as string), "the token never reaches the output");
+    } finally {
+      await server.close();
+    }
   });
 
   it("restarts itself with one libuv pool thread, passing on output, exit status and SIGTERM", async () => {
