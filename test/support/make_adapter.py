@@ -1,6 +1,6 @@
 """Test support, run with the trainer's Python: a LoRA adapter with random B on the test model,
 exported to GGUF, plus PyTorch's next-token top-1 for base and tuned at every position of the
-given prompts. Usage: make_adapter.py <base.gguf> <out dir> <prompts.json>"""
+given prompts (and the tuned model's 20 likeliest tokens with their log-probabilities). Usage: make_adapter.py <base.gguf> <out dir> <prompts.json>"""
 
 import json
 import sys
@@ -20,12 +20,19 @@ model, _ = load_base(base_path)
 model = random_lora(model, std=0.1)
 model.save_pretrained(out / "adapter")
 export_adapter(out / "adapter", base_path, out / "adapter.gguf")
-result = {"tuned": [], "base": []}
+result = {"tuned": [], "base": [], "tuned_top": []}
 model.eval()
 with torch.no_grad():
     for ids in prompts:
         tensor = torch.tensor([ids])
-        result["tuned"].append(model(input_ids=tensor).logits[0].argmax(-1).tolist())
+        logits = model(input_ids=tensor).logits[0]
+        result["tuned"].append(logits.argmax(-1).tolist())
+        # The 20 likeliest tokens and their log-probabilities at each position: how far a token
+        # llama.cpp prefers lies from PyTorch's choice (a near tie, or a real disagreement).
+        top = torch.log_softmax(logits.float(), -1).topk(20, dim=-1)
+        result["tuned_top"].append(
+            [list(zip(i.tolist(), [round(v, 5) for v in lp.tolist()])) for i, lp in zip(top.indices, top.values)]
+        )
         with model.disable_adapter():
             result["base"].append(model(input_ids=tensor).logits[0].argmax(-1).tolist())
 (out / "torch.json").write_text(json.dumps(result))
