@@ -5,3 +5,4 @@ export * from "../bot/bot.tables.ts";
 export * from "../dataset/dataset.tables.ts";
 export * from "../history/history.tables.ts";
 export * from "../models/models.tables.ts";
+export * from "../userbot/userbot.tables.ts";

@@ -21,8 +21,11 @@ export type BatchResult = { inserted: number; updated: number };
 
 const compared = messageCopyColumns.filter((column) => column !== "source" && column !== "import_id");
 const insertColumns = messageCopyColumns.join(", ");
+/** A row without details (the userbot downloads no media) keeps what an export stored. */
+const incoming = (column: string) =>
+  column === "details" ? "coalesce(EXCLUDED.details, messages.details)" : `EXCLUDED.${column}`;
 const changedRow = `(${compared.map((c) => `messages.${c}`).join(", ")}) IS DISTINCT FROM (${compared
-  .map((c) => `EXCLUDED.${c}`)
+  .map(incoming)
   .join(", ")})`;
 
 /**
@@ -36,7 +39,7 @@ WITH merged AS (
   ON CONFLICT (chat_id, message_id) DO UPDATE SET
     ${messageCopyColumns
       .filter((c) => c !== "chat_id" && c !== "message_id")
-      .map((c) => `${c} = EXCLUDED.${c}`)
+      .map((c) => `${c} = ${incoming(c)}`)
       .join(",\n    ")}
   WHERE (messages.edited_at IS NULL OR EXCLUDED.edited_at >= messages.edited_at)
     AND ${changedRow}
@@ -45,12 +48,18 @@ WITH merged AS (
 SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*) FILTER (WHERE NOT inserted)::int AS updated
 FROM merged`;
 
+/** Where an import or a pull stands, committed with the batch that got it there. */
+export type BatchProgress = {
+  importId: number;
+  /** The desktop import: bytes of the file read. */
+  committedBytes?: number | undefined;
+  /** The userbot: the newest message id stored per chat. */
+  cursors?: { chatId: number; lastMessageId: number }[] | undefined;
+};
+
 export type ImportSession = {
   /** Writes one batch in its own transaction; on error nothing of the batch stays. */
-  writeBatch(
-    batch: HistoryBatch,
-    progress: { importId: number; committedBytes: number },
-  ): Promise<BatchResult>;
+  writeBatch(batch: HistoryBatch, progress: BatchProgress): Promise<BatchResult>;
   release(): Promise<void>;
 };
 
@@ -154,7 +163,7 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
 async function writeBatch(
   client: pg.PoolClient,
   batch: HistoryBatch,
-  progress: { importId: number; committedBytes: number },
+  progress: BatchProgress,
 ): Promise<BatchResult> {
   await client.query("BEGIN");
   try {
@@ -193,10 +202,19 @@ async function writeBatch(
       const merged = await client.query<BatchResult>(mergeStaged);
       result = merged.rows[0] as BatchResult;
     }
-    await client.query("UPDATE imports SET committed_bytes = $2 WHERE id = $1", [
-      progress.importId,
-      progress.committedBytes,
-    ]);
+    if (progress.committedBytes !== undefined) {
+      await client.query("UPDATE imports SET committed_bytes = $2 WHERE id = $1", [
+        progress.importId,
+        progress.committedBytes,
+      ]);
+    }
+    for (const cursor of progress.cursors ?? []) {
+      await client.query(
+        `INSERT INTO pull_cursors (chat_id, last_message_id) VALUES ($1, $2)
+         ON CONFLICT (chat_id) DO UPDATE SET last_message_id = greatest(pull_cursors.last_message_id, EXCLUDED.last_message_id), updated_at = now()`,
+        [cursor.chatId, cursor.lastMessageId],
+      );
+    }
     await client.query("COMMIT");
     return result;
   } catch (error) {

@@ -15,6 +15,7 @@ export class BatchBuilder {
   constructor(
     private readonly importId: number,
     private readonly currentChat: () => ChatRecord | undefined,
+    private readonly source: "desktop_export" | "userbot" = "desktop_export",
   ) {}
 
   get size(): number {
@@ -25,8 +26,14 @@ export class BatchBuilder {
     this.chats.set(chat.id, chat);
   }
 
+  /** A person's current name (the userbot learns names from each response's users). */
+  addPerson(person: PersonSighting): void {
+    const known = this.people.get(person.id);
+    if (!known || known.seenAt <= person.seenAt) this.people.set(person.id, person);
+  }
+
   addMessage(message: MessageRecord): void {
-    this.filling.append(messageCopyLine(message, "desktop_export", this.importId));
+    this.filling.append(messageCopyLine(message, this.source, this.importId));
     if (message.senderId !== null) {
       const known = this.people.get(message.senderId);
       if (!known || known.seenAt <= message.sentAt) {
