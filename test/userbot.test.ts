@@ -1,0 +1,256 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { Api } from "telegram";
+import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { pullCursorReader } from "../src/userbot/cursors.ts";
+import { type PullOptions, PullPausedError, type PullProgress, pullHistory } from "../src/userbot/pull.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { ScriptedAccount, type ScriptedChat } from "./support/scripted-account.ts";
+
+const OWNER = 121569222;
+after(stopEmbedded);
+
+function account() {
+  const scripted = new ScriptedAccount();
+  const anna = scripted.addUser(5001, "Anna", { lastName: "Petrova" });
+  const boris = scripted.addUser(5002, "Boris");
+  const gone = scripted.addUser(5003, "", { deleted: true });
+  const bot = scripted.addUser(9090, "Helper", { bot: true, username: "helper_bot" });
+  const annaChat = scripted.personalChat(anna, 250);
+  const borisChat = scripted.personalChat(boris, 130);
+  scripted.personalChat(bot, 12);
+  const group = scripted.group(777, "Pizza club", [anna, boris, gone], 60);
+  return { scripted, annaChat, borisChat, group };
+}
+
+async function pull(database: TestDatabase, scripted: ScriptedAccount, options: Partial<PullOptions> = {}) {
+  const slept: number[] = [];
+  const reports: PullProgress[] = [];
+  const summary = await pullHistory(
+    scripted,
+    { historyRepository: createHistoryRepository(database), cursors: pullCursorReader(database.db) },
+    {
+      ownerId: OWNER,
+      pageSize: 100,
+      sleep: async (ms) => {
+        slept.push(ms);
+      },
+      onProgress: (p) => reports.push(p),
+      ...options,
+    },
+  );
+  return { summary, slept, reports };
+}
+
+/** The stored message ids of a chat, in order. */
+async function storedIds(database: TestDatabase, chatId: number): Promise<number[]> {
+  const { rows } = await database.pool.query<{ id: string }>(
+    "SELECT message_id AS id FROM messages WHERE chat_id = $1 ORDER BY message_id",
+    [chatId],
+  );
+  return rows.map((r) => Number(r.id));
+}
+const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+for (const backend of backends()) {
+  describe(`pulling history live (${backend.name} PostgreSQL)`, { timeout: 120_000 }, () => {
+    it("pulls personal chats oldest first, page by page, and leaves groups and bots out by default", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted } = account();
+        const { summary, reports } = await pull(database, scripted);
+        assert.deepEqual(await storedIds(database, 5001), range(250), "Anna's chat: every message, no gap");
+        assert.deepEqual(await storedIds(database, 5002), range(130), "Boris's chat");
+        assert.deepEqual(await storedIds(database, 9090), [], "bot chats are not personal chats");
+        assert.deepEqual(await storedIds(database, -1_000_000_000_777), [], "groups only when asked");
+        assert.equal(summary.new, 380);
+        // 1 dialogs page; Anna: 3 pages + 1 empty; Boris: 2 + 1.
+        assert.equal(summary.requests, 8, "100 messages a request, oldest first");
+        const last = reports.at(-1) as PullProgress;
+        assert.deepEqual([last.chatsDone, last.chatsTotal, last.messages], [2, 2, 380]);
+        const { rows } = await database.pool.query("SELECT type, title FROM chats WHERE id = 5001");
+        assert.deepEqual(
+          rows[0],
+          { type: "personal_chat", title: "Anna Petrova" },
+          "the chat as an export names it",
+        );
+        const sticker = await database.pool.query(
+          "SELECT kind, emoji FROM messages WHERE chat_id = 5001 AND message_id = 17",
+        );
+        assert.deepEqual(sticker.rows[0], { kind: "sticker", emoji: "😂" });
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("resumes after a crash between batches with no duplicate and no gap", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted } = account();
+        scripted.crashAfter = 3; // dialogs, then two pages of Anna's chat, then the connection drops
+        await assert.rejects(pull(database, scripted), /scripted crash/);
+        assert.deepEqual(await storedIds(database, 5001), range(200), "two whole pages were committed");
+        const calls = scripted.historyCalls.length;
+        const { summary } = await pull(database, scripted);
+        assert.equal(
+          scripted.historyCalls[calls]?.afterId,
+          200,
+          "the second pull starts after the last committed page",
+        );
+        assert.deepEqual(await storedIds(database, 5001), range(250));
+        assert.deepEqual(await storedIds(database, 5002), range(130));
+        assert.equal(summary.new, 180, "only what the first pull had not stored");
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("sleeps through a flood wait and reports it; a long one pauses the pull", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted } = account();
+        scripted.floodWaits.set(3, 7);
+        const { slept, summary, reports } = await pull(database, scripted);
+        assert.ok(slept.includes(7000), `slept the 7 s Telegram asked for: ${slept}`);
+        assert.equal(summary.floodWaitSeconds, 7);
+        assert.ok(
+          reports.some((r) => r.floodWaitSeconds === 7),
+          "the wait was reported",
+        );
+        assert.deepEqual(await storedIds(database, 5001), range(250), "and nothing was lost");
+
+        scripted.extend(scripted.chats[0] as ScriptedChat, 10);
+        scripted.floodWaits.set(scripted.requests + 2, 3600);
+        await assert.rejects(
+          pull(database, scripted),
+          (error) => error instanceof PullPausedError && error.seconds === 3600,
+        );
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("a second pull fetches only what is new", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted, annaChat } = account();
+        await pull(database, scripted);
+        scripted.extend(annaChat, 5);
+        const calls = scripted.historyCalls.length;
+        const { summary } = await pull(database, scripted);
+        assert.equal(summary.new, 5);
+        assert.deepEqual(
+          scripted.historyCalls.slice(calls).map((c) => [c.chat, c.afterId]),
+          [
+            [5001, 250],
+            [5001, 255],
+            [5002, 130],
+          ],
+          "each chat asked only for messages after its cursor",
+        );
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("pulls groups when asked, with deleted accounts and service messages", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted } = account();
+        await pull(database, scripted, { groups: true });
+        const group = -1_000_000_000_777;
+        assert.deepEqual(await storedIds(database, group), range(60));
+        const { rows } = await database.pool.query(
+          "SELECT message_id, kind, action, sender_id, sender_name FROM messages WHERE chat_id = $1 AND message_id IN (1, 2) ORDER BY message_id",
+          [group],
+        );
+        assert.deepEqual(rows, [
+          {
+            message_id: "1",
+            kind: "service",
+            action: "create_channel",
+            sender_id: String(OWNER),
+            sender_name: "Hamid Khorshidian",
+          },
+          { message_id: "2", kind: "text", action: null, sender_id: "5003", sender_name: null },
+        ]);
+        const chat = await database.pool.query("SELECT type, title FROM chats WHERE id = $1", [group]);
+        assert.deepEqual(chat.rows[0], { type: "private_supergroup", title: "Pizza club" });
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("a chat imported from an export and then pulled live gains only the newer messages, row for row equal", async () => {
+      const database = await backend.fresh();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-pull-export-"));
+      try {
+        const { scripted, annaChat } = account();
+        const file = path.join(dir, "result.json");
+        fs.writeFileSync(file, JSON.stringify(exportOf(annaChat, scripted, 200)));
+        await importDesktopExport(
+          { historyRepository: createHistoryRepository(database) },
+          { input: file, batchSize: 1000, timeZone: "UTC" },
+        );
+        const before = await database.pool.query(
+          "SELECT * FROM messages WHERE chat_id = 5001 ORDER BY message_id",
+        );
+        const { summary } = await pull(database, scripted);
+        assert.equal(summary.new, 50 + 130, "Anna's 50 newer messages and Boris's chat");
+        assert.equal(summary.updated, 0, "no row the export wrote changed");
+        assert.equal(summary.unchanged, 200);
+        const after = await database.pool.query(
+          "SELECT * FROM messages WHERE chat_id = 5001 AND message_id <= 200 ORDER BY message_id",
+        );
+        assert.deepEqual(after.rows, before.rows, "the imported rows are exactly as they were");
+      } finally {
+        await database.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+/** The first `upTo` messages of a scripted personal chat as Telegram Desktop exports them. */
+function exportOf(chat: ScriptedChat, scripted: ScriptedAccount, upTo: number) {
+  const user = chat.entity as Api.User;
+  const name = (u: Api.User) => [u.firstName, u.lastName].filter(Boolean).join(" ");
+  const messages = chat.messages.slice(0, upTo).map((m) => {
+    const message = m as Api.Message;
+    const author = message.out ? scripted.owner : user;
+    const media = message.media as Api.MessageMediaDocument | undefined;
+    const sticker =
+      media?.document instanceof Api.Document
+        ? (media.document.attributes.find(
+            (a) => a instanceof Api.DocumentAttributeSticker,
+          ) as Api.DocumentAttributeSticker)
+        : undefined;
+    const reply = message.replyTo as Api.MessageReplyHeader | undefined;
+    return {
+      id: message.id,
+      type: "message",
+      date: new Date(message.date * 1000).toISOString().slice(0, 19),
+      date_unixtime: String(message.date),
+      ...(message.editDate ? { edited_unixtime: String(message.editDate) } : {}),
+      from: name(author),
+      from_id: `user${author.id}`,
+      ...(reply ? { reply_to_message_id: reply.replyToMsgId } : {}),
+      ...(sticker
+        ? {
+            media_type: "sticker",
+            sticker_emoji: sticker.alt,
+            file: "(File not included. Change data exporting settings to download.)",
+          }
+        : {}),
+      text: message.message,
+    };
+  });
+  return {
+    personal_information: { user_id: OWNER, first_name: "Hamid", last_name: "Khorshidian" },
+    chats: { list: [{ name: name(user), type: "personal_chat", id: Number(user.id), messages }] },
+  };
+}
