@@ -20,6 +20,7 @@ import { registerCommands } from "./commands.ts";
 import type { BotContext, SessionData } from "./context.ts";
 import { accessControl } from "./features/access.ts";
 import { consent } from "./features/consent.ts";
+import { exportHistory, loginSecrets, type Userbot } from "./features/export.ts";
 import { forget } from "./features/forget.ts";
 import { friendChat } from "./features/friend-chat.ts";
 import { friendsAdmin } from "./features/friends-admin.ts";
@@ -44,6 +45,7 @@ export type TwinBotOptions = {
   countTokens: (text: string) => number;
   model: { name: string; adapter: () => AdapterChoice | undefined };
   log?: Log | undefined;
+  userbot?: Userbot | undefined;
 };
 
 export type TwinBot = {
@@ -107,6 +109,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     jobs: new Jobs(bot.api, config.bot.progressEditMs, log),
     model: options.model,
     log,
+    userbot: options.userbot,
     download: async (fileId, to) => {
       const file = await bot.api.getFile(fileId);
       if (!file.file_path) throw new Error("Telegram gave no path for that file");
@@ -128,6 +131,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     }),
   );
   bot.use(accessControl(services));
+  bot.use(loginSecrets(services)); // before conversations: codes and passwords never reach their state
   bot.use(
     conversations<BotContext, Context>({
       storage: { type: "key", adapter: postgresStorage(database.db, "conversation") },
@@ -143,10 +147,12 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
   bot.command("cancel", async (ctx) => {
     const active = Object.keys(ctx.conversation.active()).length;
     await ctx.conversation.exitAll();
+    if (ctx.role === "owner") await services.userbot?.logins.cancel(ctx.from?.id as number);
     if (ctx.role === "owner") await ctx.reply(active > 0 ? "Cancelled." : "Nothing to cancel.");
   });
   bot.use(historyJobs(services));
   bot.use(forget(services));
+  bot.use(exportHistory(services));
   bot.use(consent(services));
   bot.use(friendChat(services));
   bot.use(ownerInfo(services));

@@ -10,6 +10,8 @@ export const ownerCommands: BotCommand[] = [
   { command: "revoke", description: "take someone's access back" },
   { command: "log", description: "what the twin said to a friend in your name" },
   { command: "import", description: "import a Telegram Desktop export (result.json)" },
+  { command: "export", description: "pull your history live (logs a userbot in)" },
+  { command: "logout", description: "log the userbot out" },
   { command: "dataset", description: "build the training set" },
   { command: "status", description: "history, dataset, model, running jobs" },
   { command: "forget", description: "delete stored history and conversations" },

@@ -3,6 +3,7 @@ import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
 import type { AdapterChoice } from "../inference/engine.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
+import type { Userbot } from "./features/export.ts";
 import type { Jobs } from "./jobs.ts";
 import type { Log } from "./log.ts";
 import type { Replier } from "./replier.ts";
@@ -26,4 +27,6 @@ export type BotServices = {
   log: Log;
   /** Downloads a file the Bot API holds (getFile + the file URL, which carries the token). */
   download: (fileId: string, to: string) => Promise<void>;
+  /** The userbot (/export), when configured. */
+  userbot: Userbot | undefined;
 };
