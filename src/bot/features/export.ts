@@ -98,13 +98,14 @@ function outcomeText(outcome: Outcome): string {
 /** `/export`: log the userbot in (a conversation) if needed, then pull the history as a job; `/logout`. */
 export function exportHistory(services: BotServices): Composer<BotContext> {
   const composer = new Composer<BotContext>();
-  const owner = composer.filter((ctx) => ctx.role === "owner");
   if (!services.userbot) {
-    owner.command(["export", "logout"], (ctx) =>
-      ctx.reply(
-        "The userbot is not set up: set TWIN_API_ID and TWIN_API_HASH (from my.telegram.org) and TWIN_SESSION_KEY.",
-      ),
-    );
+    composer
+      .filter((ctx) => ctx.role === "owner")
+      .command(["export", "logout"], (ctx) =>
+        ctx.reply(
+          "The userbot is not set up: set TWIN_API_ID and TWIN_API_HASH (from my.telegram.org) and TWIN_SESSION_KEY.",
+        ),
+      );
     return composer;
   }
   const userbot: Userbot = services.userbot;
@@ -213,7 +214,9 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
     await conversation.external(() => startPull(ctx.chat?.id as number));
   }
 
+  // Registered before the commands that enter it: middleware order is registration order.
   composer.use(createConversation(login, "login"));
+  const owner = composer.filter((ctx) => ctx.role === "owner");
   owner.command("export", async (ctx) => {
     if (await userbot.sessions.exists(services.ownerId)) {
       startPull(ctx.chat.id);

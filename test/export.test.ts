@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Message, User } from "grammy/types";
+import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
+import { createLog } from "../src/bot/log.ts";
+import type { Config } from "../src/config/config.ts";
+import { Conversations } from "../src/inference/conversations.ts";
+import { Engine } from "../src/inference/engine.ts";
+import { Logins } from "../src/userbot/logins.ts";
+import { createSessionStore } from "../src/userbot/session-store.ts";
+import { BotApiServer } from "./support/bot-api-server.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { testModel } from "./support/models.ts";
+import { ScriptedAccount } from "./support/scripted-account.ts";
+import { ScriptedTelegram } from "./support/scripted-auth.ts";
+
+const TOKEN = "123456789:AAE-export_test_token_for_the_local_api";
+const owner: User = { id: 121569222, is_bot: false, first_name: "Hamid" };
+
+describe("/export: the userbot logs in through the bot and pulls the history", { timeout: 300_000 }, () => {
+  const server = new BotApiServer(TOKEN);
+  const telegram = new ScriptedTelegram();
+  const logLines: string[] = [];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "twin-export-test-"));
+  const key = randomBytes(32);
+  let database: TestDatabase;
+  let engine: Engine;
+  let twin: TwinBot;
+  let logins: Logins;
+
+  const texted = () => server.sent("sendMessage", owner.id).map((c) => String(c.params.text));
+  const lastKeypad = (): Message => {
+    const call = [...server.sent("sendMessage", owner.id)]
+      .reverse()
+      .find((c) => c.params.reply_markup?.inline_keyboard?.[0]?.[0]?.callback_data === "kp:1");
+    return server.messageById((call as unknown as { result: Message }).result.message_id) as Message;
+  };
+  const type = async (code: string) => {
+    const keypadMessage = lastKeypad();
+    for (const digit of code) server.pressButton(owner, `kp:${digit}`, keypadMessage);
+    server.pressButton(owner, "kp:ok", keypadMessage);
+  };
+  const waitText = (what: string, pattern: RegExp) =>
+    server.waitFor(what, () => texted().some((t) => pattern.test(t)));
+
+  before(async () => {
+    await server.start();
+    database = await (backends()[0] as ReturnType<typeof backends>[number]).fresh();
+    engine = await Engine.open({
+      modelPath: testModel(),
+      contextSize: 1024,
+      sequences: 1,
+      threads: 1,
+      sampling: { temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1 },
+      maxReplyTokens: 16,
+    });
+    const sessions = createSessionStore(database.db, key);
+    logins = new Logins(
+      () => telegram.client(),
+      (ownerId, session) => sessions.save(ownerId, session),
+    );
+    const account = new ScriptedAccount();
+    account.personalChat(account.addUser(5001, "Anna", { lastName: "Petrova" }), 250);
+    account.personalChat(account.addUser(5002, "Boris"), 130);
+    const config: Config = {
+      ...database.config,
+      dataDir: tmp,
+      bot: {
+        token: TOKEN,
+        ownerId: owner.id,
+        apiRoot: server.apiRoot,
+        webhook: undefined,
+        groups: [],
+        rateLimitPerMinute: 100,
+        quietMs: 100,
+        typing: { msPerChar: 0, maxMs: 0 },
+        progressEditMs: 20,
+      },
+    };
+    twin = await createTwinBot({
+      config,
+      database,
+      conversations: new Conversations(engine),
+      countTokens: engine.countTokens,
+      model: { name: "SmolLM2", adapter: () => undefined },
+      log: createLog([TOKEN], (line) => logLines.push(line)),
+      userbot: {
+        logins,
+        sessions,
+        historyClient: async () => Object.assign(account, { disconnect: async () => undefined }),
+        authClient: () => telegram.client(),
+      },
+    });
+    await twin.start();
+  });
+  after(async () => {
+    if (process.env.DEBUG_LOGS) console.log(logLines.join(""));
+    await twin?.stop();
+    await engine?.dispose();
+    await server.close();
+    await database?.close();
+    await stopEmbedded();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("logs in with the code on a keypad, through a wrong and an expired code and 2FA, then pulls", async () => {
+    server.sendMessage(owner, { text: "/export" });
+    await waitText("the phone prompt", /Send your phone number/);
+    server.sendMessage(owner, { text: "call me maybe" });
+    await waitText("the phone check", /does not look like a phone number/);
+    server.sendMessage(owner, { text: "+44 1234 567890" });
+    await waitText("the keypad", /Type it on these buttons/);
+
+    await type("11111");
+    await waitText("the wrong code", /That code is wrong/);
+    telegram.expireNext = true;
+    await type(telegram.codes[0] as string);
+    await waitText("the expired code", /expired; Telegram is sending a new one/);
+    await waitText("the new keypad", /Type the new code/);
+    assert.equal(telegram.sent, 2, "a new code was sent");
+    await type(telegram.codes[1] as string);
+    await waitText(
+      "the password prompt",
+      /Two-step verification is on\. Send your password \(hint: our first pet\)/,
+    );
+
+    const wrong = server.sendMessage(owner, { text: "wrong-password-guess" });
+    await waitText("the wrong password", /That password is wrong/);
+    const right = server.sendMessage(owner, { text: telegram.password });
+    await waitText("the login", /^Logged in\./);
+    const deleted = server.sent("deleteMessage").map((c) => c.params.message_id);
+    assert.ok(
+      deleted.includes(wrong.message?.message_id) && deleted.includes(right.message?.message_id),
+      "both password messages were deleted",
+    );
+    assert.deepEqual(telegram.signIns, ["11111", "54321", "67890"], "Telegram saw each code once, as typed");
+
+    await server.waitFor("the pull", () =>
+      server
+        .sent("editMessageText", owner.id)
+        .some((c) => /^Pulling your history: 380 messages from 2 chats \(380 new\)/.test(c.params.text)),
+    );
+    const { rows } = await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages");
+    assert.equal(rows[0]?.n, 380);
+  });
+
+  it("keeps no code, password or session in the database or the logs", async () => {
+    const stored = await database.pool.query<{ text: string }>(
+      "SELECT key || ' ' || value::text AS text FROM bot_storage",
+    );
+    const everything = stored.rows.map((r) => r.text).join("\n");
+    assert.ok(everything.length > 0, "conversation state was stored");
+    for (const secret of [
+      telegram.password,
+      "wrong-password-guess",
+      ...telegram.codes.slice(0, 2),
+      "11111",
+      telegram.session,
+    ]) {
+      assert.ok(!everything.includes(secret), `bot_storage does not hold ${secret.slice(0, 3)}…`);
+      assert.ok(!logLines.join("").includes(secret), `the logs do not hold ${secret.slice(0, 3)}…`);
+    }
+    const sealed = await database.pool.query<{ sealed: string }>("SELECT sealed FROM userbot_sessions");
+    assert.equal(sealed.rows.length, 1);
+    assert.ok(
+      !sealed.rows[0]?.sealed.includes(telegram.session.slice(0, 20)),
+      "the session is stored sealed",
+    );
+    assert.equal(
+      await createSessionStore(database.db, key).load(owner.id),
+      telegram.session,
+      "and opens with the key",
+    );
+    await assert.rejects(createSessionStore(database.db, randomBytes(32)).load(owner.id), /does not open/);
+  });
+
+  it("/cancel stops a login at the keypad; /logout ends the session at Telegram and deletes it", async () => {
+    server.sendMessage(owner, { text: "/logout" });
+    await waitText("the logout", /^Logged out at Telegram/);
+    assert.ok(telegram.loggedOut, "auth.logOut was called");
+    const left = await database.pool.query("SELECT 1 FROM userbot_sessions");
+    assert.equal(left.rowCount, 0, "the sealed session is gone");
+
+    server.sendMessage(owner, { text: "/export" });
+    await server.waitFor(
+      "a second phone prompt",
+      () => texted().filter((t) => /Send your phone number/.test(t)).length === 2,
+    );
+    server.sendMessage(owner, { text: "+44 1234 567890" });
+    await server.waitFor(
+      "a keypad",
+      () => texted().filter((t) => /Type it on these buttons/.test(t)).length === 2,
+    );
+    server.sendMessage(owner, { text: "/cancel" });
+    await waitText("the cancel", /^Cancelled\./);
+    assert.equal(logins.stage(owner.id), undefined, "the login in memory is gone too");
+    const answers = server.sent("answerCallbackQuery").length;
+    server.pressButton(owner, "kp:1", lastKeypad());
+    await server.waitFor("the keypad refusal", () => server.sent("answerCallbackQuery").length > answers);
+    assert.match(String(server.sent("answerCallbackQuery").at(-1)?.params.text), /No code is expected/);
+  });
+});
