@@ -8,7 +8,7 @@ import type { AuthClient } from "../../src/userbot/auth.ts";
  * PASSWORD_HASH_INVALID, PHONE_NUMBER_INVALID). One state shared by every client it hands out.
  */
 export class ScriptedTelegram {
-  readonly codes = ["54321", "67890", "24680"];
+  readonly codes = ["73195", "86420", "39571"];
   readonly password = "hunter2-secret-password";
   readonly session = "1BVtsOKABu4SESSION-STRING-that-logs-in-as-the-owner==";
   sent = 0;
