@@ -12,6 +12,7 @@ import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
 import { Logins } from "../src/userbot/logins.ts";
 import { createSessionStore } from "../src/userbot/session-store.ts";
+import { createUserbot } from "../src/userbot/setup.ts";
 import { BotApiServer } from "./support/bot-api-server.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { testModel } from "./support/models.ts";
@@ -183,6 +184,17 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       "and opens with the key",
     );
     await assert.rejects(createSessionStore(database.db, randomBytes(32)).load(owner.id), /does not open/);
+  });
+
+  it("refuses to start without the key while a sealed session is stored, and says why", async () => {
+    await createSessionStore(database.db, key).save(owner.id, telegram.session);
+    const withoutKey = {
+      ...database.config,
+      userbot: { apiId: 1, apiHash: "0".repeat(32), sessionKey: undefined },
+    };
+    await assert.rejects(createUserbot(withoutKey, database, owner.id), /TWIN_SESSION_KEY is not set/);
+    const withKey = { ...withoutKey, userbot: { ...withoutKey.userbot, sessionKey: key.toString("hex") } };
+    assert.ok(await createUserbot(withKey, database, owner.id), "with its key the userbot is set up");
   });
 
   it("/cancel stops a login at the keypad; /logout ends the session at Telegram and deletes it", async () => {

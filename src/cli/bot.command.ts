@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { createTwinBot } from "../bot/bot.ts";
 import { openDatabase } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
+import { createUserbot } from "../userbot/setup.ts";
 import { type GlobalOptions, resolveConfig } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
 
@@ -22,6 +23,7 @@ export function registerBotCommand(program: Command): void {
       let cleanup = async () => database.close();
       try {
         const modelPath = await resolveModelPath(config, database, options.model);
+        const userbot = await createUserbot(config, database, config.bot.ownerId);
         const { engine, adapter, modelName } = await openEngine(config, modelPath, {
           sequences: config.inference.sequences,
           adapterPath: options.adapter ?? config.inference.adapter,
@@ -37,6 +39,7 @@ export function registerBotCommand(program: Command): void {
           conversations,
           countTokens: engine.countTokens,
           model: { name: modelName, adapter: () => adapter },
+          userbot,
         });
         await twin.start();
         await new Promise<void>((resolve) => {

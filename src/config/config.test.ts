@@ -20,7 +20,8 @@ describe("config", () => {
       TWIN_DATA_DIR: "/tmp/x",
       TWIN_IMPORT_BATCH: "500",
     });
-    const { inference, bot, ...rest } = config;
+    const { inference, bot, userbot, ...rest } = config;
+    assert.deepEqual(userbot, { apiId: undefined, apiHash: undefined, sessionKey: undefined });
     assert.equal(bot.token, undefined);
     assert.deepEqual(rest, {
       databaseUrl: "postgres://u@h:5432/db",

@@ -162,6 +162,25 @@ const configSchema = z.object({
     .max(60_000)
     .default(3000)
     .describe("the longest typing pause"),
+  TWIN_API_ID: z.coerce
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe("the userbot's api_id from my.telegram.org (for /export and twin export)"),
+  TWIN_API_HASH: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits my.telegram.org shows as api_hash")
+    .optional()
+    .describe("the userbot's api_hash (a secret: never logged)"),
+  TWIN_SESSION_KEY: z
+    .string()
+    .regex(
+      /^([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$/,
+      "must be 32 random bytes as 64 hex digits or base64 (openssl rand -hex 32)",
+    )
+    .optional()
+    .describe("the key that seals the userbot's session in the database (a secret: never logged)"),
   TWIN_PROGRESS_EDIT_MS: z.coerce
     .number()
     .int()
@@ -180,6 +199,7 @@ export type Config = {
   importBatchSize: number;
   inference: InferenceConfig;
   bot: BotConfig;
+  userbot: { apiId: number | undefined; apiHash: string | undefined; sessionKey: string | undefined };
 };
 
 export type BotConfig = {
@@ -278,6 +298,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       quietMs: values.TWIN_REPLY_QUIET_MS,
       typing: { msPerChar: values.TWIN_TYPING_MS_PER_CHAR, maxMs: values.TWIN_TYPING_MAX_MS },
       progressEditMs: values.TWIN_PROGRESS_EDIT_MS,
+    },
+    userbot: {
+      apiId: values.TWIN_API_ID,
+      apiHash: values.TWIN_API_HASH,
+      sessionKey: values.TWIN_SESSION_KEY,
     },
   };
 }

@@ -1,0 +1,49 @@
+import { Api, TelegramClient } from "telegram";
+import { StringSession } from "telegram/sessions/index.js";
+import type { TelegramHistoryClient } from "./pull.ts";
+
+const big = (n: number) => BigInt(n) as never;
+
+/**
+ * The pull's client on a real gramjs connection (a logged-in session). getHistory pages forward
+ * in time: `offset_id` just above the cursor with `add_offset = -limit` asks for the `limit`
+ * messages after it, and `min_id` keeps anything older out. Not exercised against Telegram's
+ * servers in tests (there are none here); the pull's logic is, through the same interface.
+ */
+export async function connectHistoryClient(
+  apiId: number,
+  apiHash: string,
+  session: string,
+): Promise<TelegramHistoryClient & { disconnect(): Promise<void> }> {
+  const client = new TelegramClient(new StringSession(session), apiId, apiHash, { connectionRetries: 3 });
+  client.setLogLevel("none" as never); // its logs may carry auth details
+  await client.connect();
+  return {
+    dialogs: (page, limit) =>
+      client.invoke(
+        new Api.messages.GetDialogs({
+          offsetDate: page.offsetDate,
+          offsetId: page.offsetId,
+          offsetPeer: page.offsetPeer,
+          limit,
+          hash: big(0),
+        }),
+      ),
+    history: (peer, afterId, limit) =>
+      client.invoke(
+        new Api.messages.GetHistory({
+          peer,
+          offsetId: afterId + 1,
+          offsetDate: 0,
+          addOffset: -limit,
+          limit,
+          maxId: 0,
+          minId: afterId,
+          hash: big(0),
+        }),
+      ),
+    disconnect: async () => {
+      await client.disconnect();
+    },
+  };
+}
