@@ -134,6 +134,35 @@ for (const backend of backends()) {
       }
     });
 
+    it("pulls through a takeout session when Telegram grants one, and finishes it in every case", async () => {
+      const database = await backend.fresh();
+      try {
+        const granted = account().scripted;
+        granted.takeout = "grant";
+        await pull(database, granted);
+        assert.deepEqual(granted.takeoutsFinished, [true], "finished as a success");
+
+        const failing = account().scripted;
+        failing.takeout = "grant";
+        failing.crashAfter = 2;
+        await assert.rejects(pull(database, failing), /scripted crash/);
+        assert.deepEqual(failing.takeoutsFinished, [false], "finished as a failure when the pull failed");
+
+        const delayed = account().scripted;
+        delayed.takeout = 3600;
+        const { reports, summary } = await pull(database, delayed);
+        assert.match(
+          String(reports[0]?.notice),
+          /approve this data export.*3600 s/,
+          "the owner is asked to approve it",
+        );
+        assert.deepEqual(delayed.takeoutsFinished, [], "no takeout to finish");
+        assert.equal(summary.chats, 2, "and the pull went on without it");
+      } finally {
+        await database.close();
+      }
+    });
+
     it("a second pull fetches only what is new", async () => {
       const database = await backend.fresh();
       try {

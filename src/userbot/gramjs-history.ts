@@ -18,9 +18,32 @@ export async function connectHistoryClient(
   const client = new TelegramClient(new StringSession(session), apiId, apiHash, { connectionRetries: 3 });
   client.setLogLevel("none" as never); // its logs may carry auth details
   await client.connect();
+  // While a takeout session runs, every request goes through it (account.initTakeoutSession).
+  let takeoutId: Api.long | undefined;
+  const invoke = <R extends Api.AnyRequest>(query: R): Promise<R["__response"]> =>
+    takeoutId === undefined
+      ? client.invoke(query)
+      : (client.invoke(new Api.InvokeWithTakeout({ takeoutId, query }) as never) as Promise<R["__response"]>);
   return {
+    startTakeout: async () => {
+      const takeout = await client.invoke(
+        new Api.account.InitTakeoutSession({
+          messageUsers: true,
+          messageChats: true,
+          messageMegagroups: true,
+          messageChannels: true,
+          files: false,
+        }),
+      );
+      takeoutId = takeout.id;
+    },
+    finishTakeout: async (success) => {
+      if (takeoutId === undefined) return;
+      await invoke(new Api.account.FinishTakeoutSession({ success }));
+      takeoutId = undefined;
+    },
     dialogs: (page, limit) =>
-      client.invoke(
+      invoke(
         new Api.messages.GetDialogs({
           offsetDate: page.offsetDate,
           offsetId: page.offsetId,
@@ -30,7 +53,7 @@ export async function connectHistoryClient(
         }),
       ),
     history: (peer, afterId, limit) =>
-      client.invoke(
+      invoke(
         new Api.messages.GetHistory({
           peer,
           offsetId: afterId + 1,

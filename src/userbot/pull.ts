@@ -4,6 +4,7 @@ import { BatchBuilder } from "../history/desktop-import/batch-builder.ts";
 import type { HistoryRepository } from "../history/history.repository.ts";
 import type { ImportCounts } from "../history/history.tables.ts";
 import type { ChatRecord } from "../history/message.ts";
+import { rpcMessage } from "./auth.ts";
 import { type Entities, entitiesOf, liveMessageRecord, markedPeer } from "./live-message.ts";
 
 /**
@@ -21,6 +22,12 @@ export interface TelegramHistoryClient {
   ): Promise<Api.messages.TypeDialogs>;
   /** Up to `limit` messages of `peer` with ids above `afterId`, the oldest first (messages.getHistory). */
   history(peer: Api.TypeInputPeer, afterId: number, limit: number): Promise<Api.messages.TypeMessages>;
+  /**
+   * Routes the following requests through a takeout session (account.initTakeoutSession), which
+   * Telegram limits less for a data export; throws TAKEOUT_INIT_DELAY_n until the owner approves.
+   */
+  startTakeout?(): Promise<void>;
+  finishTakeout?(success: boolean): Promise<void>;
 }
 
 export type PullOptions = {
@@ -44,6 +51,8 @@ export type PullProgress = {
   messages: number;
   chat: string | undefined;
   floodWaitSeconds: number;
+  /** Something the owner should know or do (approve the takeout in the Telegram app). */
+  notice?: string | undefined;
 };
 
 export type PullSummary = ImportCounts & { importId: number; requests: number; floodWaitSeconds: number };
@@ -142,103 +151,137 @@ export async function pullHistory(
     }
   };
 
-  const dialogs: Dialog[] = [];
-  const seen = new Set<number>();
-  let page = { offsetDate: 0, offsetId: 0, offsetPeer: new Api.InputPeerEmpty() as Api.TypeInputPeer };
-  for (;;) {
-    const response = await request(() => client.dialogs(page, DIALOG_PAGE));
-    if (response instanceof Api.messages.DialogsNotModified) break;
-    const entities = entitiesOf(response);
-    for (const dialog of response.dialogs) {
-      const found = dialogOf(dialog.peer, entities, options.ownerId);
-      if (!found || seen.has(found.chat.id)) continue;
-      seen.add(found.chat.id);
-      const wanted =
-        found.kind === "user" ||
-        (found.kind === "group" && options.groups) ||
-        (found.kind === "channel" && options.channels);
-      if (wanted) dialogs.push(found);
-    }
-    const last = response.dialogs.at(-1);
-    const lastMessage = response.messages.at(-1);
-    if (
-      !(response instanceof Api.messages.DialogsSlice) ||
-      response.dialogs.length < DIALOG_PAGE ||
-      !last ||
-      !lastMessage
-    )
-      break;
-    const next = dialogOf(last.peer, entities, options.ownerId);
-    if (!next) break;
-    page = {
-      offsetDate: "date" in lastMessage ? lastMessage.date : 0,
-      offsetId: last.topMessage,
-      offsetPeer: next.peer,
-    };
-  }
-  progress.chatsTotal = dialogs.length;
-
-  const importId = await historyRepository.startImport({ source: "userbot", fileName: "live", fileBytes: 0 });
-  const session = await historyRepository.openImportSession();
-  try {
-    for (const dialog of dialogs) {
-      progress.chat = dialog.chat.title ?? String(dialog.chat.id);
-      counts.chats++;
-      let cursor = await cursors(dialog.chat.id);
-      for (;;) {
-        const response = await request(() => client.history(dialog.peer, cursor, pageSize));
-        if (response instanceof Api.messages.MessagesNotModified) break;
-        const entities = entitiesOf(response);
-        const context = { ...entities, chatId: dialog.chat.id, ownerId: options.ownerId };
-        const page = response.messages
-          .filter(
-            (m): m is Api.Message | Api.MessageService =>
-              m instanceof Api.Message || m instanceof Api.MessageService,
-          )
-          .filter((m) => m.id > cursor)
-          .sort((a, b) => a.id - b.id);
-        if (page.length === 0) break;
-        const batch = new BatchBuilder(importId, () => dialog.chat, "userbot");
-        batch.addChat(dialog.chat);
-        const now = Date.now();
-        for (const user of entities.users.values()) {
-          if (user instanceof Api.User) {
-            batch.addPerson({
-              id: Number(user.id),
-              name: user.deleted ? null : [user.firstName, user.lastName].filter(Boolean).join(" ") || null,
-              seenAt: now,
-            });
-          }
-        }
-        for (const message of page) batch.addMessage(liveMessageRecord(message, context));
-        cursor = (page.at(-1) as Api.Message).id;
-        const result = await session.writeBatch(batch.seal(), {
-          importId,
-          cursors: [{ chatId: dialog.chat.id, lastMessageId: cursor }],
-        });
-        counts.messages += page.length;
-        counts.new += result.inserted;
-        counts.updated += result.updated;
-        counts.unchanged += page.length - result.inserted - result.updated;
-        progress.messages = counts.messages;
-        options.onProgress?.({ ...progress });
-      }
-      progress.chatsDone++;
+  let takeout = false;
+  if (client.startTakeout) {
+    try {
+      await client.startTakeout();
+      takeout = true;
+    } catch (error) {
+      const delay = /^TAKEOUT_INIT_DELAY_(\d+)$/.exec(rpcMessage(error) ?? "");
+      if (!delay) throw error;
+      progress.notice =
+        "Telegram wants you to approve this data export: open Telegram on a phone and allow the request " +
+        `(it says it can be granted in ${delay[1]} s). Pulling without it meanwhile, more slowly.`;
       options.onProgress?.({ ...progress });
     }
-    await historyRepository.finishImport(importId, { status: "succeeded", counts, ownerId: options.ownerId });
-    return { ...counts, importId, requests, floodWaitSeconds };
+  }
+  try {
+    return await pullDialogs();
   } catch (error) {
-    await historyRepository
-      .finishImport(importId, {
-        status: "failed",
-        counts,
-        ownerId: options.ownerId,
-        error: (error as Error).message,
-      })
-      .catch(() => undefined);
+    if (takeout) await client.finishTakeout?.(false).catch(() => undefined);
+    takeout = false;
     throw error;
   } finally {
-    await session.release();
+    if (takeout) await client.finishTakeout?.(true);
+  }
+
+  async function pullDialogs(): Promise<PullSummary> {
+    const dialogs: Dialog[] = [];
+    const seen = new Set<number>();
+    let page = { offsetDate: 0, offsetId: 0, offsetPeer: new Api.InputPeerEmpty() as Api.TypeInputPeer };
+    for (;;) {
+      const response = await request(() => client.dialogs(page, DIALOG_PAGE));
+      if (response instanceof Api.messages.DialogsNotModified) break;
+      const entities = entitiesOf(response);
+      for (const dialog of response.dialogs) {
+        const found = dialogOf(dialog.peer, entities, options.ownerId);
+        if (!found || seen.has(found.chat.id)) continue;
+        seen.add(found.chat.id);
+        const wanted =
+          found.kind === "user" ||
+          (found.kind === "group" && options.groups) ||
+          (found.kind === "channel" && options.channels);
+        if (wanted) dialogs.push(found);
+      }
+      const last = response.dialogs.at(-1);
+      const lastMessage = response.messages.at(-1);
+      if (
+        !(response instanceof Api.messages.DialogsSlice) ||
+        response.dialogs.length < DIALOG_PAGE ||
+        !last ||
+        !lastMessage
+      )
+        break;
+      const next = dialogOf(last.peer, entities, options.ownerId);
+      if (!next) break;
+      page = {
+        offsetDate: "date" in lastMessage ? lastMessage.date : 0,
+        offsetId: last.topMessage,
+        offsetPeer: next.peer,
+      };
+    }
+    progress.chatsTotal = dialogs.length;
+
+    const importId = await historyRepository.startImport({
+      source: "userbot",
+      fileName: "live",
+      fileBytes: 0,
+    });
+    const session = await historyRepository.openImportSession();
+    try {
+      for (const dialog of dialogs) {
+        progress.chat = dialog.chat.title ?? String(dialog.chat.id);
+        counts.chats++;
+        let cursor = await cursors(dialog.chat.id);
+        for (;;) {
+          const response = await request(() => client.history(dialog.peer, cursor, pageSize));
+          if (response instanceof Api.messages.MessagesNotModified) break;
+          const entities = entitiesOf(response);
+          const context = { ...entities, chatId: dialog.chat.id, ownerId: options.ownerId };
+          const page = response.messages
+            .filter(
+              (m): m is Api.Message | Api.MessageService =>
+                m instanceof Api.Message || m instanceof Api.MessageService,
+            )
+            .filter((m) => m.id > cursor)
+            .sort((a, b) => a.id - b.id);
+          if (page.length === 0) break;
+          const batch = new BatchBuilder(importId, () => dialog.chat, "userbot");
+          batch.addChat(dialog.chat);
+          const now = Date.now();
+          for (const user of entities.users.values()) {
+            if (user instanceof Api.User) {
+              batch.addPerson({
+                id: Number(user.id),
+                name: user.deleted ? null : [user.firstName, user.lastName].filter(Boolean).join(" ") || null,
+                seenAt: now,
+              });
+            }
+          }
+          for (const message of page) batch.addMessage(liveMessageRecord(message, context));
+          cursor = (page.at(-1) as Api.Message).id;
+          const result = await session.writeBatch(batch.seal(), {
+            importId,
+            cursors: [{ chatId: dialog.chat.id, lastMessageId: cursor }],
+          });
+          counts.messages += page.length;
+          counts.new += result.inserted;
+          counts.updated += result.updated;
+          counts.unchanged += page.length - result.inserted - result.updated;
+          progress.messages = counts.messages;
+          options.onProgress?.({ ...progress });
+        }
+        progress.chatsDone++;
+        options.onProgress?.({ ...progress });
+      }
+      await historyRepository.finishImport(importId, {
+        status: "succeeded",
+        counts,
+        ownerId: options.ownerId,
+      });
+      return { ...counts, importId, requests, floodWaitSeconds };
+    } catch (error) {
+      await historyRepository
+        .finishImport(importId, {
+          status: "failed",
+          counts,
+          ownerId: options.ownerId,
+          error: (error as Error).message,
+        })
+        .catch(() => undefined);
+      throw error;
+    } finally {
+      await session.release();
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { Api } from "telegram";
-import { FloodWaitError } from "telegram/errors/index.js";
+import { FloodWaitError, RPCError } from "telegram/errors/index.js";
 import { markedPeer } from "../../src/userbot/live-message.ts";
 import type { TelegramHistoryClient } from "../../src/userbot/pull.ts";
 
@@ -34,6 +34,21 @@ export class ScriptedAccount implements TelegramHistoryClient {
   floodWaits = new Map<number, number>();
   /** Throw after this many requests, as a crashed process would stop. */
   crashAfter: number | undefined;
+  /** A takeout session: granted, or delayed by this many seconds (TAKEOUT_INIT_DELAY_n). */
+  takeout: "grant" | number = "grant";
+  takeoutsFinished: boolean[] = [];
+
+  async startTakeout(): Promise<void> {
+    if (this.takeout === undefined)
+      throw new RPCError("TAKEOUT_REQUIRED", new Api.account.InitTakeoutSession({}), 400);
+    if (this.takeout !== "grant") {
+      throw new RPCError(`TAKEOUT_INIT_DELAY_${this.takeout}`, new Api.account.InitTakeoutSession({}), 420);
+    }
+  }
+
+  async finishTakeout(success: boolean): Promise<void> {
+    this.takeoutsFinished.push(success);
+  }
 
   addUser(
     id: number,
