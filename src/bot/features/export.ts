@@ -132,7 +132,8 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
                   report(
                     `${progressBar(p.chatsDone, p.chatsTotal)} · ${p.chatsDone}/${p.chatsTotal} chats · ${p.messages.toLocaleString("en-US")} messages` +
                       (p.chat ? ` · ${p.chat}` : "") +
-                      (p.floodWaitSeconds ? ` · waited ${p.floodWaitSeconds} s for Telegram` : ""),
+                      (p.floodWaitSeconds ? ` · waited ${p.floodWaitSeconds} s for Telegram` : "") +
+                      (p.notice ? `\n${p.notice}` : ""),
                   ),
               },
             );
