@@ -3,7 +3,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { Api } from "telegram";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { pullCursorReader } from "../src/userbot/cursors.ts";
@@ -220,7 +219,7 @@ for (const backend of backends()) {
       try {
         const { scripted, annaChat } = account();
         const file = path.join(dir, "result.json");
-        fs.writeFileSync(file, JSON.stringify(exportOf(annaChat, scripted, 200)));
+        fs.writeFileSync(file, JSON.stringify(scripted.exportOf([annaChat], 200)));
         await importDesktopExport(
           { historyRepository: createHistoryRepository(database) },
           { input: file, batchSize: 1000, timeZone: "UTC" },
@@ -242,44 +241,4 @@ for (const backend of backends()) {
       }
     });
   });
-}
-
-/** The first `upTo` messages of a scripted personal chat as Telegram Desktop exports them. */
-function exportOf(chat: ScriptedChat, scripted: ScriptedAccount, upTo: number) {
-  const user = chat.entity as Api.User;
-  const name = (u: Api.User) => [u.firstName, u.lastName].filter(Boolean).join(" ");
-  const messages = chat.messages.slice(0, upTo).map((m) => {
-    const message = m as Api.Message;
-    const author = message.out ? scripted.owner : user;
-    const media = message.media as Api.MessageMediaDocument | undefined;
-    const sticker =
-      media?.document instanceof Api.Document
-        ? (media.document.attributes.find(
-            (a) => a instanceof Api.DocumentAttributeSticker,
-          ) as Api.DocumentAttributeSticker)
-        : undefined;
-    const reply = message.replyTo as Api.MessageReplyHeader | undefined;
-    return {
-      id: message.id,
-      type: "message",
-      date: new Date(message.date * 1000).toISOString().slice(0, 19),
-      date_unixtime: String(message.date),
-      ...(message.editDate ? { edited_unixtime: String(message.editDate) } : {}),
-      from: name(author),
-      from_id: `user${author.id}`,
-      ...(reply ? { reply_to_message_id: reply.replyToMsgId } : {}),
-      ...(sticker
-        ? {
-            media_type: "sticker",
-            sticker_emoji: sticker.alt,
-            file: "(File not included. Change data exporting settings to download.)",
-          }
-        : {}),
-      text: message.message,
-    };
-  });
-  return {
-    personal_information: { user_id: OWNER, first_name: "Hamid", last_name: "Khorshidian" },
-    chats: { list: [{ name: name(user), type: "personal_chat", id: Number(user.id), messages }] },
-  };
 }

@@ -128,6 +128,56 @@ export class ScriptedAccount implements TelegramHistoryClient {
     }
   }
 
+  /**
+   * Personal chats (their first `upTo` messages) as a Telegram Desktop export writes them: the
+   * same history the account serves live, for checking that both sources give the same rows.
+   */
+  exportOf(chats: ScriptedChat[], upTo = Number.POSITIVE_INFINITY) {
+    const name = (u: Api.User) => [u.firstName, u.lastName].filter(Boolean).join(" ");
+    const list = chats.map((chat) => {
+      const user = chat.entity as Api.User;
+      const messages = chat.messages.slice(0, upTo).map((m) => {
+        const message = m as Api.Message;
+        const author = message.out ? this.owner : user;
+        const media = message.media as Api.MessageMediaDocument | undefined;
+        const sticker =
+          media?.document instanceof Api.Document
+            ? (media.document.attributes.find(
+                (a) => a instanceof Api.DocumentAttributeSticker,
+              ) as Api.DocumentAttributeSticker)
+            : undefined;
+        const reply = message.replyTo as Api.MessageReplyHeader | undefined;
+        return {
+          id: message.id,
+          type: "message",
+          date: new Date(message.date * 1000).toISOString().slice(0, 19),
+          date_unixtime: String(message.date),
+          ...(message.editDate ? { edited_unixtime: String(message.editDate) } : {}),
+          from: name(author),
+          from_id: `user${author.id}`,
+          ...(reply ? { reply_to_message_id: reply.replyToMsgId } : {}),
+          ...(sticker
+            ? {
+                media_type: "sticker",
+                sticker_emoji: sticker.alt,
+                file: "(File not included. Change data exporting settings to download.)",
+              }
+            : {}),
+          text: message.message,
+        };
+      });
+      return { name: name(user), type: "personal_chat", id: Number(user.id), messages };
+    });
+    return {
+      personal_information: {
+        user_id: Number(this.owner.id),
+        first_name: this.owner.firstName,
+        last_name: this.owner.lastName,
+      },
+      chats: { list },
+    };
+  }
+
   async dialogs(): Promise<Api.messages.TypeDialogs> {
     this.tick();
     const tops = this.chats.map((chat) => chat.messages.at(-1) as Api.Message);
