@@ -3,6 +3,7 @@ import createDebug from "debug";
 import { registerBotCommand } from "./bot.command.ts";
 import { registerChatCommand } from "./chat.command.ts";
 import { registerDatasetCommand } from "./dataset.command.ts";
+import { registerExportCommand } from "./export.command.ts";
 import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
 import { registerModelCommand } from "./model.command.ts";
@@ -20,6 +21,7 @@ const program = new Command()
 
 registerMigrateCommand(program);
 registerImportCommand(program);
+registerExportCommand(program);
 registerStatsCommand(program);
 registerDatasetCommand(program);
 registerModelCommand(program);
