@@ -22,7 +22,7 @@ export class Jobs {
   private nextId = 1;
   private readonly active = new Map<
     number,
-    { title: string; controller: AbortController; done: Promise<void> }
+    { title: string; controller: AbortController; done: Promise<void>; latest: string }
   >();
 
   constructor(
@@ -31,8 +31,9 @@ export class Jobs {
     private readonly log: Log,
   ) {}
 
+  /** Running jobs with their latest progress line (for /status). */
   titles(): string[] {
-    return [...this.active.values()].map((job) => job.title);
+    return [...this.active.values()].map((job) => (job.latest ? `${job.title} (${job.latest})` : job.title));
   }
 
   cancel(id: number): boolean {
@@ -66,6 +67,8 @@ export class Jobs {
       };
       const report = (text: string) => {
         latest = `${title}\n${text}`;
+        const job = this.active.get(id);
+        if (job) job.latest = text.split("\n")[0] as string;
         if (timer) return;
         const wait = Math.max(0, lastEdit + this.editEveryMs - Date.now());
         timer = setTimeout(() => {
@@ -87,7 +90,7 @@ export class Jobs {
     })()
       .catch((error) => this.log.error(title, error))
       .finally(() => this.active.delete(id));
-    this.active.set(id, { title, controller, done });
+    this.active.set(id, { title, controller, done, latest: "" });
     return id;
   }
 }
