@@ -94,7 +94,10 @@ describe("the twin command on the embedded database", () => {
 
     const noUserbot = twin("export");
     assert.equal(noUserbot.code, 1);
-    assert.equal(noUserbot.stderr.trim(), "twin: set TWIN_API_ID and TWIN_API_HASH (from my.telegram.org) first");
+    assert.equal(
+      noUserbot.stderr.trim(),
+      "twin: set TWIN_API_ID and TWIN_API_HASH (from my.telegram.org) first",
+    );
   });
   it("registers a model and chats in the terminal as the owner", () => {
     // The store holds the CUDA export from the first test: its owner is the one the twin plays.

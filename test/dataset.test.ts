@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createFriendsRepository } from "../src/access/friends.repository.ts";
-import { buildDataset, type DatasetOptions } from "../src/dataset/build.usecase.ts";
+import { buildDataset, type DatasetOptions, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
 import { IM_END, joinSegments } from "../src/dataset/chatml.ts";
 import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
 import { loadGgufTokenizer } from "../src/dataset/tokenizer.ts";
@@ -21,20 +21,9 @@ after(async () => {
 });
 
 const defaults = (overrides: Partial<DatasetOptions> = {}): DatasetOptions => ({
-  gapMinutes: 10,
-  media: "tag",
-  header: true,
-  loss: { kind: "all" },
-  minTurns: 2,
-  maxTokens: 1024,
-  evalFraction: 0.05,
-  redact: false,
-  timeZone: "UTC",
+  ...defaultDatasetOptions("UTC"),
   groups: true,
   since: null,
-  excludeChats: [],
-  excludePeople: [],
-  names: new Map(),
   ...overrides,
 });
 

@@ -6,6 +6,13 @@ export type ConversationMode = "friend" | "talk";
 export type StoredMessage = { id: number; fromTwin: boolean; text: string; sentAt: Date };
 export type ConversationRef = { personId: number; mode: ConversationMode };
 
+const storedColumns = {
+  id: botMessages.id,
+  fromTwin: botMessages.fromTwin,
+  text: botMessages.text,
+  sentAt: botMessages.sentAt,
+};
+
 const where = ({ personId, mode }: ConversationRef) =>
   and(eq(botMessages.personId, personId), eq(botMessages.mode, mode));
 
@@ -29,12 +36,7 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
     /** The person's messages still waiting for an answer, oldest first. */
     async pending(ref: ConversationRef): Promise<StoredMessage[]> {
       return db
-        .select({
-          id: botMessages.id,
-          fromTwin: botMessages.fromTwin,
-          text: botMessages.text,
-          sentAt: botMessages.sentAt,
-        })
+        .select(storedColumns)
         .from(botMessages)
         .where(and(where(ref), eq(botMessages.fromTwin, false), isNull(botMessages.answeredAt)))
         .orderBy(asc(botMessages.id));
@@ -42,12 +44,7 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
     /** The latest `limit` messages of a conversation, oldest first. */
     async recent(ref: ConversationRef, limit: number): Promise<StoredMessage[]> {
       const rows = await db
-        .select({
-          id: botMessages.id,
-          fromTwin: botMessages.fromTwin,
-          text: botMessages.text,
-          sentAt: botMessages.sentAt,
-        })
+        .select(storedColumns)
         .from(botMessages)
         .where(where(ref))
         .orderBy(desc(botMessages.id))
@@ -82,12 +79,7 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
     /** Twin messages stored but not yet sent (a restart in the middle of a reply). */
     async unsent(ref: ConversationRef): Promise<StoredMessage[]> {
       return db
-        .select({
-          id: botMessages.id,
-          fromTwin: botMessages.fromTwin,
-          text: botMessages.text,
-          sentAt: botMessages.sentAt,
-        })
+        .select(storedColumns)
         .from(botMessages)
         .where(and(where(ref), eq(botMessages.fromTwin, true), isNull(botMessages.telegramMessageId)))
         .orderBy(asc(botMessages.id));

@@ -39,6 +39,26 @@ export type DatasetOptions = ExampleSettings & {
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
 
+/** The settings a dataset gets when nobody chose (the CLI's defaults; the bot's /dataset). */
+export function defaultDatasetOptions(timeZone: string): DatasetOptions {
+  return {
+    gapMinutes: 10,
+    media: "tag",
+    header: true,
+    loss: { kind: "all" },
+    minTurns: 2,
+    maxTokens: 1024,
+    evalFraction: 0.05,
+    redact: false,
+    timeZone,
+    groups: false,
+    since: undefined,
+    excludeChats: [],
+    excludePeople: [],
+    names: new Map(),
+  };
+}
+
 const TELEGRAM_SERVICE_ACCOUNT = 777000;
 const GROUP_TYPES = ["private_group", "private_supergroup", "public_supergroup"];
 const SINCE_MONTHS = 24;

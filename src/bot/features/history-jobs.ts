@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { type Conversation, createConversation } from "@grammyjs/conversations";
 import { Composer, type Context } from "grammy";
-import { buildDataset } from "../../dataset/build.usecase.ts";
+import { buildDataset, defaultDatasetOptions } from "../../dataset/build.usecase.ts";
 import { summaryLine } from "../../dataset/manifest.ts";
 import { importDesktopExport } from "../../history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../../history/history.repository.ts";
@@ -82,20 +82,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
     const owned = await createHistoryRepository(services.database).getOwner();
     services.jobs.start(ctx.chat.id, "Building the dataset", async ({ signal, report }) => {
       const result = await buildDataset(services.database, {
-        gapMinutes: 10,
-        media: "tag",
-        header: true,
-        loss: { kind: "all" },
-        minTurns: 2,
-        maxTokens: 1024,
-        evalFraction: 0.05,
-        redact: false,
-        timeZone: services.config.timeZone ?? owned?.timeZone ?? services.timeZone,
-        groups: false,
-        since: undefined,
-        excludeChats: [],
-        excludePeople: [],
-        names: new Map(),
+        ...defaultDatasetOptions(services.config.timeZone ?? owned?.timeZone ?? services.timeZone),
         signal,
         onProgress: ({ chats, totalChats, examples }) =>
           report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
