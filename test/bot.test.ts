@@ -11,6 +11,7 @@ import { conversationPrompt } from "../src/bot/conversation-prompt.ts";
 import { createLog } from "../src/bot/log.ts";
 import { texts } from "../src/bot/texts.ts";
 import type { Config } from "../src/config/config.ts";
+import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { Conversations } from "../src/inference/conversations.ts";
@@ -382,6 +383,53 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
       logLines.every((line) => !line.includes(TOKEN) && !line.includes(TOKEN.split(":")[1] as string)),
       `no token in the logs: ${logLines.join("")}`,
     );
+  });
+
+  it("lets a friend /optout: gone from /talk, never trained on in new datasets; /optin undoes it", async () => {
+    const annaTrained = async () => {
+      const { datasetId } = await buildDataset(database, defaultDatasetOptions("UTC"));
+      const { rows } = await database.pool.query<{
+        segments: { speaker?: string; train: boolean; text: string }[];
+      }>("SELECT segments FROM dataset_examples WHERE dataset_id = $1", [datasetId]);
+      const annas = rows
+        .flatMap((r) => r.segments)
+        .filter((g) => g.speaker === "Anna Petrova" && g.text !== "");
+      assert.ok(annas.length > 0, "Anna speaks in the dataset");
+      return annas.some((g) => g.train);
+    };
+    assert.equal(await annaTrained(), true, "before: her turns are trained");
+    server.sendMessage(anna, { text: "/optout" });
+    await server.waitFor("the opt-out", () => texted(anna.id).includes(texts.optedOut));
+    assert.equal(await annaTrained(), false, "after: her turns stay as context, untrained");
+
+    const before = modelCalls;
+    server.sendMessage(owner, { text: "are you there?" }); // the owner was talking to her simulation
+    await server.waitFor("the end of the talk", () =>
+      texted(owner.id).some((t) => /opted out of being simulated; the conversation ended/.test(t)),
+    );
+    server.sendMessage(owner, { text: "/talk Anna" });
+    await server.waitFor(
+      "the refusal",
+      () => texted(owner.id).filter((t) => t === "Anna Petrova opted out of being simulated.").length > 0,
+    );
+    server.sendMessage(owner, { text: "/talk" });
+    await server.waitFor("the picker", () =>
+      server
+        .sent("sendMessage", owner.id)
+        .some(
+          (c) => c.params.text === "Who do you want to talk to?" || /Nobody to talk to/.test(c.params.text),
+        ),
+    );
+    const picker = [...server.sent("sendMessage", owner.id)]
+      .reverse()
+      .find((c) => /Who do you want|Nobody to talk/.test(c.params.text));
+    assert.ok(!JSON.stringify(picker?.params.reply_markup ?? {}).includes("Anna"), "she is not offered");
+    await settled();
+    assert.equal(modelCalls, before, "no simulation of her was generated");
+
+    server.sendMessage(anna, { text: "/optin" });
+    await server.waitFor("the opt-in", () => texted(anna.id).includes(texts.optedIn));
+    assert.equal(await annaTrained(), true, "opted in again: trained again");
   });
 
   it("/forget deletes a friend's history and conversations after a confirmation", async () => {

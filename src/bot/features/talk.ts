@@ -66,6 +66,10 @@ export function talk(services: BotServices): Composer<BotContext> {
         "You are not talking with anyone: /talk <friend> to chat with a simulated friend, /help for more.",
       );
     }
+    if ((await services.friends.optedOutIds()).includes(current.personId)) {
+      ctx.session.talk = undefined; // they opted out while the owner was talking to their simulation
+      return ctx.reply(`${current.name} opted out of being simulated; the conversation ended.`);
+    }
     const text = incomingText(ctx.msg);
     if (!text) return;
     const ref = { personId: current.personId, mode: "talk" as const };
