@@ -165,14 +165,14 @@ export async function pullHistory(
       options.onProgress?.({ ...progress });
     }
   }
+  let succeeded = false;
   try {
-    return await pullDialogs();
-  } catch (error) {
-    if (takeout) await client.finishTakeout?.(false).catch(() => undefined);
-    takeout = false;
-    throw error;
+    const summary = await pullDialogs();
+    succeeded = true;
+    return summary;
   } finally {
-    if (takeout) await client.finishTakeout?.(true);
+    // Finished in every case; a finish Telegram refuses only lets the takeout expire on its own.
+    if (takeout) await client.finishTakeout?.(succeeded).catch(() => undefined);
   }
 
   async function pullDialogs(): Promise<PullSummary> {
