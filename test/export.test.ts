@@ -222,4 +222,48 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
     await server.waitFor("the keypad refusal", () => server.sent("answerCallbackQuery").length > answers);
     assert.match(String(server.sent("answerCallbackQuery").at(-1)?.params.text), /No code is expected/);
   });
+
+  it("logs in with a QR code instead, refreshing the picture as tokens expire", async () => {
+    telegram.qrTtlMs = 3500; // refreshed 3 s before it expires: within a second
+    const prompts = () =>
+      server.sent("sendMessage", owner.id).filter((c) => /Send your phone number/.test(c.params.text));
+    const asked = prompts().length;
+    server.sendMessage(owner, { text: "/export" });
+    await server.waitFor("the phone prompt", () => prompts().length > asked);
+    const prompt = prompts().at(-1) as unknown as { result: Message };
+    server.pressButton(owner, "login:qr", server.messageById(prompt.result.message_id) as Message);
+    await server.waitFor("the QR picture", () => server.sent("sendPhoto", owner.id).length > 0);
+    const photo = server.sent("sendPhoto", owner.id)[0] as unknown as {
+      params: Record<string, any>;
+      result: Message;
+    };
+    assert.ok(photo.params.photo.uploaded > 0, "a PNG was uploaded");
+    await server.waitFor("a refreshed picture", () => server.sent("editMessageMedia", owner.id).length > 0);
+    assert.ok(telegram.qrTokens >= 2, `a new token replaced the expiring one (${telegram.qrTokens})`);
+
+    const done = () => server.pressButton(owner, "qr:done", photo.result);
+    done();
+    await waitText("the nudge", /^Not scanned yet/);
+    telegram.qrScanned = true;
+    done();
+    await server.waitFor(
+      "the password prompt",
+      () => texted().filter((t) => /Two-step verification is on/.test(t)).length === 2,
+    );
+    server.sendMessage(owner, { text: telegram.password });
+    await server.waitFor(
+      "the second login",
+      () => texted().filter((t) => /^Logged in\./.test(t)).length === 2,
+    );
+    const stored = await database.pool.query<{ text: string }>("SELECT value::text AS text FROM bot_storage");
+    assert.ok(
+      !stored.rows.some((r) => r.text.includes("scripted-token")),
+      "no QR token in conversation state",
+    );
+    assert.equal(
+      await createSessionStore(database.db, key).load(owner.id),
+      telegram.session,
+      "the session is stored",
+    );
+  });
 });

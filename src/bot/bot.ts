@@ -96,6 +96,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       log.error(`replying in ${target.mode} conversation ${target.personId}`, error),
   });
   const services: BotServices = {
+    api: bot.api,
     config,
     ownerId,
     ownerName,

@@ -1,3 +1,4 @@
+import type { Api } from "grammy";
 import type { FriendsRepository } from "../access/friends.repository.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
@@ -12,6 +13,8 @@ import type { PostgresStorage } from "./storage.ts";
 
 /** What the bot's features share; built once in bot.ts. */
 export type BotServices = {
+  /** The bot's own Api, for what is sent outside an update (jobs, the QR login's picture). */
+  api: Api;
   config: Config;
   ownerId: number;
   ownerName: () => Promise<string>;

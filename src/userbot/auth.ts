@@ -15,6 +15,11 @@ export interface AuthClient {
   passwordHint(): Promise<string | undefined>;
   /** Checks the 2FA password by SRP: the password itself never leaves this machine. */
   checkPassword(password: string): Promise<void>;
+  /**
+   * QR login: a fresh token to show as a QR code (`tg://login?token=…`) while no phone has
+   * accepted one, "ok" once one has, "password" when two-step verification is on.
+   */
+  qrLogin(): Promise<{ url: string; expiresAt: number } | "ok" | "password">;
   /** The session string: a full credential, sealed before it is stored. */
   session(): string;
   logOut(): Promise<void>;
@@ -83,6 +88,30 @@ export class GramjsAuthClient implements AuthClient {
     const client = await this.ready();
     const info = await client.invoke(new Api.account.GetPassword());
     await client.invoke(new Api.auth.CheckPassword({ password: await computeCheck(info, password) }));
+  }
+
+  async qrLogin() {
+    const client = await this.ready();
+    try {
+      let result = await client.invoke(
+        new Api.auth.ExportLoginToken({ apiId: this.apiId, apiHash: this.apiHash, exceptIds: [] }),
+      );
+      if (result instanceof Api.auth.LoginTokenMigrateTo) {
+        // The account lives on another data centre: follow it there and import the token.
+        await (client as unknown as { _switchDC(dc: number): Promise<void> })._switchDC(result.dcId);
+        result = await client.invoke(new Api.auth.ImportLoginToken({ token: result.token }));
+      }
+      if (result instanceof Api.auth.LoginToken) {
+        return {
+          url: `tg://login?token=${Buffer.from(result.token).toString("base64url")}`,
+          expiresAt: result.expires * 1000,
+        };
+      }
+      return "ok" as const;
+    } catch (error) {
+      if (rpcMessage(error) === "SESSION_PASSWORD_NEEDED") return "password" as const;
+      throw error;
+    }
   }
 
   session() {

@@ -10,6 +10,8 @@ import { type AuthClient, rpcMessage } from "./auth.ts";
 
 export type Outcome =
   | { status: "code_sent"; codeLength: number }
+  /** QR login waits for a phone to scan the code; `expiresAt` says when the picture is stale. */
+  | { status: "qr_waiting"; expiresAt: number }
   | { status: "logged_in" }
   | { status: "password_needed"; hint: string | undefined }
   | { status: "code_invalid" }
@@ -19,10 +21,12 @@ export type Outcome =
   | { status: "phone_invalid" }
   | { status: "failed"; reason: string };
 
-type Stage = "code" | "password" | "done";
+type Stage = "code" | "qr" | "password" | "done";
 
 type Login = {
   client: AuthClient;
+  /** The QR login's current `tg://login` URL (kept here: it never goes into conversation state). */
+  qrUrl?: string | undefined;
   phone: string;
   phoneCodeHash: string;
   codeLength: number;
@@ -79,6 +83,50 @@ export class Logins {
       await client.disconnect().catch(() => undefined);
       return outcomeOf(error);
     }
+  }
+
+  /** Starts a QR login; the picture's URL comes from `qrUrl`. */
+  async startQr(ownerId: number): Promise<Outcome> {
+    await this.cancel(ownerId);
+    const client = this.connect();
+    this.logins.set(ownerId, {
+      client,
+      phone: "",
+      phoneCodeHash: "",
+      codeLength: 0,
+      digits: "",
+      stage: "qr",
+      outcome: { status: "qr_waiting", expiresAt: 0 },
+    });
+    return this.checkQr(ownerId);
+  }
+
+  /** Whether a phone accepted the QR code yet; while not, a token that is still valid. */
+  async checkQr(ownerId: number): Promise<Outcome> {
+    const login = this.logins.get(ownerId);
+    if (login?.stage !== "qr") return this.outcome(ownerId);
+    try {
+      const result = await login.client.qrLogin();
+      if (result === "ok") login.outcome = await this.finish(ownerId, login);
+      else if (result === "password") {
+        login.stage = "password";
+        login.outcome = {
+          status: "password_needed",
+          hint: await login.client.passwordHint().catch(() => undefined),
+        };
+      } else {
+        login.qrUrl = result.url;
+        login.outcome = { status: "qr_waiting", expiresAt: result.expiresAt };
+      }
+    } catch (error) {
+      login.outcome = outcomeOf(error);
+    }
+    return login.outcome;
+  }
+
+  qrUrl(ownerId: number): string | undefined {
+    const login = this.logins.get(ownerId);
+    return login?.stage === "qr" ? login.qrUrl : undefined;
   }
 
   /** A fresh code after the last one expired. */

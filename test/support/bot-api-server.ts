@@ -32,7 +32,13 @@ export class BotApiServer {
   }
 
   async start(): Promise<void> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server = http.createServer((req, res) =>
+      // A request this server cannot read fails loudly instead of leaving the bot waiting.
+      this.handle(req, res).catch((error: Error) => {
+        if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ ok: false, error_code: 500, description: `test server: ${error.message}` }));
+      }),
+    );
     await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
   }
 
@@ -146,8 +152,7 @@ export class BotApiServer {
     const method = match[2] as string;
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks).toString("utf8");
-    const params = body ? (JSON.parse(body) as Record<string, any>) : {};
+    const params = parseBody(Buffer.concat(chunks), String(req.headers["content-type"] ?? ""));
     const call: ApiCall & { result?: unknown } = { method, params, at: Date.now() };
     this.calls.push(call);
 
@@ -214,6 +219,18 @@ export class BotApiServer {
           text: params.text,
           ...(params.reply_markup ? { reply_markup: params.reply_markup } : {}),
         };
+      case "sendPhoto":
+        return {
+          message_id: this.nextMessageId++,
+          date: Math.floor(Date.now() / 1000),
+          chat,
+          from: this.bot,
+          photo: [{ file_id: `photo-${this.nextMessageId}`, file_unique_id: "p", width: 512, height: 512 }],
+          ...(params.caption ? { caption: params.caption } : {}),
+          ...(params.reply_markup ? { reply_markup: params.reply_markup } : {}),
+        };
+      case "editMessageMedia":
+        return { message_id: params.message_id, date: Math.floor(Date.now() / 1000), chat, from: this.bot };
       case "editMessageText":
         return {
           message_id: params.message_id,
@@ -249,4 +266,40 @@ export class BotApiServer {
         return undefined;
     }
   }
+}
+
+/**
+ * A request's parameters: JSON, or multipart form data when the bot uploads a file (its JSON
+ * fields — reply_markup, media — parsed, a file kept as its size). The form is split by hand:
+ * undici's parser refuses grammY's stream-built bodies.
+ */
+function parseBody(body: Buffer, contentType: string): Record<string, any> {
+  if (body.length === 0) return {};
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);
+  if (!contentType.startsWith("multipart/form-data") || !boundary) return JSON.parse(body.toString("utf8"));
+  const params: Record<string, any> = {};
+  for (const part of body.toString("latin1").split(`--${boundary[1] ?? boundary[2]}`)) {
+    const split = part.indexOf("\r\n\r\n");
+    if (split < 0) continue;
+    const head = part.slice(0, split);
+    const content = part.slice(split + 4).replace(/\r\n$/, "");
+    const name = /name="([^"]+)"/.exec(head)?.[1];
+    if (!name) continue;
+    if (/filename=/.test(head)) {
+      params[name] = { uploaded: Buffer.byteLength(content, "latin1") };
+      continue;
+    }
+    const value = Buffer.from(content, "latin1").toString("utf8");
+    params[name] = /^[[{]/.test(value) ? JSON.parse(value) : /^-?\d+$/.test(value) ? Number(value) : value;
+  }
+  // A file sent as "attach://<part>" (and inside media objects) is that part.
+  const attached = (value: unknown): unknown =>
+    typeof value === "string" && value.startsWith("attach://") ? params[value.slice(9)] : value;
+  for (const [key, value] of Object.entries(params)) {
+    params[key] =
+      value && typeof value === "object" && "media" in value
+        ? { ...value, media: attached(value.media) }
+        : attached(value);
+  }
+  return params;
 }

@@ -13,6 +13,10 @@ export class ScriptedTelegram {
   readonly session = "1BVtsOKABu4SESSION-STRING-that-logs-in-as-the-owner==";
   sent = 0;
   expireNext = false;
+  /** QR login: tokens handed out, how long each lives, and whether a phone has scanned one. */
+  qrTokens = 0;
+  qrTtlMs = 60_000;
+  qrScanned = false;
   loggedOut = false;
   signIns: string[] = [];
 
@@ -35,6 +39,14 @@ export class ScriptedTelegram {
         const valid = state.codes[Number(phoneCodeHash.split("-")[1]) - 1];
         if (code !== valid) throw fail("PHONE_CODE_INVALID");
         return "password";
+      },
+      async qrLogin() {
+        if (state.qrScanned) return "password" as const;
+        state.qrTokens++;
+        return {
+          url: `tg://login?token=scripted-token-${state.qrTokens}`,
+          expiresAt: Date.now() + state.qrTtlMs,
+        };
       },
       async passwordHint() {
         return "our first pet";

@@ -1,5 +1,6 @@
 import { type Conversation, createConversation } from "@grammyjs/conversations";
-import { Composer, type Context, InlineKeyboard } from "grammy";
+import { Composer, type Context, InlineKeyboard, InputFile } from "grammy";
+import QRCode from "qrcode";
 import { createHistoryRepository } from "../../history/history.repository.ts";
 import type { AuthClient } from "../../userbot/auth.ts";
 import { pullCursorReader } from "../../userbot/cursors.ts";
@@ -21,6 +22,9 @@ export type Userbot = {
 };
 
 const SUBMITTED = "kp:submitted";
+const QR_POLL_MS = 1000;
+/** A QR picture is replaced this long before its token expires. */
+const QR_REFRESH_MARGIN_MS = 3000;
 
 /** The inline keypad the login code is typed on: it never travels as a message. */
 export function keypad(): InlineKeyboard {
@@ -149,16 +153,74 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
       }
     });
 
+  /**
+   * Sends the QR code as a picture with a Done button, and swaps the picture for a fresh one as
+   * tokens expire, until the login leaves the QR step. Runs outside the conversation: the token
+   * never enters its state.
+   */
+  const showQr = async (ownerId: number, chatId: number): Promise<Outcome> => {
+    const outcome = await userbot.logins.startQr(ownerId);
+    const url = userbot.logins.qrUrl(ownerId);
+    if (outcome.status !== "qr_waiting" || !url) return outcome;
+    const done = new InlineKeyboard().text("Done", "qr:done");
+    const caption =
+      "Scan this with Telegram on your phone: Settings → Devices → Link Desktop Device. Then press Done.";
+    const picture = async (link: string) =>
+      new InputFile(await QRCode.toBuffer(link, { width: 512 }), "login.png");
+    const sent = await services.api.sendPhoto(chatId, await picture(url), { caption, reply_markup: done });
+    let shown = url;
+    let expiresAt = outcome.expiresAt;
+    let busy = false;
+    const refresher = setInterval(async () => {
+      if (userbot.logins.stage(ownerId) !== "qr") return clearInterval(refresher);
+      if (busy || Date.now() < expiresAt - QR_REFRESH_MARGIN_MS) return;
+      busy = true;
+      const next = await userbot.logins.checkQr(ownerId).finally(() => {
+        busy = false;
+      });
+      const link = userbot.logins.qrUrl(ownerId);
+      if (next.status !== "qr_waiting" || !link || link === shown) return;
+      shown = link;
+      expiresAt = next.expiresAt;
+      await services.api
+        .editMessageMedia(
+          chatId,
+          sent.message_id,
+          { type: "photo", media: await picture(link), caption },
+          { reply_markup: done },
+        )
+        .catch((error) => services.log.error("refreshing the login QR code", error));
+    }, QR_POLL_MS);
+    refresher.unref();
+    return outcome;
+  };
+
   async function login(conversation: Conversation<BotContext, Context>, ctx: Context) {
     const ownerId = ctx.from?.id as number;
     await ctx.reply(
-      "To pull your history I log in as you (a “userbot”). Send your phone number with the country code, or share your contact. /cancel stops.",
+      "To pull your history I log in as you (a “userbot”). Send your phone number with the country code, or share your contact — or log in with a QR code. /cancel stops.",
+      { reply_markup: new InlineKeyboard().text("Log in with a QR code", "login:qr") },
     );
     let outcome: Outcome;
     for (;;) {
-      const answer = await conversation.waitFor(["message:text", "message:contact"], {
+      const answer = await conversation.waitFor(["message:text", "message:contact", "callback_query:data"], {
         otherwise: (other) => other.reply("Send your phone number, or /cancel."),
       });
+      if (answer.callbackQuery?.data === "login:qr") {
+        await answer.answerCallbackQuery();
+        outcome = await conversation.external(() => showQr(ownerId, answer.chat?.id as number));
+        while (outcome.status === "qr_waiting") {
+          await conversation.waitForCallbackQuery("qr:done", {
+            otherwise: (other) => other.reply("Scan the QR code, then press Done — or /cancel."),
+          });
+          outcome = await conversation.external(() => userbot.logins.checkQr(ownerId));
+          if (outcome.status === "qr_waiting") {
+            await ctx.reply("Not scanned yet: scan the code above with your phone, then press Done.");
+          }
+        }
+        break;
+      }
+      if (!answer.msg) continue;
       const phone = (answer.msg.contact?.phone_number ?? answer.msg.text ?? "").replace(/[\s()-]/g, "");
       if (!/^\+?\d{7,15}$/.test(phone)) {
         await answer.reply("That does not look like a phone number. Send it like +441234567890.");
@@ -173,7 +235,7 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
     }
     let prompt =
       "Telegram sent you a login code. Type it on these buttons — never as a message (Telegram would then block it):";
-    for (;;) {
+    while (outcome.status === "code_sent" || outcome.status === "code_invalid") {
       await ctx.reply(prompt, { reply_markup: keypad() });
       await conversation.waitForCallbackQuery(SUBMITTED, {
         otherwise: (other) => other.reply("Type the code on the buttons above, or /cancel."),
