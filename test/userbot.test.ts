@@ -3,10 +3,17 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import type { Api } from "telegram";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { pullCursorReader } from "../src/userbot/cursors.ts";
-import { type PullOptions, PullPausedError, type PullProgress, pullHistory } from "../src/userbot/pull.ts";
+import {
+  MIGRATED_ID_SHIFT,
+  type PullOptions,
+  PullPausedError,
+  type PullProgress,
+  pullHistory,
+} from "../src/userbot/pull.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { ScriptedAccount, type ScriptedChat } from "./support/scripted-account.ts";
 
@@ -208,6 +215,36 @@ for (const backend of backends()) {
         ]);
         const chat = await database.pool.query("SELECT type, title FROM chats WHERE id = $1", [group]);
         assert.deepEqual(chat.rows[0], { type: "private_supergroup", title: "Pizza club" });
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("stores a basic group migrated to a supergroup inside the supergroup, ids shifted as exports shift them", async () => {
+      const database = await backend.fresh();
+      try {
+        const { scripted, group } = account();
+        const members = [scripted.users.get(5001), scripted.users.get(5002)] as Api.User[];
+        scripted.migratedGroup(555, group, members, 30);
+        await pull(database, scripted, { groups: true });
+        const supergroup = -1_000_000_000_777;
+        const ids = await storedIds(database, supergroup);
+        assert.deepEqual(
+          ids,
+          [...range(30).map((id) => id + MIGRATED_ID_SHIFT), ...range(60)],
+          "the old group's 30 messages at negative ids, then the supergroup's own",
+        );
+        assert.deepEqual(await storedIds(database, -555), [], "nothing under the old group's own key");
+        const { rows } = await database.pool.query(
+          "SELECT reply_to_message_id, action FROM messages WHERE chat_id = $1 AND message_id IN ($2, $3) ORDER BY message_id",
+          [supergroup, 5 + MIGRATED_ID_SHIFT, 30 + MIGRATED_ID_SHIFT],
+        );
+        assert.deepEqual(rows, [
+          { reply_to_message_id: String(4 + MIGRATED_ID_SHIFT), action: null },
+          { reply_to_message_id: null, action: "migrate_to_supergroup" },
+        ]);
+        const again = await pull(database, scripted, { groups: true });
+        assert.equal(again.summary.new, 0, "each source keeps its own cursor");
       } finally {
         await database.close();
       }

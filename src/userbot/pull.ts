@@ -3,6 +3,7 @@ import { FloodWaitError } from "telegram/errors/index.js";
 import { BatchBuilder } from "../history/desktop-import/batch-builder.ts";
 import type { HistoryRepository } from "../history/history.repository.ts";
 import type { ImportCounts } from "../history/history.tables.ts";
+import { markPeer } from "../history/identity.ts";
 import type { ChatRecord } from "../history/message.ts";
 import { rpcMessage } from "./auth.ts";
 import { type Entities, entitiesOf, liveMessageRecord, markedPeer } from "./live-message.ts";
@@ -63,7 +64,21 @@ export class PullPausedError extends Error {
   }
 }
 
-type Dialog = { chat: ChatRecord; peer: Api.TypeInputPeer; kind: "user" | "bot" | "group" | "channel" };
+type Dialog = {
+  chat: ChatRecord;
+  peer: Api.TypeInputPeer;
+  kind: "user" | "bot" | "group" | "channel";
+  /** Whose cursor: the dialog's own key (a migrated group's differs from the chat it is stored in). */
+  cursorKey: number;
+  /** Added to message ids as stored (a migrated group's messages, as Telegram Desktop exports them). */
+  idShift: number;
+};
+
+/**
+ * Telegram Desktop exports a basic group migrated to a supergroup as one chat: the supergroup,
+ * with the old group's messages under ids shifted by this much (the negative ids in exports).
+ */
+export const MIGRATED_ID_SHIFT = -1_000_000_000;
 
 const DIALOG_PAGE = 100;
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -80,15 +95,35 @@ function dialogOf(peer: Api.TypePeer, entities: Entities, ownerId: number): Dial
       chat: { id: markedPeer(peer), type, title },
       peer: new Api.InputPeerUser({ userId: user.id, accessHash: user.accessHash ?? (BigInt(0) as never) }),
       kind: user.bot ? "bot" : "user",
+      cursorKey: markedPeer(peer),
+      idShift: 0,
     };
   }
   const id = peer instanceof Api.PeerChat ? peer.chatId : (peer as Api.PeerChannel).channelId;
   const chat = entities.chats.get(id.toString());
   if (chat instanceof Api.Chat) {
+    const input = new Api.InputPeerChat({ chatId: chat.id });
+    if (chat.migratedTo instanceof Api.InputChannel) {
+      const successor = entities.chats.get(chat.migratedTo.channelId.toString());
+      const visibility = successor instanceof Api.Channel && successor.username ? "public" : "private";
+      return {
+        chat: {
+          id: markPeer("channel", Number(chat.migratedTo.channelId)),
+          type: `${visibility}_supergroup`,
+          title: successor && "title" in successor ? successor.title : chat.title,
+        },
+        peer: input,
+        kind: "group",
+        cursorKey: markedPeer(peer),
+        idShift: MIGRATED_ID_SHIFT,
+      };
+    }
     return {
       chat: { id: markedPeer(peer), type: "private_group", title: chat.title },
-      peer: new Api.InputPeerChat({ chatId: chat.id }),
+      peer: input,
       kind: "group",
+      cursorKey: markedPeer(peer),
+      idShift: 0,
     };
   }
   if (chat instanceof Api.Channel) {
@@ -104,6 +139,8 @@ function dialogOf(peer: Api.TypePeer, entities: Entities, ownerId: number): Dial
         accessHash: chat.accessHash ?? (BigInt(0) as never),
       }),
       kind: chat.megagroup ? "group" : "channel",
+      cursorKey: markedPeer(peer),
+      idShift: 0,
     };
   }
   return undefined;
@@ -185,8 +222,8 @@ export async function pullHistory(
       const entities = entitiesOf(response);
       for (const dialog of response.dialogs) {
         const found = dialogOf(dialog.peer, entities, options.ownerId);
-        if (!found || seen.has(found.chat.id)) continue;
-        seen.add(found.chat.id);
+        if (!found || seen.has(found.cursorKey)) continue;
+        seen.add(found.cursorKey);
         const wanted =
           found.kind === "user" ||
           (found.kind === "group" && options.groups) ||
@@ -222,7 +259,7 @@ export async function pullHistory(
       for (const dialog of dialogs) {
         progress.chat = dialog.chat.title ?? String(dialog.chat.id);
         counts.chats++;
-        let cursor = await cursors(dialog.chat.id);
+        let cursor = await cursors(dialog.cursorKey);
         for (;;) {
           const response = await request(() => client.history(dialog.peer, cursor, pageSize));
           if (response instanceof Api.messages.MessagesNotModified) break;
@@ -248,11 +285,23 @@ export async function pullHistory(
               });
             }
           }
-          for (const message of page) batch.addMessage(liveMessageRecord(message, context));
+          for (const message of page) {
+            const record = liveMessageRecord(message, context);
+            batch.addMessage(
+              dialog.idShift === 0
+                ? record
+                : {
+                    ...record,
+                    messageId: record.messageId + dialog.idShift,
+                    replyToMessageId:
+                      record.replyToMessageId === null ? null : record.replyToMessageId + dialog.idShift,
+                  },
+            );
+          }
           cursor = (page.at(-1) as Api.Message).id;
           const result = await session.writeBatch(batch.seal(), {
             importId,
-            cursors: [{ chatId: dialog.chat.id, lastMessageId: cursor }],
+            cursors: [{ chatId: dialog.cursorKey, lastMessageId: cursor }],
           });
           counts.messages += page.length;
           counts.new += result.inserted;

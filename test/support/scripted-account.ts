@@ -106,6 +106,50 @@ export class ScriptedAccount implements TelegramHistoryClient {
     return chat;
   }
 
+  /**
+   * The basic group `successor` was migrated from: a dialog of its own, with its own message ids,
+   * ending in the migration's service message.
+   */
+  migratedGroup(id: number, successor: ScriptedChat, members: Api.User[], count: number): ScriptedChat {
+    const channel = successor.entity as Api.Channel;
+    const group = new Api.Chat({
+      id: big(id),
+      title: channel.title,
+      photo: new Api.ChatPhotoEmpty(),
+      participantsCount: members.length,
+      date: BASE_DATE,
+      version: 1,
+      deactivated: true,
+      migratedTo: new Api.InputChannel({ channelId: channel.id, accessHash: channel.accessHash ?? big(0) }),
+    });
+    const peer = new Api.PeerChat({ chatId: group.id });
+    const chat: ScriptedChat = { peer, entity: group, messages: [] };
+    for (let i = 1; i < count; i++) {
+      const author = members[i % members.length] as Api.User;
+      chat.messages.push(
+        new Api.Message({
+          id: i,
+          peerId: peer,
+          fromId: new Api.PeerUser({ userId: author.id }),
+          date: BASE_DATE - (count - i) * 60,
+          message: `old group message ${i}`,
+          ...(i % 5 === 0 ? { replyTo: new Api.MessageReplyHeader({ replyToMsgId: i - 1 }) } : {}),
+        }),
+      );
+    }
+    chat.messages.push(
+      new Api.MessageService({
+        id: count,
+        peerId: peer,
+        fromId: new Api.PeerUser({ userId: this.owner.id }),
+        date: BASE_DATE,
+        action: new Api.MessageActionChatMigrateTo({ channelId: channel.id }),
+      }),
+    );
+    this.chats.push(chat);
+    return chat;
+  }
+
   /** New messages in a personal chat (for incremental pulls). */
   extend(chat: ScriptedChat, count: number): void {
     const peer = chat.peer as Api.PeerUser;
