@@ -156,6 +156,11 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
     );
     const { rows } = await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages");
     assert.equal(rows[0]?.n, 380);
+    const progress = server.sent("editMessageText", owner.id).map((c) => String(c.params.text));
+    assert.ok(
+      progress.some((t) => /\d+\/2 chats · [\d,]+ messages · \d+ messages\/s · /.test(t)),
+      `the status shows chats, messages, rate and the current chat: ${progress.join(" | ")}`,
+    );
   });
 
   it("keeps no code, password or session in the database or the logs", async () => {

@@ -119,6 +119,7 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
       const session = await userbot.sessions.load(services.ownerId);
       if (!session) throw new Error("not logged in: /export to log in");
       const client = await userbot.historyClient(session);
+      const started = Date.now();
       try {
         for (;;) {
           try {
@@ -135,6 +136,7 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
                 onProgress: (p) =>
                   report(
                     `${progressBar(p.chatsDone, p.chatsTotal)} · ${p.chatsDone}/${p.chatsTotal} chats · ${p.messages.toLocaleString("en-US")} messages` +
+                      ` · ${Math.round(p.messages / Math.max(1, (Date.now() - started) / 1000))} messages/s` +
                       (p.chat ? ` · ${p.chat}` : "") +
                       (p.floodWaitSeconds ? ` · waited ${p.floodWaitSeconds} s for Telegram` : "") +
                       (p.notice ? `\n${p.notice}` : ""),
