@@ -35,12 +35,16 @@ export function markedPeer(peer: Api.TypePeer): number {
   return markPeer("channel", Number((peer as Api.PeerChannel).channelId));
 }
 
+/** A person's name as the export writes it, "First Last"; null for a deleted account. */
+export function userName(user: Api.User): string | null {
+  return user.deleted ? null : [user.firstName, user.lastName].filter(Boolean).join(" ") || null;
+}
+
 /** A display name as the export writes it: "First Last" for people, the title for chats; null when deleted. */
 export function peerName(peer: Api.TypePeer, entities: Entities): string | null {
   if (peer instanceof Api.PeerUser) {
     const user = entities.users.get(peer.userId.toString());
-    if (!(user instanceof Api.User) || user.deleted) return null;
-    return [user.firstName, user.lastName].filter(Boolean).join(" ") || null;
+    return user instanceof Api.User ? userName(user) : null;
   }
   const id = peer instanceof Api.PeerChat ? peer.chatId : (peer as Api.PeerChannel).channelId;
   const chat = entities.chats.get(id.toString());

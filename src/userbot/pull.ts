@@ -6,7 +6,7 @@ import type { ImportCounts } from "../history/history.tables.ts";
 import { markPeer } from "../history/identity.ts";
 import type { ChatRecord } from "../history/message.ts";
 import { rpcMessage } from "./auth.ts";
-import { type Entities, entitiesOf, liveMessageRecord, markedPeer } from "./live-message.ts";
+import { type Entities, entitiesOf, liveMessageRecord, markedPeer, userName } from "./live-message.ts";
 
 /**
  * Pulling the owner's history live: dialogs, then each chat oldest-first from its cursor, a page
@@ -90,7 +90,7 @@ function dialogOf(peer: Api.TypePeer, entities: Entities, ownerId: number): Dial
     if (!(user instanceof Api.User)) return undefined;
     const type =
       user.self || Number(user.id) === ownerId ? "saved_messages" : user.bot ? "bot_chat" : "personal_chat";
-    const title = user.deleted ? null : [user.firstName, user.lastName].filter(Boolean).join(" ") || null;
+    const title = userName(user);
     return {
       chat: { id: markedPeer(peer), type, title },
       peer: new Api.InputPeerUser({ userId: user.id, accessHash: user.accessHash ?? (BigInt(0) as never) }),
@@ -280,7 +280,7 @@ export async function pullHistory(
             if (user instanceof Api.User) {
               batch.addPerson({
                 id: Number(user.id),
-                name: user.deleted ? null : [user.firstName, user.lastName].filter(Boolean).join(" ") || null,
+                name: userName(user),
                 seenAt: now,
               });
             }
