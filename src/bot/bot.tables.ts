@@ -37,6 +37,8 @@ export const botMessages = pgTable(
     /** The Telegram update a person's message came in: a redelivered update is stored once. */
     updateId: bigint("update_id", { mode: "number" }),
     telegramMessageId: integer("telegram_message_id"),
+    /** For the twin's messages: what spoke — "base", "adapter:<id>" or an adapter file's name. */
+    servedBy: text("served_by"),
     sentAt: timestamp("sent_at", { withTimezone: true }).notNull().defaultNow(),
     answeredAt: timestamp("answered_at", { withTimezone: true }),
   },

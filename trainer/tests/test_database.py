@@ -4,40 +4,15 @@ Runs against the server at TEST_DATABASE_URL (`.ci/run` sets it) in a database o
 """
 
 import json
-import os
-import subprocess
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from conftest import twin
 
 from twin_trainer.data import DatasetFormatError, load_dataset, read_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 ENSIA = ROOT.parent / "shared/fixtures/telegram/ensia_group_export.json"
-
-
-@pytest.fixture(scope="module")
-def database_url():
-    server = os.environ.get("TEST_DATABASE_URL")
-    if not server:
-        pytest.skip("TEST_DATABASE_URL is not set (.ci/run sets it)")
-    import psycopg
-
-    name = f"twin_trainer_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(server)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def twin(args, url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-    env |= {"DATABASE_URL": url, "TWIN_DATA_DIR": str(tmp_path / "data"), "TWIN_TZ": "UTC"}
-    return subprocess.run(["node", str(ROOT / "bin/twin.js"), *args], env=env, check=True, capture_output=True, text=True)
 
 
 def test_a_stored_dataset_reads_back_as_the_files_say(database_url, tmp_path):

@@ -1,4 +1,4 @@
-"""python -m twin_trainer train|eval|export-gguf — see configs/ and the README."""
+"""python -m twin_trainer train|eval|export-gguf|worker — see configs/ and the README."""
 
 from __future__ import annotations
 
@@ -78,6 +78,28 @@ def _export(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(arguments: argparse.Namespace) -> int:
+    import os
+
+    from .worker import Worker, default_workdir
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("error: set DATABASE_URL: the worker takes its runs from PostgreSQL", file=sys.stderr)
+        return 2
+    worker = Worker(
+        url,
+        workdir=Path(arguments.workdir) if arguments.workdir else default_workdir(),
+        heartbeat_seconds=arguments.heartbeat_seconds,
+        stale_seconds=arguments.stale_seconds,
+    )
+    try:
+        return worker.serve(until_idle=arguments.until_idle, once=arguments.once, poll_seconds=arguments.poll_seconds)
+    except ConnectionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twin_trainer")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--base", required=True, help="the base GGUF the adapter was trained on")
     export.add_argument("--out", required=True, help="the .gguf file to write")
     export.set_defaults(handler=_export)
+    serve = commands.add_parser("worker", help="train the runs queued in PostgreSQL (DATABASE_URL)")
+    serve.add_argument("--until-idle", action="store_true", help="exit when no queued run is left")
+    serve.add_argument("--once", action="store_true", help="train at most one run, then exit")
+    serve.add_argument("--poll-seconds", type=float, default=5.0, help="how often an idle worker looks for runs")
+    serve.add_argument("--heartbeat-seconds", type=float, default=10.0, help="how often a running run's heartbeat beats")
+    serve.add_argument(
+        "--stale-seconds", type=float, default=60.0, help="a running run silent this long has lost its worker: re-queue it"
+    )
+    serve.add_argument("--workdir", help="local scratch folder (default: ~/.cache/twin/worker)")
+    serve.set_defaults(handler=_worker)
     arguments = parser.parse_args(argv)
     return arguments.handler(arguments)
 

@@ -1,0 +1,152 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  boolean,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  serial,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import { datasets } from "../dataset/dataset.tables.ts";
+import { baseModels } from "../models/models.tables.ts";
+
+const bytea = customType<{ data: Buffer }>({ dataType: () => "bytea" });
+
+export const RUN_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+/** What the trainer is asked to use: a config file from trainer/configs and `key=value` overrides. */
+export type RunConfig = { file: string; set: Record<string, string> };
+
+/**
+ * The training queue. A run is a row: the bot or `twin train` inserts it (queued), a worker claims
+ * it with FOR UPDATE SKIP LOCKED (running) and beats `heartbeat_at` while it trains, so a worker
+ * that died is visible as a stale heartbeat and its run can be re-queued (it resumes from the
+ * checkpoint stored in training_files). Cancelling sets `cancel_requested_at`; the worker turns it
+ * into the trainer's STOP file.
+ */
+export const trainingRuns = pgTable(
+  "training_runs",
+  {
+    id: serial("id").primaryKey(),
+    status: text("status", { enum: RUN_STATUSES }).notNull().default("queued"),
+    datasetId: integer("dataset_id")
+      .notNull()
+      .references(() => datasets.id),
+    baseModelId: integer("base_model_id")
+      .notNull()
+      .references(() => baseModels.id),
+    method: text("method").notNull().default("lora"),
+    config: jsonb("config").$type<RunConfig>().notNull(),
+    /** The estimate shown when the run was confirmed: steps and seconds. */
+    estimate: jsonb("estimate").$type<{ steps: number; seconds: number | null }>(),
+    /** Where the bot follows the run (the owner's chat); null for runs from the CLI. */
+    chatId: bigint("chat_id", { mode: "number" }),
+    worker: text("worker"),
+    attempts: integer("attempts").notNull().default(0),
+    step: integer("step").notNull().default(0),
+    maxSteps: integer("max_steps"),
+    metrics: jsonb("metrics").$type<Record<string, unknown>>(),
+    error: text("error"),
+    cancelRequestedAt: timestamp("cancel_requested_at", { withTimezone: true }),
+    heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+  },
+  (t) => [index("training_runs_status").on(t.status, t.id)],
+);
+
+/** The trainer's progress lines (start, log, eval, checkpoint, done, stopped, failed), as it wrote them. */
+export const trainingEvents = pgTable(
+  "training_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: integer("run_id")
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: "cascade" }),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    event: text("event").notNull(),
+    data: jsonb("data").$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [index("training_events_run").on(t.runId, t.id)],
+);
+
+export const FILE_KINDS = ["checkpoint", "adapter_gguf", "chart_png", "chart_svg"] as const;
+
+/**
+ * Files a run produced, stored in the database in chunks so a worker anywhere needs only
+ * DATABASE_URL: checkpoints (a tar of the adapter, optimizer, scheduler, RNG and step), the GGUF
+ * adapter, the loss chart. Only the latest checkpoint of a run is kept.
+ */
+export const trainingFiles = pgTable(
+  "training_files",
+  {
+    id: serial("id").primaryKey(),
+    runId: integer("run_id")
+      .notNull()
+      .references(() => trainingRuns.id, { onDelete: "cascade" }),
+    kind: text("kind", { enum: FILE_KINDS }).notNull(),
+    step: integer("step"),
+    bytes: bigint("bytes", { mode: "number" }).notNull(),
+    sha256: text("sha256").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("training_files_run").on(t.runId, t.kind)],
+);
+
+export const trainingFileChunks = pgTable(
+  "training_file_chunks",
+  {
+    fileId: integer("file_id")
+      .notNull()
+      .references(() => trainingFiles.id, { onDelete: "cascade" }),
+    ordinal: integer("ordinal").notNull(),
+    data: bytea("data").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.fileId, t.ordinal] })],
+);
+
+/**
+ * Trained adapters, one per succeeded run. At most one is active: new conversations use it; none
+ * active means the base model alone.
+ */
+export const adapters = pgTable(
+  "adapters",
+  {
+    id: serial("id").primaryKey(),
+    runId: integer("run_id")
+      .notNull()
+      .unique()
+      .references(() => trainingRuns.id),
+    baseModelId: integer("base_model_id")
+      .notNull()
+      .references(() => baseModels.id),
+    fileId: integer("file_id")
+      .notNull()
+      .references(() => trainingFiles.id),
+    name: text("name").notNull(),
+    metrics: jsonb("metrics").$type<Record<string, unknown>>(),
+    active: boolean("active").notNull().default(false),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex("adapters_one_active").on(t.active).where(sql`${t.active}`)],
+);
+
+/** Workers that announced themselves: their hardware, and a heartbeat while they live. */
+export const trainingWorkers = pgTable("training_workers", {
+  id: text("id").primaryKey(),
+  host: text("host").notNull(),
+  pid: integer("pid").notNull(),
+  hardware: jsonb("hardware").$type<Record<string, unknown>>().notNull(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
+  stoppedAt: timestamp("stopped_at", { withTimezone: true }),
+});

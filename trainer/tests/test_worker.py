@@ -1,0 +1,157 @@
+"""The worker and its queue against a real PostgreSQL (TEST_DATABASE_URL, a database of its own)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import ROOT, smollm2_gguf, twin
+
+from twin_trainer import run_queue
+from twin_trainer.charts import loss_chart
+
+ENSIA = ROOT.parent / "shared/fixtures/telegram/ensia_group_export.json"
+
+
+@pytest.fixture(scope="module")
+def store(database_url, tmp_path_factory):
+    """A migrated database with the fixture imported, a dataset built and the test model registered."""
+    folder = tmp_path_factory.mktemp("store")
+    twin(["import", str(ENSIA), "--owner", "7743393957"], database_url, folder)
+    twin(["dataset", "--groups", "--since", "all", "--gap", "180", "--max-tokens", "400"], database_url, folder)
+    twin(["model", "add", str(smollm2_gguf())], database_url, folder)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        dataset = connection.execute("SELECT max(id) FROM datasets WHERE status = 'ready'").fetchone()[0]
+        base = connection.execute("SELECT id FROM base_models WHERE is_default").fetchone()[0]
+    return {"url": database_url, "dataset": dataset, "base": base}
+
+
+def queue_run(url, store, overrides=None):
+    config = {"file": "smollm2-135m-lora-cpu.yaml", "set": overrides or {}}
+    with psycopg.connect(url, autocommit=True) as connection:
+        return connection.execute(
+            "INSERT INTO training_runs (dataset_id, base_model_id, config) VALUES (%s, %s, %s) RETURNING id",
+            (store["dataset"], store["base"], psycopg.types.json.Jsonb(config)),
+        ).fetchone()[0]
+
+
+def test_two_workers_never_take_the_same_run(store):
+    runs = {queue_run(store["url"], store) for _ in range(20)}
+    taken: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def worker(name):
+        with psycopg.connect(store["url"], autocommit=True) as connection:
+            while (run := run_queue.claim(connection, name)) is not None:
+                with lock:
+                    taken.append((name, run.id))
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [run_id for _, run_id in taken if run_id in runs]
+    assert sorted(claimed) == sorted(runs), "every run claimed exactly once"
+    assert len({name for name, _ in taken}) > 1, "the claims were spread over several workers"
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status = 'running'")
+
+
+def test_a_silent_worker_s_run_is_requeued_then_failed_after_three_attempts(store):
+    run_id = queue_run(store["url"], store)
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        for attempt in range(1, run_queue.MAX_ATTEMPTS + 1):
+            run = run_queue.claim(connection, f"dead-{attempt}")
+            assert run is not None and run.id == run_id and run.attempts == attempt, f"attempt {attempt} claims the run"
+            assert run_queue.requeue_stale(connection, 60) == [], "a fresh heartbeat is not stale"
+            connection.execute("UPDATE training_runs SET heartbeat_at = now() - interval '2 minutes' WHERE id = %s", (run_id,))
+            expected = "failed" if attempt == run_queue.MAX_ATTEMPTS else "queued"
+            assert run_queue.requeue_stale(connection, 60) == [(run_id, f"dead-{attempt}", expected)]
+        status, error = connection.execute("SELECT status, error FROM training_runs WHERE id = %s", (run_id,)).fetchone()
+    assert status == "failed" and "dead-3 stopped sending heartbeats 3 times" in error
+
+
+def test_files_round_trip_in_chunks_and_only_the_latest_checkpoint_stays(store, monkeypatch):
+    monkeypatch.setattr(run_queue, "CHUNK_BYTES", 1000)
+    run_id = queue_run(store["url"], store)
+    payload = os.urandom(4500)
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        first = run_queue.put_file(connection, run_id, "checkpoint", payload, step=2)
+        assert connection.execute("SELECT count(*) FROM training_file_chunks WHERE file_id = %s", (first,)).fetchone()[0] == 5
+        second = run_queue.put_file(connection, run_id, "checkpoint", payload[::-1], step=4)
+        assert run_queue.latest_checkpoint(connection, run_id) == (second, 4)
+        assert run_queue.get_file(connection, second) == payload[::-1]
+        assert connection.execute("SELECT count(*) FROM training_files WHERE id = %s", (first,)).fetchone()[0] == 0
+        connection.execute("UPDATE training_file_chunks SET data = 'x' WHERE file_id = %s AND ordinal = 2", (second,))
+        with pytest.raises(ValueError, match="damaged"):
+            run_queue.get_file(connection, second)
+
+
+def test_the_loss_chart_is_a_real_svg_and_png():
+    svg, png = loss_chart([(1, 3.0), (2, 2.5), (3, 2.2)], [(2, 2.9), (3, 2.6)], title="Run 1", base_eval_loss=3.1)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, f"a PNG of {len(png)} bytes"
+    assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg and b"held-out loss" in svg
+
+
+def start_worker(url, workdir, *flags):
+    env = {**os.environ, "DATABASE_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "twin_trainer", "worker", "--until-idle", "--heartbeat-seconds", "0.5",
+         "--stale-seconds", "3", "--workdir", str(workdir), *flags],
+        cwd=ROOT / "trainer", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_for(check, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if (value := check()) is not None:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_a_killed_worker_s_run_is_detected_requeued_and_resumed_from_its_stored_checkpoint(store, tmp_path):
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status IN ('queued', 'running')")
+    overrides = {"max_steps": "6", "save_every": "2", "eval_every": "0", "max_eval_examples": "4", "tokens_per_batch": "512"}
+    run_id = queue_run(store["url"], store, overrides)
+    first = start_worker(store["url"], tmp_path / "w1")
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        step = wait_for(
+            lambda: (run_queue.latest_checkpoint(connection, run_id) or (None, None))[1], 300, "the first stored checkpoint"
+        )
+        first.send_signal(signal.SIGKILL)  # no goodbye: only the heartbeat can tell
+        first.communicate()
+        wait_for(
+            lambda: connection.execute(
+                "SELECT 1 FROM training_runs WHERE id = %s AND status = 'running' AND heartbeat_at < now() - interval '3 seconds'",
+                (run_id,),
+            ).fetchone(),
+            30,
+            "the dead worker's heartbeat to go stale",
+        )
+        second = start_worker(store["url"], tmp_path / "w2")
+        output, _ = second.communicate(timeout=600)
+        assert second.returncode == 0, output
+        status, final_step = connection.execute("SELECT status, step FROM training_runs WHERE id = %s", (run_id,)).fetchone()
+        events = connection.execute(
+            "SELECT event, data FROM training_events WHERE run_id = %s ORDER BY id", (run_id,)
+        ).fetchall()
+        adapter = connection.execute("SELECT active, file_id FROM adapters WHERE run_id = %s", (run_id,)).fetchone()
+        kinds = dict(connection.execute("SELECT kind, id FROM training_files WHERE run_id = %s", (run_id,)).fetchall())
+        gguf = run_queue.get_file(connection, adapter[1])
+        png = run_queue.get_file(connection, kinds["chart_png"])
+    names = [name for name, _ in events]
+    starts = [data for name, data in events if name == "start"]
+    assert status == "succeeded" and final_step == 6, output
+    assert "requeued" in names and names.count("claimed") == 2, names
+    assert [s["resumed_from"] for s in starts] == [0, step], f"the second attempt resumed from step {step}"
+    assert adapter[0] is True, "the new adapter is active"
+    assert gguf[:4] == b"GGUF" and png.startswith(b"\x89PNG"), "the adapter and the chart are stored"
