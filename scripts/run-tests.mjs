@@ -38,7 +38,7 @@ const result = spawnSync(
     "--test",
     "--test-reporter=spec",
     "--test-concurrency=2",
-    "--test-timeout=300000",
+    "--test-timeout=600000",
     ...files,
   ],
   { stdio: "inherit", env },

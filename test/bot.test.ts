@@ -10,6 +10,7 @@ import { createBotMessagesRepository } from "../src/bot/bot-messages.repository.
 import { conversationPrompt } from "../src/bot/conversation-prompt.ts";
 import { createLog } from "../src/bot/log.ts";
 import { texts } from "../src/bot/texts.ts";
+import { createServing } from "../src/cli/engine-setup.ts";
 import type { Config } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
@@ -53,7 +54,7 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
       database,
       conversations,
       countTokens: engine.countTokens,
-      model: { name: "SmolLM2-135M-Instruct", adapter: () => undefined },
+      model: createServing(config, database, engine),
       log: createLog([TOKEN], (line) => logLines.push(line)),
     });
     await twin.start();

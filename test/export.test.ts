@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import type { Message, User } from "grammy/types";
 import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
 import { createLog } from "../src/bot/log.ts";
+import { createServing } from "../src/cli/engine-setup.ts";
 import type { Config } from "../src/config/config.ts";
 import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
@@ -95,7 +96,7 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       database,
       conversations: new Conversations(engine),
       countTokens: engine.countTokens,
-      model: { name: "SmolLM2", adapter: () => undefined },
+      model: createServing(config, database, engine),
       log: createLog([TOKEN], (line) => logLines.push(line)),
       userbot: {
         logins,

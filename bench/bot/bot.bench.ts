@@ -19,6 +19,7 @@ import { createTwinBot } from "../../src/bot/bot.ts";
 import { createBotMessagesRepository } from "../../src/bot/bot-messages.repository.ts";
 import { createLog } from "../../src/bot/log.ts";
 import { texts } from "../../src/bot/texts.ts";
+import { createServing } from "../../src/cli/engine-setup.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import { openDatabase } from "../../src/db/client.ts";
 import { importDesktopExport } from "../../src/history/desktop-import/import.usecase.ts";
@@ -92,7 +93,7 @@ const twin = await createTwinBot({
   database,
   conversations,
   countTokens: engine.countTokens,
-  model: { name: "SmolLM2-135M-Instruct", adapter: () => undefined },
+  model: createServing(config, database, engine),
   log: { ...createLog([TOKEN]), error: (scope, error) => errors.push(`${scope}: ${String(error)}\n`) },
 });
 await twin.start();

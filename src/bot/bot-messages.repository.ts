@@ -55,7 +55,12 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
      * Stores the twin's reply and marks the person's messages up to `upTo` answered, in one
      * transaction: the reply is then sent from what is stored. Returns the new messages' ids.
      */
-    async storeReply(ref: ConversationRef, upTo: number, messages: string[]): Promise<number[]> {
+    async storeReply(
+      ref: ConversationRef,
+      upTo: number,
+      messages: string[],
+      servedBy: string | null = null,
+    ): Promise<number[]> {
       return db.transaction(async (tx) => {
         await tx
           .update(botMessages)
@@ -71,7 +76,7 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
         if (messages.length === 0) return [];
         const rows = await tx
           .insert(botMessages)
-          .values(messages.map((text) => ({ ...ref, fromTwin: true, text })))
+          .values(messages.map((text) => ({ ...ref, fromTwin: true, text, servedBy })))
           .returning({ id: botMessages.id });
         return rows.map((row) => row.id);
       });

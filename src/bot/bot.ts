@@ -14,7 +14,9 @@ import { sanitizeName } from "../dataset/names.ts";
 import type { Database } from "../db/client.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import type { Conversations } from "../inference/conversations.ts";
-import type { AdapterChoice } from "../inference/engine.ts";
+import type { LocalWorker } from "../training/local-worker.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
+import type { Serving } from "../training/serving.ts";
 import { createBotMessagesRepository } from "./bot-messages.repository.ts";
 import { registerCommands } from "./commands.ts";
 import type { BotContext, SessionData } from "./context.ts";
@@ -27,6 +29,7 @@ import { friendsAdmin } from "./features/friends-admin.ts";
 import { historyJobs } from "./features/history-jobs.ts";
 import { ownerInfo } from "./features/owner-info.ts";
 import { talk } from "./features/talk.ts";
+import { followTraining, training } from "./features/train.ts";
 import { Jobs } from "./jobs.ts";
 import { createLog, type Log } from "./log.ts";
 import { personName } from "./people.ts";
@@ -43,7 +46,9 @@ export type TwinBotOptions = {
   database: Database;
   conversations: Conversations;
   countTokens: (text: string) => number;
-  model: { name: string; adapter: () => AdapterChoice | undefined };
+  model: Serving;
+  /** Trains queued runs on this machine (TWIN_WORKER); absent: runs wait for an external worker. */
+  worker?: LocalWorker | undefined;
   log?: Log | undefined;
   userbot?: Userbot | undefined;
 };
@@ -55,6 +60,9 @@ export type TwinBot = {
   start(): Promise<void>;
   stop(): Promise<void>;
 };
+
+/** How often the bot looks for adapter switches and queued runs made outside it. */
+const WATCH_MS = 10_000;
 
 const retries = () => autoRetry({ maxRetryAttempts: 6, maxDelaySeconds: 60 });
 
@@ -88,7 +96,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       maxReplyTokens: config.inference.maxReplyTokens,
       timeZone,
     },
-    adapter: options.model.adapter,
+    adapter: () => options.model.adapter(),
     paused: () => settings.paused,
     quietMs: config.bot.quietMs,
     typing: config.bot.typing,
@@ -109,6 +117,12 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     replier,
     jobs: new Jobs(bot.api, config.bot.progressEditMs, log),
     model: options.model,
+    training: {
+      runs: createRunsRepository(database),
+      kick: async () => {
+        await options.worker?.kick().catch((error) => log.error("starting the trainer worker", error));
+      },
+    },
     log,
     userbot: options.userbot,
     download: async (fileId, to) => {
@@ -158,7 +172,8 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
   bot.use(friendChat(services));
   bot.use(ownerInfo(services));
   bot.use(friendsAdmin(services));
-  bot.use(talk(services));
+  bot.use(training(services));
+  bot.use(talk(services)); // last: it answers unknown commands
 
   bot.catch(async (error) => {
     log.error(`update ${error.ctx.update.update_id}`, error.error);
@@ -167,6 +182,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
 
   let runner: RunnerHandle | undefined;
   let server: http.Server | undefined;
+  let watch: NodeJS.Timeout | undefined;
   return {
     bot,
     services,
@@ -184,6 +200,16 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
         })),
       );
       await replier.resume(targets);
+      await options.model.refresh();
+      for (const run of await services.training.runs.unfinished()) {
+        if (run.chatId) followTraining(services, run.chatId, run);
+      }
+      // Runs queued elsewhere (twin train) and adapters switched elsewhere reach the bot this way.
+      watch = setInterval(() => {
+        void options.model.refresh().catch((error) => log.error("reading the active adapter", error));
+        void services.training.kick();
+      }, WATCH_MS);
+      void services.training.kick();
       const webhook = config.bot.webhook;
       if (webhook) {
         const handle = webhookCallback(bot, "http", { secretToken: webhook.secret });
@@ -198,9 +224,11 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       }
     },
     async stop() {
+      clearInterval(watch);
       if (runner?.isRunning()) await runner.stop();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       await replier.idle();
+      await options.worker?.stop(); // its run goes back to the queue with a checkpoint
       await services.jobs.idle();
     },
   };

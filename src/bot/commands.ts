@@ -13,6 +13,8 @@ export const ownerCommands: BotCommand[] = [
   { command: "export", description: "pull your history live (logs a userbot in)" },
   { command: "logout", description: "log the userbot out" },
   { command: "dataset", description: "build the training set" },
+  { command: "train", description: "fine-tune the model on the latest dataset" },
+  { command: "model", description: "list trained adapters and switch between them" },
   { command: "status", description: "history, dataset, model, running jobs" },
   { command: "forget", description: "delete stored history and conversations" },
   { command: "pause", description: "friends get an 'away' message" },

@@ -106,13 +106,14 @@ export class Replier {
         target.name,
       );
       let messages: string[] = [];
+      const adapter = this.deps.adapter();
       try {
-        messages = (await this.deps.conversations.reply(key, prompt, this.deps.adapter())).messages;
+        messages = (await this.deps.conversations.reply(key, prompt, adapter)).messages;
       } catch (error) {
         if (!(error instanceof EmptyReplyError)) throw error;
         this.deps.onError(error, target); // said nothing twice: leave it unanswered, as people do
       }
-      await this.deps.messages.storeReply(target, last.id, messages);
+      await this.deps.messages.storeReply(target, last.id, messages, adapter?.label ?? "base");
       await this.sendUnsent(target);
     } catch (error) {
       this.deps.onError(error, target);

@@ -2,7 +2,8 @@ import type { Api } from "grammy";
 import type { FriendsRepository } from "../access/friends.repository.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
-import type { AdapterChoice } from "../inference/engine.ts";
+import type { RunsRepository } from "../training/runs.repository.ts";
+import type { Serving } from "../training/serving.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
 import type { Userbot } from "./features/export.ts";
 import type { Jobs } from "./jobs.ts";
@@ -26,7 +27,10 @@ export type BotServices = {
   refusals: PostgresStorage<string>;
   replier: Replier;
   jobs: Jobs;
-  model: { name: string; adapter: () => AdapterChoice | undefined };
+  /** The served base and which adapter answers (the database's active one, switched by /model). */
+  model: Serving;
+  /** The training queue; `kick` starts the local worker when runs wait (and config allows). */
+  training: { runs: RunsRepository; kick: () => Promise<void> };
   log: Log;
   /** Downloads a file the Bot API holds (getFile + the file URL, which carries the token). */
   download: (fileId: string, to: string) => Promise<void>;

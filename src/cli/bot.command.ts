@@ -1,11 +1,14 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { createTwinBot } from "../bot/bot.ts";
+import { createLog } from "../bot/log.ts";
 import { openDatabase } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
+import { LocalWorker } from "../training/local-worker.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
 import { createUserbot } from "../userbot/setup.ts";
 import { type GlobalOptions, resolveConfig } from "./context.ts";
-import { openEngine, resolveModelPath } from "./engine-setup.ts";
+import { createServing, openEngine, resolveModelPath } from "./engine-setup.ts";
 
 export function registerBotCommand(program: Command): void {
   program
@@ -24,7 +27,7 @@ export function registerBotCommand(program: Command): void {
       try {
         const modelPath = await resolveModelPath(config, database, options.model);
         const userbot = await createUserbot(config, database, config.bot.ownerId);
-        const { engine, adapter, modelName } = await openEngine(config, modelPath, {
+        const { engine, adapter } = await openEngine(config, modelPath, {
           sequences: config.inference.sequences,
           adapterPath: options.adapter ?? config.inference.adapter,
         });
@@ -33,12 +36,35 @@ export function registerBotCommand(program: Command): void {
           await database.close();
         };
         const conversations = new Conversations(engine, { stateDir: path.join(config.dataDir, "sequences") });
+        const log = createLog([
+          config.bot.token,
+          config.bot.webhook?.secret,
+          config.databaseUrl,
+          database.url,
+        ]);
+        const worker =
+          config.training.worker === "external"
+            ? undefined
+            : new LocalWorker({
+                config: config.training,
+                databaseUrl: database.url,
+                runs: createRunsRepository(database),
+                onLine: (line) => {
+                  if (!line.startsWith('{"time"') || !line.includes('"event": "log"'))
+                    log.info(`trainer: ${line}`);
+                },
+              });
         const twin = await createTwinBot({
           config,
           database,
           conversations,
           countTokens: engine.countTokens,
-          model: { name: modelName, adapter: () => adapter },
+          model: createServing(config, database, engine, {
+            pinned: adapter?.path,
+            onError: (message, error) => log.error(message, error),
+          }),
+          worker,
+          log,
           userbot,
         });
         await twin.start();

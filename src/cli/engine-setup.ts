@@ -4,6 +4,8 @@ import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
 import { chooseThreads, Engine } from "../inference/engine.ts";
 import { createModelsRepository } from "../models/models.repository.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
+import { Serving } from "../training/serving.ts";
 
 /** The base GGUF to serve: a flag, else TWIN_MODEL, else the default registered model. */
 export async function resolveModelPath(config: Config, database: Database, flag?: string): Promise<string> {
@@ -39,4 +41,22 @@ export async function openEngine(
     throw error;
   }
   return { engine, adapter, modelName: path.basename(modelPath) };
+}
+
+/** What answers in the bot: the engine's base, and the active adapter from the database (or a pinned file). */
+export function createServing(
+  config: Config,
+  database: Database,
+  engine: Engine,
+  options: { pinned?: string | undefined; onError?: (message: string, error: unknown) => void } = {},
+): Serving {
+  return new Serving({
+    runs: createRunsRepository(database),
+    modelName: path.basename(engine.options.modelPath),
+    adapterDir: path.join(config.dataDir, "adapters"),
+    scale: config.inference.adapterScale,
+    checkAdapter: (file) => engine.checkAdapter(file),
+    pinned: options.pinned,
+    onError: options.onError,
+  });
 }

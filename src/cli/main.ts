@@ -8,6 +8,7 @@ import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
 import { registerModelCommand } from "./model.command.ts";
 import { registerStatsCommand } from "./stats.command.ts";
+import { registerTrainCommand } from "./train.command.ts";
 
 const program = new Command()
   .name("twin")
@@ -25,6 +26,7 @@ registerExportCommand(program);
 registerStatsCommand(program);
 registerDatasetCommand(program);
 registerModelCommand(program);
+registerTrainCommand(program);
 registerChatCommand(program);
 registerBotCommand(program);
 

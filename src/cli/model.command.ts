@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { createModelsRepository } from "../models/models.repository.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
 
@@ -48,6 +49,40 @@ export function registerModelCommand(program: Command): void {
       }
       process.stdout.write(
         rows.length ? `${out.toString()}\n` : "no models yet: twin model add <file.gguf>\n",
+      );
+      const adapters = await withDatabase(config, (database) =>
+        createRunsRepository(database).listAdapters(),
+      );
+      if (adapters.length === 0) return;
+      const trained = table(["", "adapter", "name", "base", "run", "created", "held-out loss (text)"]);
+      for (const adapter of adapters) {
+        const tuned = (adapter.metrics?.tuned as { overall?: { content_loss: number } } | undefined)?.overall;
+        trained.push([
+          adapter.active ? "*" : "",
+          adapter.id,
+          adapter.name,
+          adapter.baseName,
+          adapter.runId,
+          adapter.createdAt.toISOString().slice(0, 16).replace("T", " "),
+          tuned ? tuned.content_loss.toFixed(3) : "",
+        ]);
+      }
+      process.stdout.write(
+        `${trained.toString()}\n* active: new conversations use it (twin model use <id|base>)\n`,
+      );
+    });
+  model
+    .command("use <adapter>")
+    .description("make a trained adapter active for new conversations, or `base` for none")
+    .action(async (choice: string, _options: unknown, command: Command) => {
+      const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      if (choice !== "base" && !/^\d+$/.test(choice))
+        throw new Error(`${choice}: expected an adapter id or base`);
+      await withDatabase(config, (database) =>
+        createRunsRepository(database).activate(choice === "base" ? null : Number(choice)),
+      );
+      process.stdout.write(
+        choice === "base" ? "the base model answers alone\n" : `adapter ${choice} is active\n`,
       );
     });
 }

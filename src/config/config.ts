@@ -188,6 +188,36 @@ const configSchema = z.object({
     .max(600_000)
     .default(3000)
     .describe("least time between edits of a progress message in Telegram"),
+  TWIN_WORKER: z
+    .enum(["auto", "local", "external"])
+    .default("auto")
+    .describe(
+      "who trains queued runs: local (a child process from trainer/.venv), external (a worker elsewhere), auto (local unless an external worker is alive)",
+    ),
+  TWIN_TRAINER_PYTHON: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("the Python of the trainer's environment; default: trainer/.venv/bin/python"),
+  TWIN_TRAIN_CONFIG: z
+    .string()
+    .regex(
+      /^[\w.-]+\.ya?ml$/,
+      "must be the name of a file in trainer/configs, e.g. qwen2.5-7b-lora-1x24gb.yaml",
+    )
+    .default("smollm2-135m-lora-cpu.yaml")
+    .describe("the trainer config new runs use (a file in trainer/configs)"),
+  TWIN_TRAIN_SET: z
+    .string()
+    .regex(/^\s*[a-z_]+=[^,]+(\s*,\s*[a-z_]+=[^,]+)*\s*$/, "must be key=value pairs separated by commas")
+    .optional()
+    .describe("overrides of the trainer config for new runs, e.g. max_steps=200,learning_rate=1e-4"),
+  TWIN_WORKER_STALE_S: z.coerce
+    .number()
+    .min(1)
+    .max(3600)
+    .default(60)
+    .describe("a running run whose worker is silent this long is taken as dead and re-queued"),
 });
 
 export type Config = {
@@ -200,6 +230,15 @@ export type Config = {
   inference: InferenceConfig;
   bot: BotConfig;
   userbot: { apiId: number | undefined; apiHash: string | undefined; sessionKey: string | undefined };
+  training: TrainingConfig;
+};
+
+export type TrainingConfig = {
+  worker: "auto" | "local" | "external";
+  python: string | undefined;
+  configFile: string;
+  overrides: Record<string, string>;
+  staleSeconds: number;
 };
 
 export type BotConfig = {
@@ -303,6 +342,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiId: values.TWIN_API_ID,
       apiHash: values.TWIN_API_HASH,
       sessionKey: values.TWIN_SESSION_KEY,
+    },
+    training: {
+      worker: values.TWIN_WORKER,
+      python: values.TWIN_TRAINER_PYTHON,
+      configFile: values.TWIN_TRAIN_CONFIG,
+      overrides: Object.fromEntries(
+        (values.TWIN_TRAIN_SET ?? "")
+          .split(",")
+          .filter((pair) => pair.trim())
+          .map((pair) => pair.split("=").map((part) => part.trim()) as [string, string]),
+      ),
+      staleSeconds: values.TWIN_WORKER_STALE_S,
     },
   };
 }

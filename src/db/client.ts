@@ -19,6 +19,8 @@ export type Database = {
   pool: pg.Pool;
   /** Where we are connected, without credentials, for messages. */
   describe: string;
+  /** The full connection string, password included: only for a child's environment (the trainer worker), never printed. */
+  url: string;
   close(): Promise<void>;
 };
 
@@ -65,7 +67,10 @@ export async function openDatabase(config: Config, options: { migrate?: boolean 
     throw new DatabaseError(`Cannot connect to ${describe}: ${(cause as Error).message}`, { cause });
   }
   const db = drizzle(pool, { schema });
-  const database = { db, pool, describe, close };
+  const url = embedded
+    ? `postgres://${encodeURIComponent(embedded.connection.user)}:${encodeURIComponent(embedded.connection.password)}@${embedded.connection.host}:${embedded.connection.port}/${embedded.connection.database}`
+    : (config.databaseUrl as string);
+  const database = { db, pool, describe, url, close };
   if (options.migrate !== false) {
     try {
       await runMigrations(database);

@@ -42,7 +42,8 @@ export type EngineOptions = {
   maxReplyTokens: number;
 };
 
-export type AdapterChoice = { path: string; scale: number };
+/** An adapter file and its scale; `label` names it for records ("adapter:3", a file name). */
+export type AdapterChoice = { path: string; scale: number; label?: string | undefined };
 
 export class AdapterMismatchError extends Error {}
 export class EmptyReplyError extends Error {}

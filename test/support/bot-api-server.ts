@@ -270,7 +270,7 @@ export class BotApiServer {
 
 /**
  * A request's parameters: JSON, or multipart form data when the bot uploads a file (its JSON
- * fields — reply_markup, media — parsed, a file kept as its size). The form is split by hand:
+ * fields — reply_markup, media — parsed, a file kept as its size and bytes). The form is split by hand:
  * undici's parser refuses grammY's stream-built bodies.
  */
 function parseBody(body: Buffer, contentType: string): Record<string, any> {
@@ -286,7 +286,8 @@ function parseBody(body: Buffer, contentType: string): Record<string, any> {
     const name = /name="([^"]+)"/.exec(head)?.[1];
     if (!name) continue;
     if (/filename=/.test(head)) {
-      params[name] = { uploaded: Buffer.byteLength(content, "latin1") };
+      const bytes = Buffer.from(content, "latin1");
+      params[name] = { uploaded: bytes.length, bytes };
       continue;
     }
     const value = Buffer.from(content, "latin1").toString("utf8");

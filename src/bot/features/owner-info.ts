@@ -14,6 +14,8 @@ const HELP = `I am your AI twin: friends you allow talk to me and I answer as yo
 /log <friend> — what the twin said in your name to them
 /import — send your Telegram Desktop export (result.json)
 /dataset — build the training set from your history
+/train — fine-tune the model on it (progress, loss chart, then the new adapter answers)
+/model — trained adapters: switch between them or back to the base
 /status — what is stored, the model, running jobs
 /forget <friend|all> — delete stored history and conversations
 /pause, /resume — stop or restart answering friends
@@ -69,6 +71,6 @@ export function ownerInfo(services: BotServices): Composer<BotContext> {
 function adapterLine(services: BotServices): string {
   const adapter = services.model.adapter();
   return adapter
-    ? ` + adapter ${adapter.path.split("/").at(-1)} (scale ${adapter.scale})`
+    ? ` + ${adapter.label ?? adapter.path.split("/").at(-1)} (scale ${adapter.scale})`
     : " (no adapter: the base model)";
 }

@@ -1,0 +1,162 @@
+import { Composer, InlineKeyboard, InputFile } from "grammy";
+import { formatDuration } from "../../training/plan.ts";
+import { followRun, type RunProgress } from "../../training/progress.ts";
+import type { Adapter, TrainingRun } from "../../training/runs.repository.ts";
+import { describePlan, NothingToTrainError, planRun, queueRun } from "../../training/train.usecase.ts";
+import type { BotContext } from "../context.ts";
+import { progressBar } from "../jobs.ts";
+import type { BotServices } from "../services.ts";
+
+/** The status line of a run in progress (pure). */
+export function progressText(progress: RunProgress): string {
+  switch (progress.phase) {
+    case "queued":
+      return progress.requeues > 0
+        ? "its worker went silent: waiting for a worker to resume it…"
+        : "waiting for a worker…";
+    case "loading":
+      return "loading the model and the dataset…";
+    case "finishing":
+      return "evaluating, exporting the adapter, drawing the chart…";
+    default: {
+      const total = progress.maxSteps ?? 0;
+      const parts = [`${progressBar(progress.step, total)} · step ${progress.step}/${total}`];
+      const figures = [
+        progress.loss !== null ? `loss ${progress.loss.toFixed(3)}` : "",
+        progress.evalLoss !== null ? `held-out ${progress.evalLoss.toFixed(3)}` : "",
+        progress.etaSeconds !== null ? `ETA ${formatDuration(progress.etaSeconds)}` : "",
+      ].filter(Boolean);
+      if (figures.length) parts.push(figures.join(" · "));
+      if (progress.resumedFrom > 0) parts.push(`resumed from step ${progress.resumedFrom}`);
+      return parts.join("\n");
+    }
+  }
+}
+
+type Overall = { loss: number; perplexity: number; content_loss: number; content_perplexity: number };
+
+/** Base versus tuned held-out loss, from the metrics the worker stored (pure). */
+export function metricsText(metrics: Record<string, unknown> | null): string {
+  const base = (metrics?.base as { overall?: Overall } | undefined)?.overall;
+  const tuned = (metrics?.tuned as { overall?: Overall } | undefined)?.overall;
+  if (!base || !tuned) return "No held-out examples: no loss to compare.";
+  const f = (value: number) => value.toFixed(3);
+  return [
+    `Held-out loss on the messages' own text: base ${f(base.content_loss)} → tuned ${f(tuned.content_loss)} (perplexity ${base.content_perplexity.toFixed(1)} → ${tuned.content_perplexity.toFixed(1)}).`,
+    `On every trained token: ${f(base.loss)} → ${f(tuned.loss)}; ${metrics?.eval_examples} held-out examples.`,
+  ].join("\n");
+}
+
+/** Follows a run in one edited status message; at the end, the chart and the metrics. */
+export function followTraining(services: BotServices, chatId: number, run: TrainingRun): number {
+  const { runs } = services.training;
+  return services.jobs.start(chatId, `Training run ${run.id}`, async ({ signal, report }) => {
+    const { run: finished } = await followRun(runs, run.id, {
+      signal,
+      pollMs: 1000,
+      onProgress: (progress) => report(progressText(progress)),
+    });
+    if (finished.status === "cancelled") {
+      const active = await runs.activeAdapter();
+      return `cancelled. ${active ? `Adapter ${active.name} stays active.` : "The base model keeps answering."}`;
+    }
+    if (finished.status === "failed") throw new Error(finished.error ?? "the worker gave no reason");
+    await services.model.refresh();
+    const chart = await runs.file(run.id, "chart_png");
+    const summary = metricsText(finished.metrics);
+    if (chart) {
+      await services.api.sendPhoto(chatId, new InputFile(chart, `run-${run.id}-loss.png`), {
+        caption: `Run ${run.id}: training and held-out loss per step.\n${summary}`,
+      });
+    }
+    const active = await runs.activeAdapter();
+    return `done in ${finished.step} steps. ${chart ? "" : `${summary}\n`}The new adapter ${active?.name ?? ""} now answers new messages; /model switches.`;
+  });
+}
+
+/** `/train` (confirm, queue, follow with a progress message, then chart and metrics) and `/model`. */
+export function training(services: BotServices): Composer<BotContext> {
+  const composer = new Composer<BotContext>();
+  const { runs } = services.training;
+
+  const owner = composer.filter((ctx) => ctx.role === "owner");
+
+  owner.command("train", async (ctx) => {
+    try {
+      const plan = await planRun(services.database, services.config);
+      await ctx.reply(`${describePlan(plan)}\n\nStart training?`, {
+        reply_markup: new InlineKeyboard()
+          .text("Start training", `train:go:${plan.dataset.id}`)
+          .text("Not now", "train:no"),
+      });
+    } catch (error) {
+      if (!(error instanceof NothingToTrainError)) throw error;
+      await ctx.reply(`${error.message}.`);
+    }
+  });
+
+  composer.callbackQuery("train:no", async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    await ctx.answerCallbackQuery();
+    await ctx.editMessageText("Not now: nothing was queued.");
+  });
+
+  composer.callbackQuery(/^train:go:(\d+)$/, async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    await ctx.answerCallbackQuery({ text: "Queued" });
+    const plan = await planRun(services.database, services.config, { datasetId: Number(ctx.match[1]) });
+    const chatId = ctx.chat?.id ?? services.ownerId;
+    const run = await queueRun(services.database, plan, chatId);
+    await ctx.editMessageText(`${describePlan(plan)}\n\nQueued as run ${run.id}.`);
+    followTraining(services, chatId, run);
+    await services.training.kick();
+  });
+
+  owner.command("model", async (ctx) => {
+    const adapters = await runs.listAdapters();
+    await ctx.reply(modelList(services.model.name, adapters, services.model.adapter()?.label), {
+      reply_markup: modelKeyboard(adapters),
+    });
+  });
+
+  composer.callbackQuery(/^model:use:(base|\d+)$/, async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    const choice = ctx.match[1] === "base" ? null : Number(ctx.match[1]);
+    try {
+      await services.model.use(choice);
+    } catch (error) {
+      await ctx.answerCallbackQuery({ text: `Cannot use it: ${(error as Error).message}`.slice(0, 200) });
+      return;
+    }
+    await ctx.answerCallbackQuery({ text: choice === null ? "The base model answers now" : "Switched" });
+    const adapters = await runs.listAdapters();
+    await ctx.editMessageText(modelList(services.model.name, adapters, services.model.adapter()?.label), {
+      reply_markup: modelKeyboard(adapters),
+    });
+  });
+
+  return composer;
+}
+
+function modelList(base: string, adapters: Adapter[], activeLabel: string | undefined): string {
+  const lines = [`Base: ${base}${activeLabel ? "" : " ✓ (no adapter)"}`];
+  for (const adapter of adapters) {
+    const tuned = (adapter.metrics?.tuned as { overall?: Overall } | undefined)?.overall;
+    const mark = activeLabel === `adapter:${adapter.id}` ? " ✓" : "";
+    const loss = tuned ? `, held-out loss ${tuned.content_loss.toFixed(3)}` : "";
+    lines.push(
+      `${adapter.id}. ${adapter.name} on ${adapter.baseName}, ${adapter.createdAt.toISOString().slice(0, 16).replace("T", " ")}${loss}${mark}`,
+    );
+  }
+  if (activeLabel?.startsWith("file:"))
+    lines.push(`Serving ${activeLabel.slice(5)} (from the configuration).`);
+  if (adapters.length === 0) lines.push("No trained adapters yet: /train");
+  return lines.join("\n");
+}
+
+function modelKeyboard(adapters: Adapter[]): InlineKeyboard {
+  const keyboard = new InlineKeyboard();
+  for (const adapter of adapters.slice(-8))
+    keyboard.text(`Use ${adapter.name}`, `model:use:${adapter.id}`).row();
+  return keyboard.text("Base model only", "model:use:base");
+}

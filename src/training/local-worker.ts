@@ -1,0 +1,110 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { TrainingConfig } from "../config/config.ts";
+import type { RunsRepository } from "./runs.repository.ts";
+
+const trainerDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../trainer");
+
+export class TrainerSetupError extends Error {}
+
+/** The trainer environment's Python: configured, else trainer/.venv (made by scripts/setup-trainer.sh). */
+export function trainerPython(configured: string | undefined): string {
+  const python = configured ?? path.join(trainerDir, ".venv/bin/python");
+  if (!fs.existsSync(python)) {
+    throw new TrainerSetupError(
+      `the trainer's Python environment is missing (${python}): run \`bash scripts/setup-trainer.sh\`, or set TWIN_TRAINER_PYTHON`,
+    );
+  }
+  return python;
+}
+
+/** Whether this process should start a worker for queued runs (pure). */
+export function wantsLocalWorker(mode: TrainingConfig["worker"], liveExternalWorkers: number): boolean {
+  if (mode === "local") return true;
+  if (mode === "external") return false;
+  return liveExternalWorkers === 0;
+}
+
+/**
+ * The worker as a child process of the app, for the embedded default: started when there is
+ * work, it exits once the queue is empty (`--until-idle`). Its JSON lines go to `onLine`.
+ * `stop()` sends SIGTERM: the run saves a checkpoint and goes back to the queue.
+ */
+export class LocalWorker {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly options: {
+      config: TrainingConfig;
+      databaseUrl: string;
+      runs: RunsRepository;
+      onLine?: ((line: string) => void) | undefined;
+      onExit?: ((code: number | null, signal: NodeJS.Signals | null) => void) | undefined;
+    },
+  ) {}
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Starts a worker if runs wait and none of ours or (in auto mode) anyone else's is alive. */
+  async kick(): Promise<boolean> {
+    const { config, runs } = this.options;
+    if (this.child || config.worker === "external") return false;
+    if (!(await runs.hasWork(config.staleSeconds))) return false;
+    const others = config.worker === "auto" ? (await runs.liveWorkers(config.staleSeconds)).length : 0;
+    if (!wantsLocalWorker(config.worker, others)) return false;
+    this.start();
+    return true;
+  }
+
+  private start(): void {
+    const { config } = this.options;
+    const heartbeat = Math.max(0.5, config.staleSeconds / 6);
+    const child = spawn(
+      trainerPython(config.python),
+      [
+        "-m",
+        "twin_trainer",
+        "worker",
+        "--until-idle",
+        "--heartbeat-seconds",
+        String(heartbeat),
+        "--stale-seconds",
+        String(config.staleSeconds),
+      ],
+      {
+        cwd: trainerDir,
+        // The connection string carries the password: it goes in the environment, never argv or logs.
+        env: { ...process.env, DATABASE_URL: this.options.databaseUrl },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    this.child = child;
+    for (const stream of [child.stdout, child.stderr]) {
+      readline.createInterface({ input: stream }).on("line", (line) => this.options.onLine?.(line));
+    }
+    this.exited = new Promise((resolve) => {
+      child.on("exit", (code, signal) => {
+        this.child = undefined;
+        this.options.onExit?.(code, signal);
+        resolve();
+      });
+      child.on("error", (error) => {
+        this.child = undefined;
+        this.options.onLine?.(`the trainer worker could not start: ${error.message}`);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops the worker gracefully (its run is re-queued with a checkpoint) and waits for it. */
+  async stop(): Promise<void> {
+    this.child?.kill("SIGTERM");
+    await this.exited;
+  }
+}

@@ -1,0 +1,311 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Message, User } from "grammy/types";
+import { createFriendsRepository } from "../src/access/friends.repository.ts";
+import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
+import { createLog } from "../src/bot/log.ts";
+import { createServing } from "../src/cli/engine-setup.ts";
+import type { Config } from "../src/config/config.ts";
+import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
+import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { Conversations } from "../src/inference/conversations.ts";
+import { Engine } from "../src/inference/engine.ts";
+import { createModelsRepository } from "../src/models/models.repository.ts";
+import { LocalWorker } from "../src/training/local-worker.ts";
+import { createRunsRepository } from "../src/training/runs.repository.ts";
+import { type ApiCall, BotApiServer } from "./support/bot-api-server.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { fixtures } from "./support/fixtures.ts";
+import { testModel } from "./support/models.ts";
+import { writePersonalChatExport } from "./support/personal-chat-export.ts";
+
+const TOKEN = "123456789:AAE-test_token_for_the_local_bot_api_0123";
+const owner: User = { id: 64232718, is_bot: false, first_name: "ActionParsnip" }; // the IRC fixture's owner
+const anna: User = { id: 5001, is_bot: false, first_name: "Anna" };
+
+/**
+ * /train end to end: a real fixture export and a personal chat imported, a dataset built, /train
+ * confirmed through the local Bot API server, the local worker (a child process from
+ * trainer/.venv) training SmolLM2 for a few steps on CPU, progress edits, the chart as a photo,
+ * the new adapter answering a friend; then a second run cancelled, keeping the first adapter.
+ */
+describe("/train end to end: queue, local worker, chart, the new adapter answers", {
+  timeout: 600_000,
+}, () => {
+  const server = new BotApiServer(TOKEN);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "twin-train-test-"));
+  const logLines: string[] = [];
+  const workerLines: string[] = [];
+  let database: TestDatabase;
+  let engine: Engine;
+  let twin: TwinBot;
+  let worker: LocalWorker;
+
+  const ownerTexts = (method: string) =>
+    server.sent(method, owner.id).map((call) => String(call.params.text));
+  const press = (call: ApiCall, label: string) => {
+    const buttons = (call.params.reply_markup?.inline_keyboard ?? []).flat() as {
+      text: string;
+      callback_data: string;
+    }[];
+    const button = buttons.find((b) => b.text === label);
+    assert.ok(button, `a “${label}” button among ${buttons.map((b) => b.text).join(", ")}`);
+    const message = (call as ApiCall & { result?: Message }).result as Message;
+    server.pressButton(owner, button.callback_data, message);
+  };
+  const lastSent = (predicate: (text: string) => boolean) =>
+    server
+      .sent("sendMessage", owner.id)
+      .slice()
+      .reverse()
+      .find((call) => predicate(String(call.params.text))) as ApiCall;
+  const waitForText = (
+    method: string,
+    what: string,
+    predicate: (text: string) => boolean,
+    timeoutMs = 60_000,
+  ) => server.waitFor(what, () => ownerTexts(method).some(predicate), timeoutMs);
+
+  /** /train, check the confirmation, press Start; returns the run id. */
+  const startRun = async (): Promise<number> => {
+    const asked = server.sent("sendMessage", owner.id).length;
+    server.sendMessage(owner, { text: "/train" });
+    await server.waitFor("the confirmation", () =>
+      server
+        .sent("sendMessage", owner.id)
+        .slice(asked)
+        .some((c) => String(c.params.text).includes("Start training?")),
+    );
+    const confirmation = lastSent((text) => text.includes("Start training?"));
+    assert.match(String(confirmation.params.text), /Dataset \d+: .*sessions/, "it shows the dataset's stats");
+    assert.match(
+      String(confirmation.params.text),
+      /\d steps of 400 tokens; time: /,
+      "and the steps and a time estimate",
+    );
+    const queuedBefore = ownerTexts("editMessageText").filter((t) => /Queued as run \d+/.test(t)).length;
+    press(confirmation, "Start training");
+    const queued = () => ownerTexts("editMessageText").filter((t) => /Queued as run \d+/.test(t));
+    await server.waitFor("the queued run", () => queued().length > queuedBefore);
+    return Number(/Queued as run (\d+)/.exec(queued().at(-1) ?? "")?.[1]);
+  };
+
+  before(async () => {
+    await server.start();
+    database = await (backends()[0] as ReturnType<typeof backends>[number]).fresh();
+    const history = createHistoryRepository(database);
+    const personal = writePersonalChatExport(
+      tmp,
+      { id: owner.id, name: "ActionParsnip" },
+      { id: anna.id, name: "Anna Petrova" },
+    );
+    await importDesktopExport(
+      { historyRepository: history },
+      { input: personal, batchSize: 1000, timeZone: "UTC" },
+    );
+    await importDesktopExport(
+      { historyRepository: history },
+      { input: fixtures.irc, batchSize: 25_000, timeZone: "UTC" },
+    );
+    await buildDataset(database, {
+      ...defaultDatasetOptions("UTC"),
+      groups: true,
+      since: null,
+      loss: { kind: "owner" },
+      maxTokens: 400,
+    });
+    await createModelsRepository(database).add({ ggufPath: testModel() });
+    await createFriendsRepository(database).allow(anna.id);
+    engine = await Engine.open({
+      modelPath: testModel(),
+      contextSize: 2048,
+      sequences: 2,
+      threads: 2,
+      sampling: { temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.1 },
+      maxReplyTokens: 24,
+    });
+    const config: Config = {
+      ...database.config,
+      dataDir: tmp,
+      bot: {
+        token: TOKEN,
+        ownerId: owner.id,
+        apiRoot: server.apiRoot,
+        webhook: undefined,
+        groups: [],
+        rateLimitPerMinute: 100,
+        quietMs: 200,
+        typing: { msPerChar: 0, maxMs: 0 },
+        progressEditMs: 200,
+      },
+      training: {
+        worker: "local",
+        python: undefined,
+        configFile: "smollm2-135m-lora-cpu.yaml",
+        overrides: {
+          max_steps: "4",
+          save_every: "2",
+          eval_every: "2",
+          max_eval_examples: "4",
+          tokens_per_batch: "400",
+        },
+        staleSeconds: 10,
+      },
+    };
+    worker = new LocalWorker({
+      config: config.training,
+      databaseUrl: database.url,
+      runs: createRunsRepository(database),
+      onLine: (line) => workerLines.push(line),
+    });
+    twin = await createTwinBot({
+      config,
+      database,
+      conversations: new Conversations(engine),
+      countTokens: engine.countTokens,
+      model: createServing(config, database, engine),
+      worker,
+      log: createLog([TOKEN], (line) => logLines.push(line)),
+    });
+    await twin.start();
+  });
+  after(async () => {
+    await twin?.stop();
+    await engine?.dispose();
+    await server.close();
+    await database?.close();
+    await stopEmbedded();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  let firstAdapter = 0;
+
+  it("trains from /train to a new adapter: progress edits, a loss chart, metrics, the adapter answers", async () => {
+    assert.equal(twin.services.model.adapter(), undefined, "before any run the base model answers");
+    const runId = await startRun();
+    await waitForText(
+      "editMessageText",
+      "a progress edit with steps",
+      (text) => /step [1-4]\/4/.test(text),
+      300_000,
+    );
+    await server.waitFor("the loss chart", () => server.sent("sendPhoto", owner.id).length > 0, 300_000);
+    await waitForText("editMessageText", "the finished run", (text) =>
+      text.startsWith(`Training run ${runId}: done`),
+    );
+    const photo = server.sent("sendPhoto", owner.id)[0] as ApiCall;
+    const png = photo.params.photo.bytes as Buffer;
+    assert.ok(png.subarray(0, 8).equals(Buffer.from("89504e470d0a1a0a", "hex")), "the chart is a PNG");
+    assert.ok(png.length > 10_000, `the chart is a real picture (${png.length} bytes)`);
+    assert.match(
+      String(photo.params.caption),
+      /base \d+\.\d+ → tuned \d+\.\d+/,
+      "the caption compares base and tuned loss",
+    );
+
+    const runs = createRunsRepository(database);
+    const run = await runs.get(runId);
+    assert.equal(run?.status, "succeeded", `the run succeeded (${run?.error})`);
+    const events = (await runs.events(runId)).map((e) => e.event);
+    for (const name of ["queued", "claimed", "start", "log", "eval", "checkpoint", "done", "succeeded"]) {
+      assert.ok(events.includes(name), `the run's events include ${name}: ${events.join(",")}`);
+    }
+    const active = await runs.activeAdapter();
+    assert.ok(active && active.runId === runId, "the run's adapter is the active one");
+    firstAdapter = active.id;
+    assert.equal(
+      twin.services.model.adapter()?.label,
+      `adapter:${active.id}`,
+      "the bot serves it without a restart",
+    );
+
+    server.sendMessage(anna, { text: "hey, are you around tonight?" });
+    await server.waitFor(
+      "the twin's answer to Anna",
+      () => server.sent("sendMessage", anna.id).length > 1,
+      120_000,
+    );
+    const { rows } = await database.pool.query<{ served_by: string }>(
+      "SELECT DISTINCT served_by FROM bot_messages WHERE from_twin AND person_id = $1",
+      [anna.id],
+    );
+    assert.deepEqual(rows, [{ served_by: `adapter:${active.id}` }], "the tuned model answered Anna");
+  });
+
+  it("cancels a running run from the status message and keeps the previous adapter active", async () => {
+    twin.services.config.training.overrides.max_steps = "40"; // long enough to be cancelled mid-way
+    const runId = await startRun();
+    const runs = createRunsRepository(database);
+    const deadline = Date.now() + 300_000;
+    while (!(await runs.events(runId)).some((e) => e.event === "start")) {
+      assert.ok(Date.now() < deadline, "the second run started training");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const status = server
+      .sent("sendMessage", owner.id)
+      .slice()
+      .reverse()
+      .find((c) => String(c.params.text).startsWith(`Training run ${runId}`)) as ApiCall;
+    press(status, "Cancel");
+    try {
+      await waitForText(
+        "editMessageText",
+        "the cancelled run",
+        (text) => text.startsWith(`Training run ${runId}: cancelled. Adapter run-`),
+        120_000,
+      );
+    } catch (error) {
+      const answers = server.sent("answerCallbackQuery").map((c) => JSON.stringify(c.params));
+      const events = (await runs.events(runId)).map(
+        (e) => `${e.event} ${JSON.stringify(e.data).slice(0, 80)}`,
+      );
+      throw new Error(
+        `${(error as Error).message}\nanswers: ${answers.join("; ")}\nevents:\n${events.join("\n")}\nworker:\n${workerLines.slice(-15).join("\n")}\nlog: ${logLines.join("")}`,
+      );
+    }
+    const run = await runs.get(runId);
+    assert.equal(run?.status, "cancelled", "the run is cancelled");
+    assert.ok((run?.step ?? 99) < 6, `it stopped before the end (step ${run?.step})`);
+    const events = (await runs.events(runId)).map((e) => e.event);
+    assert.ok(
+      events.includes("stopped"),
+      `the trainer stopped at a step with a checkpoint: ${events.join(",")}`,
+    );
+    assert.equal((await runs.activeAdapter())?.id, firstAdapter, "the previous adapter stays active");
+    assert.equal(twin.services.model.adapter()?.label, `adapter:${firstAdapter}`, "and keeps answering");
+  });
+
+  it("/model lists the adapters and switches to the base and back", async () => {
+    server.sendMessage(owner, { text: "/model" });
+    await waitForText("sendMessage", "the model list", (text) => text.startsWith("Base: "));
+    const list = lastSent((text) => text.startsWith("Base: "));
+    assert.match(
+      String(list.params.text),
+      new RegExp(`${firstAdapter}\\. run-\\d+ on .* ✓`),
+      "the active adapter is marked",
+    );
+    press(list, "Base model only");
+    await server.waitFor("the switch to the base", () => twin.services.model.adapter() === undefined);
+    assert.equal(
+      await createRunsRepository(database).activeAdapter(),
+      undefined,
+      "no adapter is active in the database",
+    );
+    const { rows } = await database.pool.query("SELECT id FROM adapters");
+    assert.equal(rows.length, 1, "one adapter exists (the cancelled run made none)");
+    press(list, `Use run-${(await createRunsRepository(database).listAdapters())[0]?.runId}`);
+    await server.waitFor(
+      "the switch back",
+      () => twin.services.model.adapter()?.label === `adapter:${firstAdapter}`,
+    );
+    assert.equal(
+      logLines.filter((line) => line.includes("Error")).length,
+      0,
+      `no errors logged: ${logLines.join("")}`,
+    );
+  });
+});
