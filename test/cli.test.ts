@@ -23,7 +23,13 @@ function twin(...args: string[]) {
 }
 
 function twinWithInput(input: string | undefined, ...args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir, TWIN_MAX_REPLY_TOKENS: "24" };
+  // TWIN_WORKER=external: runs queued here wait in the queue (no training in these tests).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TWIN_DATA_DIR: dataDir,
+    TWIN_MAX_REPLY_TOKENS: "24",
+    TWIN_WORKER: "external",
+  };
   delete env.DATABASE_URL;
   const result = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), ...args], {
     cwd: root,
@@ -118,6 +124,28 @@ describe("the twin command on the embedded database", () => {
     assert.equal(chat.code, 0, chat.stderr);
     assert.match(chat.stdout, /You are Somebody New; the twin is Hamid Khorshidian/, chat.stdout);
     assert.match(chat.stdout, /Hamid Khorshidian: \S/, `the twin answered: ${chat.stdout}`);
+  });
+
+  it("queues a training run after showing its plan, lists it and cancels it", () => {
+    const refused = twin("train");
+    assert.notEqual(refused.code, 0, "no confirmation without a terminal");
+    assert.match(refused.stderr, /pass --yes/, refused.stderr);
+    const env = ["--set", "max_steps=3"];
+    const queued = twinWithInput(undefined, "train", "--yes", "--detach", ...env);
+    assert.equal(queued.code, 0, queued.stderr);
+    assert.match(queued.stdout, /^Dataset \d+: .*sessions/m, "the plan names the dataset");
+    assert.match(queued.stdout, /3 steps of 1,024 tokens; time: roughly \d+/, "steps and a rough time");
+    const run = /queued run (\d+)/.exec(queued.stdout)?.[1];
+    assert.ok(run, `a run was queued: ${queued.stdout}`);
+    assert.match(twin("train", "list").stdout, new RegExp(`${run}\\s*│\\s*queued`), "list shows it queued");
+    const cancelled = twin("train", "cancel", run);
+    assert.equal(cancelled.stdout, `run ${run} cancelled\n`, cancelled.stderr);
+    assert.match(twin("train", "list").stdout, new RegExp(`${run}\\s*│\\s*cancelled`));
+    assert.match(
+      twin("train", "cancel", run).stdout,
+      /is not queued or running/,
+      "cancelling twice is harmless",
+    );
   });
 
   it("runs the bot against a Bot API server until SIGTERM, and refuses to start without a token", async () => {

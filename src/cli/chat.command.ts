@@ -1,10 +1,14 @@
+import path from "node:path";
 import readline from "node:readline/promises";
 import type { Command } from "commander";
-import { machineTimeZone } from "../config/config.ts";
+import { type Config, machineTimeZone } from "../config/config.ts";
 import { headerLine } from "../dataset/examples.ts";
+import type { Database } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
 import { loadConversationContext } from "../inference/history-context.ts";
 import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
+import { adapterFile } from "../training/serving.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
 
@@ -36,6 +40,12 @@ export function messageStream(write: (text: string) => void) {
   };
 }
 
+async function activeAdapterFile(config: Config, database: Database): Promise<string | undefined> {
+  const runs = createRunsRepository(database);
+  const active = await runs.activeAdapter();
+  return active ? adapterFile(runs, path.join(config.dataDir, "adapters"), active) : undefined;
+}
+
 export function registerChatCommand(program: Command): void {
   program
     .command("chat")
@@ -53,8 +63,10 @@ export function registerChatCommand(program: Command): void {
         }
         const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
         const settings = config.inference;
-        const { context, modelPath } = await withDatabase(config, async (database) => ({
+        const { context, modelPath, activeAdapter } = await withDatabase(config, async (database) => ({
           modelPath: await resolveModelPath(config, database, options.model),
+          // Without --adapter or TWIN_ADAPTER: the adapter the bot serves (the database's active one).
+          activeAdapter: await activeAdapterFile(config, database),
           context: await loadConversationContext(
             database,
             (options.with ?? options.as) as string,
@@ -63,7 +75,7 @@ export function registerChatCommand(program: Command): void {
         }));
         const { engine, adapter } = await openEngine(config, modelPath, {
           sequences: 1,
-          adapterPath: options.adapter ?? settings.adapter,
+          adapterPath: options.adapter ?? settings.adapter ?? activeAdapter,
         });
         const conversations = new Conversations(engine);
         const you = options.with ? context.person.name : context.owner.name;

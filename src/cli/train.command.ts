@@ -2,12 +2,15 @@ import fs from "node:fs/promises";
 import readline from "node:readline/promises";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
+import { machineTimeZone } from "../config/config.ts";
+import { buildDataset, defaultDatasetOptions } from "../dataset/build.usecase.ts";
 import type { Database } from "../db/client.ts";
+import { createHistoryRepository } from "../history/history.repository.ts";
 import { LocalWorker } from "../training/local-worker.ts";
 import { formatDuration } from "../training/plan.ts";
 import { followRun } from "../training/progress.ts";
 import { createRunsRepository } from "../training/runs.repository.ts";
-import { describePlan, planRun, queueRun } from "../training/train.usecase.ts";
+import { describePlan, NoDatasetError, planRun, queueRun } from "../training/train.usecase.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
 
@@ -42,8 +45,19 @@ export function registerTrainCommand(program: Command): void {
         overrides: { ...config.training.overrides, ...overrides },
       };
       await withDatabase(config, async (database) => {
-        const plan = await planRun(database, config, {
-          datasetId: options.dataset ? Number(options.dataset) : undefined,
+        const datasetId = options.dataset ? Number(options.dataset) : undefined;
+        const plan = await planRun(database, config, { datasetId }).catch(async (error) => {
+          if (!(error instanceof NoDatasetError)) throw error;
+          process.stdout.write(
+            "no dataset yet: building one with the defaults (`twin dataset` has the options)…\n",
+          );
+          const owner = await createHistoryRepository(database).getOwner();
+          const built = await buildDataset(
+            database,
+            defaultDatasetOptions(config.timeZone ?? owner?.timeZone ?? machineTimeZone()),
+          );
+          process.stdout.write(`built dataset ${built.datasetId}\n`);
+          return planRun(database, config, { datasetId: built.datasetId });
         });
         process.stdout.write(`${describePlan(plan)}\n`);
         if (!options.yes && !(await confirm("Start training? [y/N] "))) {
@@ -189,7 +203,7 @@ async function follow(
     bar.stop();
     if (run.status === "failed") throw new Error(`run ${runId} failed: ${run.error}`);
     const metrics = run.metrics as { base?: { overall: Overall }; tuned?: { overall: Overall } } | null;
-    const out = table(["run " + runId, run.status]);
+    const out = table([`run ${runId}`, run.status]);
     out.push(["steps", run.step]);
     if (metrics?.base && metrics.tuned) {
       out.push(

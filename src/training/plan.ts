@@ -69,6 +69,25 @@ export function estimateRun(input: {
   return { steps, seconds: input.secondsPerStep ? Math.round(steps * input.secondsPerStep) : null };
 }
 
+/**
+ * A rough pace before any run on this base was timed (pure). A LoRA step costs about 4 FLOPs per
+ * parameter per token (forward, and backward through the frozen weights without their gradients),
+ * 6 with gradient checkpointing (on GPUs). Sustained rates: ~3e10 FLOP/s per CPU core in fp32
+ * (SmolLM2-135M on this project's 2-core machine: 400-token steps in 3 s) and ~3e13 per GPU in bf16
+ * (a third of a consumer card's peak). Right within a factor of two or so; the status shows a
+ * measured ETA once steps run.
+ */
+export function priorSecondsPerStep(input: {
+  parameters: number;
+  tokensPerBatch: number;
+  hardware: { gpus: number; cpus: number };
+}): number {
+  const { parameters, tokensPerBatch, hardware } = input;
+  const flops = (hardware.gpus > 0 ? 6 : 4) * parameters * tokensPerBatch;
+  const rate = hardware.gpus > 0 ? hardware.gpus * 3e13 : Math.max(1, hardware.cpus) * 3e10;
+  return flops / rate;
+}
+
 /** "3 h 05 min", "12 min", "40 s". */
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;

@@ -70,7 +70,7 @@ export class Serving {
 
   private async load(adapter: Adapter, strict = false): Promise<AdapterChoice | undefined> {
     try {
-      const file = await this.materialize(adapter);
+      const file = await adapterFile(this.deps.runs, this.deps.adapterDir, adapter);
       await this.deps.checkAdapter(file);
       return { path: file, scale: this.deps.scale, label: `adapter:${adapter.id}` };
     } catch (error) {
@@ -82,16 +82,15 @@ export class Serving {
       return undefined;
     }
   }
+}
 
-  /** The adapter's GGUF as a file (written once, atomically, checked by sha256 on the way out). */
-  private async materialize(adapter: Adapter): Promise<string> {
-    const file = path.join(this.deps.adapterDir, `adapter-${adapter.id}-${adapter.name}.gguf`);
-    if (await fs.stat(file).catch(() => undefined)) return file;
-    await fs.mkdir(this.deps.adapterDir, { recursive: true });
-    const data = await this.deps.runs.readFile(adapter.fileId);
-    const partial = `${file}.partial`;
-    await fs.writeFile(partial, data);
-    await fs.rename(partial, file);
-    return file;
-  }
+/** The adapter's GGUF as a file in `dir` (written once, atomically; checked by sha256 on the way out). */
+export async function adapterFile(runs: RunsRepository, dir: string, adapter: Adapter): Promise<string> {
+  const file = path.join(dir, `adapter-${adapter.id}-${adapter.name}.gguf`);
+  if (await fs.stat(file).catch(() => undefined)) return file;
+  await fs.mkdir(dir, { recursive: true });
+  const partial = `${file}.partial`;
+  await fs.writeFile(partial, await runs.readFile(adapter.fileId));
+  await fs.rename(partial, file);
+  return file;
 }

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { eq } from "drizzle-orm";
 import type { Config } from "../config/config.ts";
 import { createDatasetRepository } from "../dataset/dataset.repository.ts";
@@ -5,12 +6,21 @@ import { datasets } from "../dataset/dataset.tables.ts";
 import type { Manifest } from "../dataset/manifest.ts";
 import { summaryLine } from "../dataset/manifest.ts";
 import type { Database } from "../db/client.ts";
+import { readGgufFacts } from "../models/gguf-facts.ts";
 import { type BaseModel, createModelsRepository } from "../models/models.repository.ts";
-import { estimateRun, formatDuration, readTrainerSettings, type TrainerSettings } from "./plan.ts";
+import {
+  estimateRun,
+  formatDuration,
+  priorSecondsPerStep,
+  readTrainerSettings,
+  type TrainerSettings,
+} from "./plan.ts";
 import { createRunsRepository, type TrainingRun } from "./runs.repository.ts";
 import type { RunConfig } from "./training.tables.ts";
 
 export class NothingToTrainError extends Error {}
+/** No dataset was built yet: the caller may offer to build one first. */
+export class NoDatasetError extends NothingToTrainError {}
 
 /** What a run would be, shown for confirmation before it is queued. */
 export type RunPlan = {
@@ -19,6 +29,8 @@ export type RunPlan = {
   config: RunConfig;
   settings: TrainerSettings;
   estimate: { steps: number; seconds: number | null };
+  /** Where the time comes from: an earlier run on this base and config, or the rough prior. */
+  pace: "measured" | "rough";
   workers: { id: string; hardware: Record<string, unknown> }[];
 };
 
@@ -31,11 +43,16 @@ export async function planRun(
   const dataset = options.datasetId
     ? (await database.db.select().from(datasets).where(eq(datasets.id, options.datasetId)))[0]
     : await createDatasetRepository(database).latestReady();
-  if (!dataset || dataset.status !== "ready" || !dataset.manifest) {
+  if (dataset?.status !== "ready" || !dataset.manifest) {
+    if (options.datasetId)
+      throw new NothingToTrainError(`dataset ${options.datasetId} is not a ready dataset`);
+    throw new NoDatasetError(
+      "there is no dataset yet: build one first (`twin dataset`, or /dataset in the bot)",
+    );
+  }
+  if ((dataset.manifest as Manifest).counts.trainExamples === 0) {
     throw new NothingToTrainError(
-      options.datasetId
-        ? `dataset ${options.datasetId} is not a ready dataset`
-        : "there is no dataset yet: build one first (`twin dataset`, or /dataset in the bot)",
+      `dataset ${dataset.id} has no training examples (is the history imported? for group chats build it with --groups)`,
     );
   }
   const base = await createModelsRepository(database).defaultModel();
@@ -49,16 +66,35 @@ export async function planRun(
   const trainTokens = Math.round(
     (counts.tokensEstimate * counts.trainExamples) / Math.max(1, counts.examples),
   );
-  const estimate = estimateRun({
-    trainTokens,
-    settings,
-    secondsPerStep: await runs.secondsPerStep(base.id, runConfig.file),
-  });
   const workers = (await runs.liveWorkers(config.training.staleSeconds)).map((w) => ({
     id: w.id,
     hardware: w.hardware,
   }));
-  return { dataset: { id: dataset.id, manifest }, base, config: runConfig, settings, estimate, workers };
+  const measured = await runs.secondsPerStep(base.id, runConfig.file);
+  const facts = measured ? undefined : await readGgufFacts(base.ggufPath).catch(() => undefined);
+  const gpus = (workers[0]?.hardware.gpus as unknown[] | undefined)?.length ?? 0;
+  const cpus = Number(workers[0]?.hardware.cpus ?? os.availableParallelism());
+  const rough =
+    facts?.kind === "model"
+      ? priorSecondsPerStep({
+          parameters: [...facts.shapes.values()].reduce(
+            (sum, dims) => sum + dims.reduce((a, b) => a * b, 1),
+            0,
+          ),
+          tokensPerBatch: settings.tokensPerBatch,
+          hardware: { gpus, cpus },
+        })
+      : undefined;
+  const estimate = estimateRun({ trainTokens, settings, secondsPerStep: measured ?? rough });
+  return {
+    dataset: { id: dataset.id, manifest },
+    base,
+    config: runConfig,
+    settings,
+    estimate,
+    pace: measured ? "measured" : "rough",
+    workers,
+  };
 }
 
 export function queueRun(database: Database, plan: RunPlan, chatId?: number): Promise<TrainingRun> {
@@ -77,9 +113,11 @@ export function describePlan(plan: RunPlan): string {
   const counts = plan.dataset.manifest.counts;
   const n = (value: number) => value.toLocaleString("en-US");
   const overrides = Object.entries(plan.config.set).map(([key, value]) => `${key}=${value}`);
-  const time = plan.estimate.seconds
-    ? `about ${formatDuration(plan.estimate.seconds)} (paced by the last run)`
-    : "unknown until the first steps (no earlier run on this base to time it by); the status shows an ETA";
+  const time = !plan.estimate.seconds
+    ? "unknown until the first steps run; the status shows an ETA"
+    : plan.pace === "measured"
+      ? `about ${formatDuration(plan.estimate.seconds)} (at the last run's pace)`
+      : `roughly ${formatDuration(plan.estimate.seconds)} (from the model's size; the status shows a measured ETA)`;
   const worker = plan.workers[0]
     ? `worker ${plan.workers[0].id} (${describeHardware(plan.workers[0].hardware)})`
     : "a local worker on this machine";

@@ -13,6 +13,26 @@ import type { BotServices } from "../services.ts";
 /** The Bot API lets bots download files up to 20 MB. */
 export const BOT_DOWNLOAD_LIMIT = 20 * 1024 * 1024;
 
+/** Builds a dataset with the defaults as a background job; `then` runs once it is built (e.g. /train's confirmation). */
+export function startDatasetJob(
+  services: BotServices,
+  chatId: number,
+  then?: (datasetId: number) => Promise<void>,
+): number {
+  return services.jobs.start(chatId, "Building the dataset", async ({ signal, report }) => {
+    const owned = await createHistoryRepository(services.database).getOwner();
+    const result = await buildDataset(services.database, {
+      ...defaultDatasetOptions(services.config.timeZone ?? owned?.timeZone ?? services.timeZone),
+      signal,
+      onProgress: ({ chats, totalChats, examples }) =>
+        report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
+    });
+    const counts = result.manifest.counts;
+    await then?.(result.datasetId);
+    return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${counts.evalExamples} held-out examples.`;
+  });
+}
+
 /**
  * `/import` (a conversation: it waits for the export as a document) and `/dataset`. Both run as
  * background jobs that edit one status message and can be cancelled.
@@ -78,18 +98,8 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
   const owner = composer.filter((ctx) => ctx.role === "owner");
   owner.command("import", (ctx) => ctx.conversation.enter("import"));
 
-  owner.command("dataset", async (ctx) => {
-    const owned = await createHistoryRepository(services.database).getOwner();
-    services.jobs.start(ctx.chat.id, "Building the dataset", async ({ signal, report }) => {
-      const result = await buildDataset(services.database, {
-        ...defaultDatasetOptions(services.config.timeZone ?? owned?.timeZone ?? services.timeZone),
-        signal,
-        onProgress: ({ chats, totalChats, examples }) =>
-          report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
-      });
-      const counts = result.manifest.counts;
-      return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${counts.evalExamples} held-out examples.`;
-    });
+  owner.command("dataset", (ctx) => {
+    startDatasetJob(services, ctx.chat.id);
   });
 
   composer.callbackQuery(/^job:cancel:(\d+)$/, async (ctx) => {

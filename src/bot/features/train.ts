@@ -2,10 +2,17 @@ import { Composer, InlineKeyboard, InputFile } from "grammy";
 import { formatDuration } from "../../training/plan.ts";
 import { followRun, type RunProgress } from "../../training/progress.ts";
 import type { Adapter, TrainingRun } from "../../training/runs.repository.ts";
-import { describePlan, NothingToTrainError, planRun, queueRun } from "../../training/train.usecase.ts";
+import {
+  describePlan,
+  NoDatasetError,
+  NothingToTrainError,
+  planRun,
+  queueRun,
+} from "../../training/train.usecase.ts";
 import type { BotContext } from "../context.ts";
 import { progressBar } from "../jobs.ts";
 import type { BotServices } from "../services.ts";
+import { startDatasetJob } from "./history-jobs.ts";
 
 /** The status line of a run in progress (pure). */
 export function progressText(progress: RunProgress): string {
@@ -81,18 +88,40 @@ export function training(services: BotServices): Composer<BotContext> {
 
   const owner = composer.filter((ctx) => ctx.role === "owner");
 
-  owner.command("train", async (ctx) => {
+  /** The plan of a run on the latest dataset, with Start / Not now buttons. */
+  const confirm = async (chatId: number) => {
     try {
       const plan = await planRun(services.database, services.config);
-      await ctx.reply(`${describePlan(plan)}\n\nStart training?`, {
+      await services.api.sendMessage(chatId, `${describePlan(plan)}\n\nStart training?`, {
         reply_markup: new InlineKeyboard()
           .text("Start training", `train:go:${plan.dataset.id}`)
           .text("Not now", "train:no"),
       });
     } catch (error) {
-      if (!(error instanceof NothingToTrainError)) throw error;
-      await ctx.reply(`${error.message}.`);
+      if (error instanceof NoDatasetError) {
+        await services.api.sendMessage(
+          chatId,
+          "There is no dataset yet. Build one from your history now, then train?",
+          {
+            reply_markup: new InlineKeyboard()
+              .text("Build it, then train", "train:build")
+              .text("Not now", "train:no"),
+          },
+        );
+      } else if (error instanceof NothingToTrainError) {
+        await services.api.sendMessage(chatId, `${error.message}.`);
+      } else throw error;
     }
+  };
+
+  owner.command("train", (ctx) => confirm(ctx.chat.id));
+
+  composer.callbackQuery("train:build", async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    await ctx.answerCallbackQuery();
+    await ctx.editMessageText("Building the dataset first; the training plan follows.");
+    const chatId = ctx.chat?.id ?? services.ownerId;
+    startDatasetJob(services, chatId, () => confirm(chatId));
   });
 
   composer.callbackQuery("train:no", async (ctx) => {
