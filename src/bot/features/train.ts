@@ -61,7 +61,15 @@ export function followTraining(services: BotServices, chatId: number, run: Train
     const { run: finished } = await followRun(runs, run.id, {
       signal,
       pollMs: 1000,
-      onProgress: (progress) => report(progressText(progress)),
+      onProgress: (progress, current) => {
+        const silent = current.heartbeatAt ? (Date.now() - current.heartbeatAt.getTime()) / 1000 : 0;
+        const stale = current.status === "running" && silent > services.config.training.staleSeconds;
+        report(
+          stale
+            ? `${progressText(progress)}\nits worker has been silent for ${formatDuration(silent)}: the next worker re-queues it`
+            : progressText(progress),
+        );
+      },
     });
     if (finished.status === "cancelled") {
       const active = await runs.activeAdapter();
