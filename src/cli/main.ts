@@ -3,6 +3,7 @@ import createDebug from "debug";
 import { registerBotCommand } from "./bot.command.ts";
 import { registerChatCommand } from "./chat.command.ts";
 import { registerDatasetCommand } from "./dataset.command.ts";
+import { registerEvalCommand } from "./eval.command.ts";
 import { registerExportCommand } from "./export.command.ts";
 import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
@@ -27,6 +28,7 @@ registerStatsCommand(program);
 registerDatasetCommand(program);
 registerModelCommand(program);
 registerTrainCommand(program);
+registerEvalCommand(program);
 registerChatCommand(program);
 registerBotCommand(program);
 

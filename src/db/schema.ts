@@ -3,6 +3,7 @@
 export * from "../access/access.tables.ts";
 export * from "../bot/bot.tables.ts";
 export * from "../dataset/dataset.tables.ts";
+export * from "../evaluation/evaluation.tables.ts";
 export * from "../history/history.tables.ts";
 export * from "../models/models.tables.ts";
 export * from "../training/training.tables.ts";

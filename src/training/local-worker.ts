@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { TrainingConfig } from "../config/config.ts";
 import type { RunsRepository } from "./runs.repository.ts";
 
-const trainerDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../trainer");
+export const trainerDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../trainer");
 
 export class TrainerSetupError extends Error {}
 

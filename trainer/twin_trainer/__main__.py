@@ -1,4 +1,4 @@
-"""python -m twin_trainer train|eval|export-gguf|worker — see configs/ and the README."""
+"""python -m twin_trainer train|eval|export-gguf|worker|report — see configs/ and the README."""
 
 from __future__ import annotations
 
@@ -100,6 +100,24 @@ def _worker(arguments: argparse.Namespace) -> int:
         return 1
 
 
+def _report(arguments: argparse.Namespace) -> int:
+    import os
+
+    from .report import write_report
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("error: set DATABASE_URL: the evaluation's samples are in PostgreSQL", file=sys.stderr)
+        return 2
+    try:
+        summary = write_report(url, arguments.evaluation, Path(arguments.out) if arguments.out else None)
+    except (ValueError, ConnectionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"event": "report", "evaluation": arguments.evaluation, "turns": summary["turns"]}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twin_trainer")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--base", required=True, help="the base GGUF the adapter was trained on")
     export.add_argument("--out", required=True, help="the .gguf file to write")
     export.set_defaults(handler=_export)
+    report = commands.add_parser("report", help="measure an evaluation's samples: report, plots, figures")
+    report.add_argument("--evaluation", type=int, required=True, help="the evaluation id `twin eval` made")
+    report.add_argument("--out", help="also write report.md and the PNGs here")
+    report.set_defaults(handler=_report)
     serve = commands.add_parser("worker", help="train the runs queued in PostgreSQL (DATABASE_URL)")
     serve.add_argument("--until-idle", action="store_true", help="exit when no queued run is left")
     serve.add_argument("--once", action="store_true", help="train at most one run, then exit")

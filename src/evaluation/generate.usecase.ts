@@ -1,0 +1,191 @@
+import path from "node:path";
+import { eq } from "drizzle-orm";
+import type { Config } from "../config/config.ts";
+import { createDatasetRepository } from "../dataset/dataset.repository.ts";
+import { datasets } from "../dataset/dataset.tables.ts";
+import type { Manifest } from "../dataset/manifest.ts";
+import type { Database } from "../db/client.ts";
+import { Conversations } from "../inference/conversations.ts";
+import type { AdapterChoice, Engine } from "../inference/engine.ts";
+import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
+import { createRunsRepository } from "../training/runs.repository.ts";
+import { adapterFile } from "../training/serving.ts";
+import { type EvaluatedModel, evaluationSamples, evaluations } from "./evaluation.tables.ts";
+import { type EvalPoint, evalPoints, type ParsedExample, parseExample, pointSeed } from "./points.ts";
+
+export class EvaluationError extends Error {}
+
+export type GenerateOptions = {
+  datasetId?: number | undefined;
+  /** Whose turns are generated (a name as the dataset writes it); default: the owner. */
+  speaker?: string | undefined;
+  /** Adapters to evaluate (ids); default: the active one, if any. */
+  adapterIds?: number[] | undefined;
+  /** At most this many held-out turns, a fixed random subset (0: all). */
+  maxTurns?: number | undefined;
+  seed?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((done: number, total: number, model: string) => void) | undefined;
+};
+
+/** The models compared: the base alone, the base with real history (the prompting baseline), each adapter. */
+export function evaluatedModels(adapters: { id: number; name: string }[]): EvaluatedModel[] {
+  return [
+    { key: "base", label: "base model", adapterId: null, history: false },
+    { key: "base+history", label: "base model + real history", adapterId: null, history: true },
+    ...adapters.map((a) => ({ key: `adapter:${a.id}`, label: a.name, adapterId: a.id, history: true })),
+  ];
+}
+
+/** Real turns of the same chat before `before`, oldest first: the history the bot would show too. */
+export function chatHistory(examples: ParsedExample[], chatId: number, before: string): PromptTurn[] {
+  return examples
+    .filter((e) => e.chatId === chatId && e.startedAt < before)
+    .sort((a, b) => a.startedAt.localeCompare(b.startedAt))
+    .flatMap((e) => e.turns.map(({ speaker, messages }) => ({ speaker, messages })));
+}
+
+/** A fixed random subset of `limit` points (all when limit is 0), in their original order. */
+export function samplePoints(points: EvalPoint[], limit: number, seed: number): EvalPoint[] {
+  if (!limit || points.length <= limit) return points;
+  const ranked = points.map((point, index) => ({ index, key: pointSeed(point, seed) }));
+  ranked.sort((a, b) => a.key - b.key);
+  const chosen = new Set(ranked.slice(0, limit).map((r) => r.index));
+  return points.filter((_, index) => chosen.has(index));
+}
+
+/**
+ * Generates every held-out turn of the speaker with each model, from the real preceding context,
+ * with a fixed seed per turn; stores real and generated side by side. Returns the evaluation id.
+ */
+export async function generateSamples(
+  deps: { database: Database; engine: Engine; config: Config },
+  options: GenerateOptions = {},
+): Promise<number> {
+  const { database, engine, config } = deps;
+  const seed = options.seed ?? 0;
+  const dataset = options.datasetId
+    ? (await database.db.select().from(datasets).where(eq(datasets.id, options.datasetId)))[0]
+    : await createDatasetRepository(database).latestReady();
+  if (dataset?.status !== "ready" || !dataset.manifest) {
+    throw new EvaluationError(
+      options.datasetId
+        ? `dataset ${options.datasetId} is not ready`
+        : "there is no dataset yet: `twin dataset`",
+    );
+  }
+  const manifest = dataset.manifest as Manifest;
+  const speaker = options.speaker ?? manifest.owner.name;
+  const examples = (await createDatasetRepository(database).examples(dataset.id)).map((e) => ({
+    split: e.split,
+    parsed: parseExample(e),
+  }));
+  const all = examples.map((e) => e.parsed);
+  const points = samplePoints(
+    examples.filter((e) => e.split === "eval").flatMap((e) => evalPoints(e.parsed, speaker)),
+    options.maxTurns ?? 0,
+    seed,
+  );
+  if (points.length === 0) {
+    const names = [...new Set(all.flatMap((e) => e.turns.map((t) => t.speaker)))].slice(0, 8);
+    throw new EvaluationError(
+      `dataset ${dataset.id} has no held-out trained turn of ${speaker} (speakers there include ${names.join(", ")})`,
+    );
+  }
+  const runs = createRunsRepository(database);
+  const known = await runs.listAdapters();
+  const wanted = options.adapterIds ?? known.filter((a) => a.active).map((a) => a.id);
+  const adapters = wanted.map((id) => {
+    const adapter = known.find((a) => a.id === id);
+    if (!adapter) throw new EvaluationError(`there is no adapter ${id} (twin model list shows them)`);
+    return adapter;
+  });
+  const choices = new Map<number, AdapterChoice>();
+  for (const adapter of adapters) {
+    const file = await adapterFile(runs, path.join(config.dataDir, "adapters"), adapter);
+    await engine.checkAdapter(file);
+    choices.set(adapter.id, {
+      path: file,
+      scale: config.inference.adapterScale,
+      label: `adapter:${adapter.id}`,
+    });
+  }
+  const models = evaluatedModels(adapters);
+  const [evaluation] = await database.db
+    .insert(evaluations)
+    .values({
+      datasetId: dataset.id,
+      speaker,
+      models,
+      settings: {
+        seed,
+        maxTurns: options.maxTurns ?? 0,
+        sampling: config.inference.sampling,
+        turns: points.length,
+      },
+      status: "generating",
+    })
+    .returning({ id: evaluations.id });
+  const evaluationId = (evaluation as { id: number }).id;
+
+  const examplesById = new Map(all.map((e) => [e.id, e]));
+  const conversations = new Conversations(engine);
+  const slots = Math.max(1, engine.options.sequences);
+  const maxTokens = config.inference.contextSize - config.inference.maxReplyTokens;
+  let done = 0;
+  try {
+    for (const model of models) {
+      const adapter = model.adapterId === null ? undefined : choices.get(model.adapterId);
+      let next = 0;
+      // One conversation per slot: the sequences answer at once, each reusing its shared prefix.
+      await Promise.all(
+        Array.from({ length: slots }, async (_, slot) => {
+          while (next < points.length) {
+            if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
+            const point = points[next++] as EvalPoint;
+            const example = examplesById.get(point.exampleId) as ParsedExample;
+            const prompt = buildPrompt({
+              header: point.header,
+              history: model.history ? chatHistory(all, point.chatId, example.startedAt) : [],
+              live: point.context,
+              replyAs: point.speaker,
+              maxTokens,
+              countTokens: engine.countTokens,
+            });
+            const pointSeedValue = pointSeed(point, seed);
+            const reply = await conversations
+              .reply(`eval:${model.key}:${slot}`, prompt, adapter, { sampling: { seed: pointSeedValue } })
+              .catch((error: Error) => {
+                if (error.name === "EmptyReplyError") return { messages: [] as string[] };
+                throw error;
+              });
+            await database.db.insert(evaluationSamples).values({
+              evaluationId,
+              model: model.key,
+              exampleId: point.exampleId,
+              chatId: point.chatId,
+              turnIndex: point.turnIndex,
+              context: point.context,
+              real: point.real,
+              generated: reply.messages,
+              seed: pointSeedValue,
+            });
+            options.onProgress?.(++done, points.length * models.length, model.label);
+          }
+        }),
+      );
+      for (let slot = 0; slot < slots; slot++) await conversations.reset(`eval:${model.key}:${slot}`);
+    }
+    await database.db
+      .update(evaluations)
+      .set({ status: "reporting" })
+      .where(eq(evaluations.id, evaluationId));
+  } catch (error) {
+    await database.db
+      .update(evaluations)
+      .set({ status: "failed", error: (error as Error).message, finishedAt: new Date() })
+      .where(eq(evaluations.id, evaluationId));
+    throw error;
+  }
+  return evaluationId;
+}

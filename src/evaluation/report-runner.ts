@@ -1,0 +1,35 @@
+import { spawn } from "node:child_process";
+import type { TrainingConfig } from "../config/config.ts";
+import { trainerDir, trainerPython } from "../training/local-worker.ts";
+
+/**
+ * Runs the trainer's `report` on an evaluation: the statistics, the discriminator and the plots
+ * live in Python (scipy, scikit-learn, matplotlib). The report lands in PostgreSQL, and in `out`.
+ */
+export async function runReport(
+  training: TrainingConfig,
+  databaseUrl: string,
+  evaluationId: number,
+  out?: string,
+): Promise<void> {
+  const args = ["-m", "twin_trainer", "report", "--evaluation", String(evaluationId)];
+  if (out) args.push("--out", out);
+  const child = spawn(trainerPython(training.python), args, {
+    cwd: trainerDir,
+    // The connection string carries the password: the environment, never argv or logs.
+    env: { ...process.env, DATABASE_URL: databaseUrl },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => {
+    stderr = (stderr + chunk).slice(-4000);
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("exit", resolve);
+  });
+  if (code !== 0) {
+    const reason = stderr.trim().split("\n").at(-1) ?? "";
+    throw new Error(`the evaluation report failed (exit ${code}): ${reason}`);
+  }
+}
