@@ -37,12 +37,28 @@ export function evaluatedModels(adapters: { id: number; name: string }[]): Evalu
   ];
 }
 
-/** Real turns of the same chat before `before`, oldest first: the history the bot would show too. */
-export function chatHistory(examples: ParsedExample[], chatId: number, before: string): PromptTurn[] {
-  return examples
+/**
+ * Real turns of the same chat before `before`, oldest first: the history the bot would show too.
+ * Only the latest `maxCharacters` of it (the prompt builder then trims to the exact token budget;
+ * counting tokens over years of history for every turn would cost more than generating).
+ */
+export function chatHistory(
+  examples: ParsedExample[],
+  chatId: number,
+  before: string,
+  maxCharacters = Number.POSITIVE_INFINITY,
+): PromptTurn[] {
+  const turns = examples
     .filter((e) => e.chatId === chatId && e.startedAt < before)
     .sort((a, b) => a.startedAt.localeCompare(b.startedAt))
     .flatMap((e) => e.turns.map(({ speaker, messages }) => ({ speaker, messages })));
+  let characters = 0;
+  let first = turns.length;
+  while (first > 0 && characters < maxCharacters) {
+    first--;
+    characters += (turns[first] as PromptTurn).messages.reduce((sum, m) => sum + m.length + 5, 0);
+  }
+  return turns.slice(first);
 }
 
 /** A fixed random subset of `limit` points (all when limit is 0), in their original order. */
@@ -146,7 +162,8 @@ export async function generateSamples(
             const example = examplesById.get(point.exampleId) as ParsedExample;
             const prompt = buildPrompt({
               header: point.header,
-              history: model.history ? chatHistory(all, point.chatId, example.startedAt) : [],
+              // A token rarely spans more than 8 characters: that many per allowed token is enough text.
+              history: model.history ? chatHistory(all, point.chatId, example.startedAt, maxTokens * 8) : [],
               live: point.context,
               replyAs: point.speaker,
               maxTokens,
