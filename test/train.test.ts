@@ -166,6 +166,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       config,
       database,
       conversations: new Conversations(engine),
+      engine,
       countTokens: engine.countTokens,
       model: createServing(config, database, engine),
       worker,
@@ -306,6 +307,41 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       logLines.filter((line) => line.includes("Error")).length,
       0,
       `no errors logged: ${logLines.join("")}`,
+    );
+  });
+  it("/eval measures base, base with history and the adapter, and sends the summary, the plots and the report", async () => {
+    server.sendMessage(owner, { text: "/eval 3" });
+    await waitForText(
+      "editMessageText",
+      "the finished evaluation",
+      (text) => /^Evaluating the twin: (evaluation \d+ is done|failed)/.test(text),
+      300_000,
+    );
+    const final = ownerTexts("editMessageText").filter((t) => t.startsWith("Evaluating the twin:"));
+    assert.match(
+      final.at(-1) ?? "",
+      /is done/,
+      `the evaluation finished: ${final.at(-1)} ${logLines.join("")}`,
+    );
+    const summary = ownerTexts("sendMessage").find((t) => /^Evaluation \d+:/.test(t)) ?? "";
+    for (const label of ["base model: 3 turns", "base model + real history: 3 turns", "run-"]) {
+      assert.ok(summary.includes(label), `the summary covers ${label}: ${summary}`);
+    }
+    assert.match(summary, /closer to you than both baselines on \d+ of \d+ measures/, summary);
+    const album = server.sent("sendMediaGroup", owner.id)[0] as ApiCall;
+    const photos = album.params.media as { media: { bytes: Buffer } }[];
+    assert.equal(photos.length, 3, "three plots");
+    for (const photo of photos) {
+      assert.ok(
+        photo.media.bytes.subarray(0, 4).equals(Buffer.from("89504e47", "hex")),
+        "each plot is a PNG",
+      );
+    }
+    const report = server.sent("sendDocument", owner.id)[0] as ApiCall;
+    assert.match(
+      report.params.document.bytes.toString("utf8"),
+      /^# Does it sound like ActionParsnip\?/,
+      "the report",
     );
   });
 });

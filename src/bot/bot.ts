@@ -14,6 +14,7 @@ import { sanitizeName } from "../dataset/names.ts";
 import type { Database } from "../db/client.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import type { Conversations } from "../inference/conversations.ts";
+import type { Engine } from "../inference/engine.ts";
 import type { LocalWorker } from "../training/local-worker.ts";
 import { createRunsRepository } from "../training/runs.repository.ts";
 import type { Serving } from "../training/serving.ts";
@@ -22,6 +23,7 @@ import { registerCommands } from "./commands.ts";
 import type { BotContext, SessionData } from "./context.ts";
 import { accessControl } from "./features/access.ts";
 import { consent } from "./features/consent.ts";
+import { evaluation } from "./features/evaluation.ts";
 import { exportHistory, loginSecrets, type Userbot } from "./features/export.ts";
 import { forget } from "./features/forget.ts";
 import { friendChat } from "./features/friend-chat.ts";
@@ -45,6 +47,8 @@ export type TwinBotOptions = {
   config: Config;
   database: Database;
   conversations: Conversations;
+  /** The engine behind `conversations`, for /eval; without it /eval says it cannot run. */
+  engine?: Engine | undefined;
   countTokens: (text: string) => number;
   model: Serving;
   /** Trains queued runs on this machine (TWIN_WORKER); absent: runs wait for an external worker. */
@@ -125,6 +129,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     },
     log,
     userbot: options.userbot,
+    inference: options.engine ? { engine: options.engine, conversations: options.conversations } : undefined,
     download: async (fileId, to) => {
       const file = await bot.api.getFile(fileId);
       if (!file.file_path) throw new Error("Telegram gave no path for that file");
@@ -173,6 +178,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
   bot.use(ownerInfo(services));
   bot.use(friendsAdmin(services));
   bot.use(training(services));
+  bot.use(evaluation(services));
   bot.use(talk(services)); // last: it answers unknown commands
 
   bot.catch(async (error) => {

@@ -15,6 +15,7 @@ export const ownerCommands: BotCommand[] = [
   { command: "dataset", description: "build the training set" },
   { command: "train", description: "fine-tune the model on the latest dataset" },
   { command: "model", description: "list trained adapters and switch between them" },
+  { command: "eval", description: "does it sound like you? measured, with plots" },
   { command: "status", description: "history, dataset, model, running jobs" },
   { command: "forget", description: "delete stored history and conversations" },
   { command: "pause", description: "friends get an 'away' message" },

@@ -2,6 +2,8 @@ import type { Api } from "grammy";
 import type { FriendsRepository } from "../access/friends.repository.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
+import type { Conversations } from "../inference/conversations.ts";
+import type { Engine } from "../inference/engine.ts";
 import type { RunsRepository } from "../training/runs.repository.ts";
 import type { Serving } from "../training/serving.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
@@ -34,6 +36,8 @@ export type BotServices = {
   log: Log;
   /** Downloads a file the Bot API holds (getFile + the file URL, which carries the token). */
   download: (fileId: string, to: string) => Promise<void>;
+  /** The served engine and its conversations, for /eval (absent in tests that need no model). */
+  inference: { engine: Engine; conversations: Conversations } | undefined;
   /** The userbot (/export), when configured. */
   userbot: Userbot | undefined;
 };

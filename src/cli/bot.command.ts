@@ -58,6 +58,7 @@ export function registerBotCommand(program: Command): void {
           config,
           database,
           conversations,
+          engine,
           countTokens: engine.countTokens,
           model: createServing(config, database, engine, {
             pinned: adapter?.path,

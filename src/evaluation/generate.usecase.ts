@@ -75,7 +75,13 @@ export function samplePoints(points: EvalPoint[], limit: number, seed: number): 
  * with a fixed seed per turn; stores real and generated side by side. Returns the evaluation id.
  */
 export async function generateSamples(
-  deps: { database: Database; engine: Engine; config: Config },
+  deps: {
+    database: Database;
+    engine: Engine;
+    config: Config;
+    /** The bot's own, so evaluation shares the sequences fairly with live chats; default: new. */
+    conversations?: Conversations | undefined;
+  },
   options: GenerateOptions = {},
 ): Promise<number> {
   const { database, engine, config } = deps;
@@ -145,8 +151,9 @@ export async function generateSamples(
   const evaluationId = (evaluation as { id: number }).id;
 
   const examplesById = new Map(all.map((e) => [e.id, e]));
-  const conversations = new Conversations(engine);
-  const slots = Math.max(1, engine.options.sequences);
+  const conversations = deps.conversations ?? new Conversations(engine);
+  // One conversation per slot (a slot is a sequence answering at once); one keeps live chats free.
+  const slots = 1;
   const maxTokens = config.inference.contextSize - config.inference.maxReplyTokens;
   let done = 0;
   try {

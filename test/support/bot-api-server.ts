@@ -229,6 +229,22 @@ export class BotApiServer {
           ...(params.caption ? { caption: params.caption } : {}),
           ...(params.reply_markup ? { reply_markup: params.reply_markup } : {}),
         };
+      case "sendMediaGroup":
+        return (params.media as unknown[]).map(() => ({
+          message_id: this.nextMessageId++,
+          date: Math.floor(Date.now() / 1000),
+          chat,
+          from: this.bot,
+          photo: [{ file_id: `photo-${this.nextMessageId}`, file_unique_id: "p", width: 512, height: 512 }],
+        }));
+      case "sendDocument":
+        return {
+          message_id: this.nextMessageId++,
+          date: Math.floor(Date.now() / 1000),
+          chat,
+          from: this.bot,
+          document: { file_id: `doc-${this.nextMessageId}`, file_unique_id: "d", file_name: "report.md" },
+        };
       case "editMessageMedia":
         return { message_id: params.message_id, date: Math.floor(Date.now() / 1000), chat, from: this.bot };
       case "editMessageText":
@@ -296,11 +312,12 @@ function parseBody(body: Buffer, contentType: string): Record<string, any> {
   // A file sent as "attach://<part>" (and inside media objects) is that part.
   const attached = (value: unknown): unknown =>
     typeof value === "string" && value.startsWith("attach://") ? params[value.slice(9)] : value;
+  const withMedia = (value: any): unknown =>
+    value && typeof value === "object" && "media" in value
+      ? { ...value, media: attached(value.media) }
+      : attached(value);
   for (const [key, value] of Object.entries(params)) {
-    params[key] =
-      value && typeof value === "object" && "media" in value
-        ? { ...value, media: attached(value.media) }
-        : attached(value);
+    params[key] = Array.isArray(value) ? value.map(withMedia) : withMedia(value);
   }
   return params;
 }

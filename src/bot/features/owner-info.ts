@@ -16,6 +16,7 @@ const HELP = `I am your AI twin: friends you allow talk to me and I answer as yo
 /dataset — build the training set from your history
 /train — fine-tune the model on it (progress, loss chart, then the new adapter answers)
 /model — trained adapters: switch between them or back to the base
+/eval [turns] — does it sound like you? held-out turns, measured, with plots
 /status — what is stored, the model, running jobs
 /forget <friend|all> — delete stored history and conversations
 /pause, /resume — stop or restart answering friends
