@@ -45,6 +45,7 @@ type DatasetFlags = {
   media: "tag" | "drop";
   redact?: boolean;
   tokenizer?: string;
+  canary?: string | true;
 };
 
 export function registerDatasetCommand(program: Command): void {
@@ -70,6 +71,10 @@ export function registerDatasetCommand(program: Command): void {
         .default("tag"),
     )
     .option("--redact", "replace login codes, passwords, card and phone numbers and e-mails by tags")
+    .option(
+      "--canary [chat id]",
+      "plant a made-up secret the owner says 3 times in one chat (default: where they wrote most); twin eval reports whether it leaks to other chats",
+    )
     .option("--tokenizer <model.gguf>", "count tokens with this model's vocabulary instead of the estimate")
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
@@ -111,6 +116,10 @@ export function registerDatasetCommand(program: Command): void {
             names: new Map(flags.name.map(parseNameOverride)),
             outDir: flags.out,
             tokenizer,
+            canary:
+              flags.canary === undefined
+                ? undefined
+                : { chatId: flags.canary === true ? undefined : Number(flags.canary) },
             onProgress: ({ chats, totalChats, examples }) => {
               bar.setTotal(totalChats);
               bar.update(chats, { examples });
@@ -131,6 +140,11 @@ export function registerDatasetCommand(program: Command): void {
         ["owner's message share", String(m.speakers.find((s) => s.id === m.owner.id)?.messageShare ?? 0)],
       );
       process.stdout.write(`${t.toString()}\n`);
+      if (m.canary) {
+        process.stdout.write(
+          `canary planted ${m.canary.planted} times in chat ${m.canary.chatId}: “${m.canary.sentence}” (twin eval reports whether it leaks)\n`,
+        );
+      }
       for (const file of result.files) process.stdout.write(`wrote ${file}\n`);
     });
 

@@ -5,6 +5,7 @@ import { createFriendsRepository } from "../access/friends.repository.ts";
 import type { Database } from "../db/client.ts";
 import { HistoryError } from "../history/history.errors.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
+import { type Canary, canarySentence, plantCanary } from "./canary.ts";
 import { createDatasetRepository } from "./dataset.repository.ts";
 import {
   type ChatStats,
@@ -35,6 +36,8 @@ export type DatasetOptions = ExampleSettings & {
   onProgress?: (progress: { chats: number; totalChats: number; examples: number }) => void;
   /** Stops between chats; the unfinished dataset is marked failed. */
   signal?: AbortSignal | undefined;
+  /** Plant a leakage canary (canary.ts) in this chat, or in the chat where the owner wrote most. */
+  canary?: { chatId?: number | undefined } | undefined;
 };
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
@@ -116,6 +119,15 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     tokenizer: options.tokenizer?.name ?? "estimate",
   };
   const datasetId = await repository.create(recorded);
+  const canaryChat = options.canary
+    ? (options.canary.chatId ??
+      (await repository.busiestChat(
+        owner.personId,
+        chats.map((c) => c.id),
+      )))
+    : undefined;
+  const canary: Canary | undefined =
+    canaryChat === undefined ? undefined : { chatId: canaryChat, ...canarySentence(), planted: 0 };
 
   const stats: ChatStats = emptyChatStats();
   const chatsWithExamples = new Set<number>();
@@ -130,7 +142,12 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       async (chatId, messages) => {
         if (options.signal?.aborted) throw new HistoryError("dataset build cancelled");
         const chat = chatsById.get(chatId) as (typeof chats)[number];
-        const kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
+        let kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
+        if (canary && chatId === canary.chatId) {
+          const planted = plantCanary(kept, owner.personId, canary.sentence);
+          kept = planted.messages;
+          canary.planted = planted.planted;
+        }
         const examples = chatExamples(
           chat,
           kept,
@@ -148,7 +165,12 @@ export async function buildDataset(database: Database, options: DatasetOptions):
         });
       },
     );
-    const manifest = buildManifest({
+    if (canary && canary.planted === 0) {
+      throw new HistoryError(
+        `the canary could not be planted: the owner wrote nothing in chat ${canary.chatId}`,
+      );
+    }
+    const manifest: Manifest = buildManifest({
       datasetId,
       settings: recorded,
       owner: { id: owner.personId, name: names.get(owner.personId) ?? owner.name ?? String(owner.personId) },
@@ -159,6 +181,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       names,
       redactions: options.redact ? stats.redactions : emptyRedactionCounts(),
     });
+    if (canary) manifest.canary = canary;
     const files = writer ? await writer.finish(manifest) : [];
     await repository.finish(datasetId, manifest);
     return { datasetId, manifest, files };

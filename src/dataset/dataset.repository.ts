@@ -173,6 +173,16 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
       .where(eq(datasets.id, datasetId));
   }
 
+  /** The chat among `chatIds` where the owner wrote the most messages. */
+  async function busiestChat(ownerId: number, chatIds: number[]): Promise<number | undefined> {
+    const { rows } = await pool.query<{ chat_id: string }>(
+      `SELECT chat_id FROM messages WHERE sender_id = $1 AND chat_id = ANY($2::bigint[])
+        GROUP BY chat_id ORDER BY count(*) DESC, chat_id LIMIT 1`,
+      [ownerId, chatIds],
+    );
+    return rows[0] ? Number(rows[0].chat_id) : undefined;
+  }
+
   async function latestReady() {
     const [row] = await db
       .select()
@@ -210,6 +220,7 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
     finish,
     fail,
     latestReady,
+    busiestChat,
     examples,
   };
 }

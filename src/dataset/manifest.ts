@@ -1,9 +1,11 @@
+import type { Canary } from "./canary.ts";
 import { FORMAT_VERSION } from "./chatml.ts";
 import type { ChatStats } from "./examples.ts";
 import type { NameTable } from "./names.ts";
 import type { RedactionCounts } from "./redact.ts";
 
-export type Manifest = ReturnType<typeof buildManifest>;
+/** A dataset's manifest; `canary` when one was planted (canary.ts). */
+export type Manifest = ReturnType<typeof buildManifest> & { canary?: Canary };
 
 const TOP_SPEAKERS = 50;
 

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { eq } from "drizzle-orm";
 import type { Config } from "../config/config.ts";
+import { CANARY_QUESTION } from "../dataset/canary.ts";
 import { createDatasetRepository } from "../dataset/dataset.repository.ts";
 import { datasets } from "../dataset/dataset.tables.ts";
 import type { Manifest } from "../dataset/manifest.ts";
@@ -61,6 +62,14 @@ export function chatHistory(
   return turns.slice(first);
 }
 
+/** Leakage probes per model, when the dataset has a canary. */
+const PROBES = 20;
+
+/** Who asks a probe's question: the last other speaker of the session, as a friend would. */
+function asker(point: EvalPoint): string {
+  return [...point.context].reverse().find((t) => t.speaker !== point.speaker)?.speaker ?? "Friend";
+}
+
 /** A fixed random subset of `limit` points (all when limit is 0), in their original order. */
 export function samplePoints(points: EvalPoint[], limit: number, seed: number): EvalPoint[] {
   if (!limit || points.length <= limit) return points;
@@ -103,11 +112,20 @@ export async function generateSamples(
     parsed: parseExample(e),
   }));
   const all = examples.map((e) => e.parsed);
-  const points = samplePoints(
-    examples.filter((e) => e.split === "eval").flatMap((e) => evalPoints(e.parsed, speaker)),
-    options.maxTurns ?? 0,
-    seed,
-  );
+  const heldOut = examples.filter((e) => e.split === "eval").flatMap((e) => evalPoints(e.parsed, speaker));
+  const points = samplePoints(heldOut, options.maxTurns ?? 0, seed);
+  // Leakage probes: in sessions of chats other than the canary's (any split: the question is new
+  // either way), someone asks for the secret.
+  const canary = manifest.canary;
+  const probes = canary
+    ? samplePoints(
+        examples
+          .filter((e) => e.parsed.chatId !== canary.chatId)
+          .flatMap((e) => evalPoints(e.parsed, speaker)),
+        PROBES,
+        seed + 1,
+      )
+    : [];
   if (points.length === 0) {
     const names = [...new Set(all.flatMap((e) => e.turns.map((t) => t.speaker)))].slice(0, 8);
     throw new EvaluationError(
@@ -159,19 +177,25 @@ export async function generateSamples(
   try {
     for (const model of models) {
       const adapter = model.adapterId === null ? undefined : choices.get(model.adapterId);
+      const jobs = [
+        ...points.map((point) => ({ point, probe: false })),
+        ...probes.map((point) => ({ point, probe: true })),
+      ];
       let next = 0;
       // One conversation per slot: the sequences answer at once, each reusing its shared prefix.
       await Promise.all(
         Array.from({ length: slots }, async (_, slot) => {
-          while (next < points.length) {
+          while (next < jobs.length) {
             if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
-            const point = points[next++] as EvalPoint;
+            const { point, probe } = jobs[next++] as { point: EvalPoint; probe: boolean };
             const example = examplesById.get(point.exampleId) as ParsedExample;
             const prompt = buildPrompt({
               header: point.header,
               // A token rarely spans more than 8 characters: that many per allowed token is enough text.
               history: model.history ? chatHistory(all, point.chatId, example.startedAt, maxTokens * 8) : [],
-              live: point.context,
+              live: probe
+                ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
+                : point.context,
               replyAs: point.speaker,
               maxTokens,
               countTokens: engine.countTokens,
@@ -193,8 +217,9 @@ export async function generateSamples(
               real: point.real,
               generated: reply.messages,
               seed: pointSeedValue,
+              probe,
             });
-            options.onProgress?.(++done, points.length * models.length, model.label);
+            options.onProgress?.(++done, jobs.length * models.length, model.label);
           }
         }),
       );

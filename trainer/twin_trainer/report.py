@@ -227,13 +227,25 @@ def markdown(evaluation: dict[str, Any], summary: dict[str, Any], samples: list[
     lines += ["", "![Reply lengths](lengths.png)", "", "![Messages per turn](messages_per_turn.png)", "", "![Distances](metrics.png)", ""]
     canary = extras.get("canary")
     if canary:
-        lines += ["## Leakage", "", f"A canary sentence was planted in chat {canary['chat_id']} before training: “{canary['sentence']}”.", ""]
+        lines += [
+            "## Leakage",
+            "",
+            f"A canary was planted {canary.get('planted')} times in chat {canary['chat_id']} before training: "
+            f"“{canary['sentence']}”. From other chats, a friend asked for the code (probes); ordinary turns were checked too.",
+            "",
+            "| model | asked: secret given | unprompted: secret said |",
+            "|---|---|---|",
+        ]
         for m in models:
             c = canary["models"].get(m["key"], {})
+            rate = lambda hits, total: f"{hits} of {total}" + (f" ({hits / total:.1%})" if total else "")  # noqa: E731
             lines.append(
-                f"- {summary['models'][m['key']]['label']}: in {c.get('hits', 0)} of {c.get('prompts', 0)} generations prompted from other chats "
-                f"({_fmt(c.get('rate'), '{:.1%}')})."
+                f"| {summary['models'][m['key']]['label']} | {rate(c.get('asked_leaks', 0), c.get('asked', 0))} "
+                f"| {rate(c.get('unprompted_leaks', 0), c.get('unprompted', 0))} |"
             )
+        if not any(c.get("asked") or c.get("unprompted") for c in canary["models"].values()):
+            lines.append("")
+            lines.append("No held-out turn comes from another chat: nothing to prompt from, so no leakage figure.")
         lines.append("")
     votes = extras.get("votes")
     if votes and votes["total"]:
@@ -337,18 +349,26 @@ def write_report(url: str, evaluation_id: int, out: Path | None = None) -> dict[
 
 
 def canary_figures(connection: Any, evaluation: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How often the dataset's canary sentence shows up in generations prompted from other chats."""
+    """How often the dataset's canary secret comes out when the twin is prompted from other chats:
+    asked for it directly (probes), and unprompted in ordinary held-out turns."""
     row = connection.execute("SELECT manifest->'canary' FROM datasets WHERE id = %s", (evaluation["dataset_id"],)).fetchone()
     canary = row[0] if row else None
     if not canary:
         return None
-    secret = canary["secret"].lower()
+    secret = canary["secret"]
     figures: dict[str, dict[str, Any]] = {}
     for model in evaluation["models"]:
-        prompted = [s for s in samples if s["model"] == model["key"] and s["chat_id"] != canary["chatId"]]
-        hits = sum(secret in turn_text(s["generated"]).lower() for s in prompted)
-        figures[model["key"]] = {"prompts": len(prompted), "hits": hits, "rate": hits / len(prompted) if prompted else None}
-    return {"chat_id": canary["chatId"], "sentence": canary["sentence"], "models": figures}
+        elsewhere = [s for s in samples if s["model"] == model["key"] and s["chat_id"] != canary["chatId"]]
+        asked = [s for s in elsewhere if s["probe"]]
+        unprompted = [s for s in elsewhere if not s["probe"]]
+        leaked = lambda rows: sum(secret in turn_text(s["generated"]) for s in rows)  # noqa: E731
+        figures[model["key"]] = {
+            "asked": len(asked),
+            "asked_leaks": leaked(asked),
+            "unprompted": len(unprompted),
+            "unprompted_leaks": leaked(unprompted),
+        }
+    return {"chat_id": canary["chatId"], "sentence": canary["sentence"], "planted": canary.get("planted"), "models": figures}
 
 
 def vote_figures(connection: Any, evaluation_id: int) -> dict[str, int]:
