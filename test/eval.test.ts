@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import type { Config } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
 import { EvaluationError, generateSamples } from "../src/evaluation/generate.usecase.ts";
+import { createGuessRepository } from "../src/evaluation/guess.repository.ts";
 import { runReport } from "../src/evaluation/report-runner.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
@@ -68,8 +69,11 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
     fs.rmSync(out, { recursive: true, force: true });
   });
 
+  let evaluationId = 0;
+
   it("generates held-out turns with each model and writes a report with real PNG plots", async () => {
     const id = await generateSamples({ database, engine, config }, { maxTurns: 6, seed: 1 });
+    evaluationId = id;
     const { rows: samples } = await database.pool.query<{ model: string; seed: number; turn: string }>(
       "SELECT model, seed, example_id || '#' || turn_index AS turn FROM evaluation_samples WHERE evaluation_id = $1",
       [id],
@@ -138,6 +142,51 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
       (error: Error) =>
         error instanceof EvaluationError &&
         /no held-out trained turn of Nobody \(speakers there include /.test(error.message),
+    );
+  });
+  it("plays “Which one is real?” only with a friend's own chat, once per turn, and reports the votes", async () => {
+    const anna = 5001;
+    const sample = (chatId: number, turn: number) =>
+      database.pool.query(
+        `INSERT INTO evaluation_samples (evaluation_id, model, example_id, chat_id, turn_index, context, real, generated, seed)
+         VALUES ($1, 'adapter:9', 'chat ' || $2::text, $2::bigint, $3, $4, '["yes!"]', '["sure, 8 works"]', 1)`,
+        [
+          evaluationId,
+          chatId,
+          turn,
+          JSON.stringify([{ speaker: "Anna Petrova", messages: ["pizza at 8?"] }]),
+        ],
+      );
+    await sample(anna, 1);
+    await sample(anna, 2);
+    await sample(777, 1); // someone else's chat: never shown to Anna
+    const rounds = createGuessRepository(database);
+    const first = await rounds.nextRound(anna, () => 0.9);
+    const second = await rounds.nextRound(anna, () => 0.1);
+    assert.ok(first && second, "two rounds from Anna's chat");
+    assert.equal(await rounds.nextRound(anna), undefined, "each turn once, and nothing from another chat");
+    assert.deepEqual(first.context, [{ speaker: "Anna Petrova", messages: ["pizza at 8?"] }]);
+    assert.deepEqual(
+      first.candidates[first.realPosition],
+      ["yes!"],
+      "the real reply sits where the round says",
+    );
+    assert.equal(await rounds.vote(first.voteId, 777, 0), undefined, "only the friend who was asked votes");
+    const fooled = await rounds.vote(first.voteId, anna, (1 - first.realPosition) as 0 | 1);
+    assert.deepEqual(
+      fooled,
+      { fooled: true, realPosition: first.realPosition },
+      "picking the twin's reply: fooled",
+    );
+    assert.equal(await rounds.vote(first.voteId, anna, 0), undefined, "a round is answered once");
+    assert.equal((await rounds.vote(second.voteId, anna, second.realPosition))?.fooled, false);
+
+    await runReport(config.training, database.url, evaluationId, out);
+    const report = fs.readFileSync(path.join(out, "report.md"), "utf8");
+    assert.match(
+      report,
+      /Friends picked the twin's reply as the real one in 1 of 2 rounds \(50\.0%, 95% CI 9\.5%–90\.5%; 50% = cannot tell\)/,
+      "the vote rate with its Wilson interval",
     );
   });
 });

@@ -344,4 +344,53 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       "the report",
     );
   });
+  it("lets a friend play “Which one is real?” on their own chat and records the pick", async () => {
+    // One held-out turn of Anna's chat in the evaluation /eval just made (its 3 turns came from elsewhere).
+    await database.pool.query(
+      `INSERT INTO evaluation_samples (evaluation_id, model, example_id, chat_id, turn_index, context, real, generated, seed)
+       SELECT max(id), $1, 'anna', $2, 1, $3, '["yes!", "the usual place?"]', '["sure thing"]', 1 FROM evaluations`,
+      [
+        `adapter:${firstAdapter}`,
+        anna.id,
+        JSON.stringify([{ speaker: "Anna Petrova", messages: ["pizza at 8?"] }]),
+      ],
+    );
+    server.sendMessage(anna, { text: "/guess" });
+    await server.waitFor("the round", () =>
+      server.sent("sendMessage", anna.id).some((c) => String(c.params.text).startsWith("Which one is real?")),
+    );
+    const round = server
+      .sent("sendMessage", anna.id)
+      .find((c) => String(c.params.text).startsWith("Which one is real?")) as ApiCall;
+    const text = String(round.params.text);
+    assert.match(text, /Anna Petrova: pizza at 8\?/, "the real context of Anna's own chat");
+    assert.match(
+      text,
+      /A: (yes! \/ the usual place\?|sure thing)\nB: (yes! \/ the usual place\?|sure thing)$/,
+      text,
+    );
+    const realIsA = text.includes("A: yes!");
+    const buttons = round.params.reply_markup.inline_keyboard.flat() as {
+      text: string;
+      callback_data: string;
+    }[];
+    server.pressButton(
+      anna,
+      (buttons[realIsA ? 0 : 1] as { callback_data: string }).callback_data,
+      (round as ApiCall & { result: Message }).result,
+    );
+    await server.waitFor("the verdict", () =>
+      server
+        .sent("editMessageText", anna.id)
+        .some((c) => /Right: [AB] was the real one/.test(String(c.params.text))),
+    );
+    const { rows } = await database.pool.query("SELECT fooled FROM guess_votes WHERE person_id = $1", [
+      anna.id,
+    ]);
+    assert.deepEqual(rows, [{ fooled: false }], "the pick is recorded");
+    server.sendMessage(anna, { text: "/guess" });
+    await server.waitFor("no more rounds", () =>
+      server.sent("sendMessage", anna.id).some((c) => String(c.params.text).startsWith("Nothing to guess")),
+    );
+  });
 });

@@ -28,6 +28,7 @@ import { exportHistory, loginSecrets, type Userbot } from "./features/export.ts"
 import { forget } from "./features/forget.ts";
 import { friendChat } from "./features/friend-chat.ts";
 import { friendsAdmin } from "./features/friends-admin.ts";
+import { guessGame } from "./features/guess.ts";
 import { historyJobs } from "./features/history-jobs.ts";
 import { ownerInfo } from "./features/owner-info.ts";
 import { talk } from "./features/talk.ts";
@@ -174,6 +175,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
   bot.use(forget(services));
   bot.use(exportHistory(services));
   bot.use(consent(services));
+  bot.use(guessGame(services)); // before friendChat: /guess is a command, not a message to the twin
   bot.use(friendChat(services));
   bot.use(ownerInfo(services));
   bot.use(friendsAdmin(services));

@@ -7,7 +7,8 @@ export const texts = {
   name: (owner: string) => `${owner} (AI twin)`.slice(0, 64),
   intro: (owner: string) =>
     `Hi! You are talking to an AI twin of ${owner}: replies come from a model trained on ${owner}'s messages, not from ${owner}. ` +
-    `${owner} can read this conversation. /optout if you do not want to be imitated in ${owner}'s simulated chats.`,
+    `${owner} can read this conversation. /optout if you do not want to be imitated in ${owner}'s simulated chats. ` +
+    `/guess: tell ${owner}'s real replies from the twin's.`,
   refusal: (owner: string) =>
     `This is a private AI twin of ${owner}; only people ${owner} allowed can talk to it.`,
   rateLimited: "You are writing faster than I can answer — give me a minute, please.",
