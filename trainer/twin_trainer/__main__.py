@@ -111,8 +111,18 @@ def _report(arguments: argparse.Namespace) -> int:
         return 2
     try:
         summary = write_report(url, arguments.evaluation, Path(arguments.out) if arguments.out else None)
-    except (ValueError, ConnectionError) as error:
+    except ConnectionError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # the evaluation says why it has no report
+        from .database import connect
+
+        with connect(url) as connection:
+            connection.execute(
+                "UPDATE evaluations SET status = 'failed', error = %s, finished_at = now() WHERE id = %s",
+                (f"report: {type(error).__name__}: {error}", arguments.evaluation),
+            )
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"event": "report", "evaluation": arguments.evaluation, "turns": summary["turns"]}))
     return 0
