@@ -169,6 +169,33 @@ export async function generateSamples(
   const evaluationId = (evaluation as { id: number }).id;
 
   const examplesById = new Map(all.map((e) => [e.id, e]));
+  // One history per session, cut to fit its longest prompt: every turn of the session then starts
+  // with the same prefix, and the sequence evaluates only the turns added since the last one.
+  const longest = new Map<string, EvalPoint>();
+  for (const point of [...points, ...probes]) {
+    const known = longest.get(point.exampleId);
+    if (!known || point.context.length > known.context.length) longest.set(point.exampleId, point);
+  }
+  const histories = new Map<string, PromptTurn[]>();
+  const historyOf = (point: EvalPoint): PromptTurn[] => {
+    const cached = histories.get(point.exampleId);
+    if (cached) return cached;
+    const example = examplesById.get(point.exampleId) as ParsedExample;
+    // A token rarely spans more than 8 characters: that many per allowed token is enough text.
+    const full = chatHistory(all, point.chatId, example.startedAt, maxTokens * 8);
+    const widest = longest.get(point.exampleId) ?? point;
+    const fitted = buildPrompt({
+      header: widest.header,
+      history: full,
+      live: [...widest.context, { speaker: "x", messages: [CANARY_QUESTION] }],
+      replyAs: widest.speaker,
+      maxTokens,
+      countTokens: engine.countTokens,
+    });
+    const kept = full.slice(fitted.droppedHistoryTurns);
+    histories.set(point.exampleId, kept);
+    return kept;
+  };
   const conversations = deps.conversations ?? new Conversations(engine);
   // One conversation per slot (a slot is a sequence answering at once); one keeps live chats free.
   const slots = 1;
@@ -188,11 +215,9 @@ export async function generateSamples(
           while (next < jobs.length) {
             if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
             const { point, probe } = jobs[next++] as { point: EvalPoint; probe: boolean };
-            const example = examplesById.get(point.exampleId) as ParsedExample;
             const prompt = buildPrompt({
               header: point.header,
-              // A token rarely spans more than 8 characters: that many per allowed token is enough text.
-              history: model.history ? chatHistory(all, point.chatId, example.startedAt, maxTokens * 8) : [],
+              history: model.history ? historyOf(point) : [],
               live: probe
                 ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
                 : point.context,
