@@ -2,7 +2,6 @@ import {
   bigint,
   bigserial,
   boolean,
-  customType,
   index,
   integer,
   jsonb,
@@ -14,8 +13,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { datasets } from "../dataset/dataset.tables.ts";
-
-const bytea = customType<{ data: Buffer }>({ dataType: () => "bytea" });
+import { bytea } from "../db/columns.ts";
 
 /** One model the evaluation generates with: the base alone, the base with real history, or an adapter. */
 export type EvaluatedModel = { key: string; label: string; adapterId: number | null; history: boolean };

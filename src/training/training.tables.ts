@@ -3,7 +3,6 @@ import {
   bigint,
   bigserial,
   boolean,
-  customType,
   index,
   integer,
   jsonb,
@@ -15,9 +14,8 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { datasets } from "../dataset/dataset.tables.ts";
+import { bytea } from "../db/columns.ts";
 import { baseModels } from "../models/models.tables.ts";
-
-const bytea = customType<{ data: Buffer }>({ dataType: () => "bytea" });
 
 export const RUN_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
