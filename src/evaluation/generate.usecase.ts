@@ -197,58 +197,52 @@ export async function generateSamples(
     return kept;
   };
   const conversations = deps.conversations ?? new Conversations(engine);
-  // One conversation per slot (a slot is a sequence answering at once); one keeps live chats free.
-  const slots = 1;
   const maxTokens = config.inference.contextSize - config.inference.maxReplyTokens;
   let done = 0;
   try {
+    const jobs = [
+      ...points.map((point) => ({ point, probe: false })),
+      ...probes.map((point) => ({ point, probe: true })),
+    ];
     for (const model of models) {
       const adapter = model.adapterId === null ? undefined : choices.get(model.adapterId);
-      const jobs = [
-        ...points.map((point) => ({ point, probe: false })),
-        ...probes.map((point) => ({ point, probe: true })),
-      ];
-      let next = 0;
-      // One conversation per slot: the sequences answer at once, each reusing its shared prefix.
-      await Promise.all(
-        Array.from({ length: slots }, async (_, slot) => {
-          while (next < jobs.length) {
-            if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
-            const { point, probe } = jobs[next++] as { point: EvalPoint; probe: boolean };
-            const prompt = buildPrompt({
-              header: point.header,
-              history: model.history ? historyOf(point) : [],
-              live: probe
-                ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
-                : point.context,
-              replyAs: point.speaker,
-              maxTokens,
-              countTokens: engine.countTokens,
-            });
-            const pointSeedValue = pointSeed(point, seed);
-            const reply = await conversations
-              .reply(`eval:${model.key}:${slot}`, prompt, adapter, { sampling: { seed: pointSeedValue } })
-              .catch((error: Error) => {
-                if (error.name === "EmptyReplyError") return { messages: [] as string[] };
-                throw error;
-              });
-            await database.db.insert(evaluationSamples).values({
-              evaluationId,
-              model: model.key,
-              exampleId: point.exampleId,
-              chatId: point.chatId,
-              turnIndex: point.turnIndex,
-              context: point.context,
-              real: point.real,
-              generated: reply.messages,
-              seed: pointSeedValue,
-              probe,
-            });
-            options.onProgress?.(++done, jobs.length * models.length, model.label);
-          }
-        }),
-      );
-      for (let slot = 0; slot < slots; slot++) await conversations.reset(`eval:${model.key}:${slot}`);
+      // One conversation (one sequence) per model, so live chats keep theirs; consecutive turns of a
+      // session reuse its prefix.
+      const key = `eval:${model.key}`;
+      for (const { point, probe } of jobs) {
+        if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
+        const prompt = buildPrompt({
+          header: point.header,
+          history: model.history ? historyOf(point) : [],
+          live: probe
+            ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
+            : point.context,
+          replyAs: point.speaker,
+          maxTokens,
+          countTokens: engine.countTokens,
+        });
+        const pointSeedValue = pointSeed(point, seed);
+        const reply = await conversations
+          .reply(key, prompt, adapter, { sampling: { seed: pointSeedValue } })
+          .catch((error: Error) => {
+            if (error.name === "EmptyReplyError") return { messages: [] as string[] };
+            throw error;
+          });
+        await database.db.insert(evaluationSamples).values({
+          evaluationId,
+          model: model.key,
+          exampleId: point.exampleId,
+          chatId: point.chatId,
+          turnIndex: point.turnIndex,
+          context: point.context,
+          real: point.real,
+          generated: reply.messages,
+          seed: pointSeedValue,
+          probe,
+        });
+        options.onProgress?.(++done, jobs.length * models.length, model.label);
+      }
+      await conversations.reset(key);
     }
     await database.db
       .update(evaluations)

@@ -162,19 +162,16 @@ def plots(samples: list[dict[str, Any]], summary: dict[str, Any], models: list[d
     axes = figure.subplots()
     names = [label for _, label, _ in COMPARED] + ["reply length (W1)", "discriminator |AUC−0.5|"]
     width = 0.8 / max(len(models), 1)
-    for index, model in enumerate(models):
+    rows = []
+    for model in models:
         entry = summary["models"][model["key"]]
-        raw = [entry["distances"][key] for key, _, _ in COMPARED]
-        raw += [entry["length_distance"], abs(entry["discriminator"]["auc"] - 0.5)]
-        # Each metric's distances relative to the largest model's: comparable bars on one axis.
-        scale = [
-            max((summary["models"][m["key"]]["distances"].get(k, 0) for m in models), default=0)
-            for k, _, _ in COMPARED
-        ]
-        scale += [
-            max(summary["models"][m["key"]]["length_distance"] for m in models),
-            max(abs(summary["models"][m["key"]]["discriminator"]["auc"] - 0.5) for m in models),
-        ]
+        rows.append(
+            [entry["distances"][key] for key, _, _ in COMPARED]
+            + [entry["length_distance"], abs(entry["discriminator"]["auc"] - 0.5)]
+        )
+    # Each measure's distances relative to the farthest model's: comparable bars on one axis.
+    scale = [max(column) for column in zip(*rows)]
+    for index, (model, raw) in enumerate(zip(models, rows)):
         values = [0 if (math.isnan(v) or not s or math.isnan(s)) else v / s for v, s in zip(raw, scale)]
         axes.barh([i + (index - len(models) / 2 + 0.5) * width for i in range(len(names))], values, height=width, label=model["label"])
     axes.set_yticks(range(len(names)), names)
