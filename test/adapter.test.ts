@@ -5,13 +5,14 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { getLlama, type LlamaModel } from "node-llama-cpp";
+import { getLlama } from "node-llama-cpp";
 import { joinSegments, type RenderTurn, renderSegments } from "../src/dataset/chatml.ts";
 import { type ExportMessage, flattenText } from "../src/history/desktop-import/export-message.ts";
 import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
 import { buildPrompt } from "../src/inference/prompt.ts";
 import { fixtures, readJson } from "./support/fixtures.ts";
+import { nextTokenProbabilities, topOneAgreement, topTokens } from "./support/llama-probabilities.ts";
 import { testModel } from "./support/models.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -25,47 +26,6 @@ const texts = [
   "<|im_start|>Друг\n>>> привет, как дела? 🔥<|im_end|>\n<|im_start|>Я\n>>> норм, работаю",
   "<|im_start|>system\nTelegram chat · Ann, Bob · 2024-05-01 Wed 21:15<|im_end|>\n<|im_start|>Ann\n>>> did you see the game",
 ];
-
-/** llama.cpp's next-token distribution (token → probability, whole vocabulary) at every position of `tokens`. */
-async function nextTokenProbabilities(
-  model: LlamaModel,
-  tokens: number[],
-  adapter?: string,
-): Promise<Map<number, number>[]> {
-  const context = await model.createContext({
-    contextSize: 512,
-    ...(adapter ? { lora: { adapters: [{ filePath: adapter }] } } : {}),
-  });
-  try {
-    const sequence = context.getSequence();
-    // No sampling options: the greedy sampler, which leaves every candidate in place, so the map is
-    // the softmax of the raw logits over the whole vocabulary, sorted from the most likely down.
-    const steps = await sequence.controlledEvaluate(
-      tokens.map(
-        (token) =>
-          [token, { generateNext: { probabilities: true } }] as [
-            number,
-            { generateNext: { probabilities: true } },
-          ],
-      ) as never,
-    );
-    return steps.map((step) => {
-      const probabilities = (step as { next?: { probabilities?: Map<number, number> } })?.next?.probabilities;
-      assert.ok(probabilities, "llama.cpp returned probabilities");
-      return probabilities;
-    });
-  } finally {
-    await context.dispose();
-  }
-}
-
-/** llama.cpp's most likely next token at every position of `tokens`, with or without the adapter. */
-async function topTokens(model: LlamaModel, tokens: number[], adapter?: string): Promise<number[]> {
-  return (await nextTokenProbabilities(model, tokens, adapter)).map(
-    (probabilities) =>
-      [...probabilities.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best))[0],
-  );
-}
 
 describe("a trainer-exported GGUF adapter in node-llama-cpp", () => {
   it("loads, changes the output, and agrees with PyTorch base + LoRA on the next token", async (t) => {
@@ -89,41 +49,30 @@ describe("a trainer-exported GGUF adapter in node-llama-cpp", () => {
       );
       const torch = JSON.parse(fs.readFileSync(path.join(scratch, "torch.json"), "utf8"));
       const adapter = path.join(scratch, "adapter.gguf");
-      let agree = 0;
-      let positions = 0;
-      let changed = 0;
-      const gaps: number[] = [];
-      let baseAgree = 0;
-      for (const [i, tokens] of prompts.entries()) {
-        const tuned = await topTokens(model, tokens, adapter);
-        const base = await topTokens(model, tokens);
-        tuned.forEach((token, p) => {
-          positions++;
-          if (token === torch.tuned[i][p]) agree++;
-          else {
-            const top = torch.tuned_top[i][p] as [number, number][];
-            const theirs = top.find(([id]) => id === token)?.[1];
-            gaps.push(
-              theirs === undefined ? Number.POSITIVE_INFINITY : (top[0] as [number, number])[1] - theirs,
-            );
-          }
-          if (token !== base[p]) changed++;
-        });
-        base.forEach((token, p) => {
-          if (token === torch.base[i][p]) baseAgree++;
-        });
+      const tuned: number[][] = [];
+      const base: number[][] = [];
+      for (const tokens of prompts) {
+        tuned.push(await topTokens(model, tokens, adapter));
+        base.push(await topTokens(model, tokens));
       }
-      t.diagnostic(
-        `top-1 agreement with PyTorch ${agree}/${positions} (base alone: ${baseAgree}/${positions}); adapter changed top-1 at ${changed}/${positions}; ` +
-          `where they differ, PyTorch's log-prob gap to llama.cpp's choice: ${gaps.map((g) => g.toFixed(3)).join(", ")}`,
-      );
       // Tolerance: llama.cpp runs Q4_1 weights on 8-bit-rounded activations, PyTorch their fp32
       // dequantization; that flips near ties (the base alone differs at a few positions). A position
       // agrees when llama.cpp's top-1 is PyTorch's, or PyTorch rates it within 0.25 nats of its own
       // top-1; ≥95% must agree so, and ≥90% exactly. A dropped or mis-permuted adapter moves
       // log-probabilities by whole nats at a third of the positions, far outside this.
       const NEAR_TIE_NATS = 0.25;
-      const tolerant = agree + gaps.filter((gap) => gap <= NEAR_TIE_NATS).length;
+      const {
+        positions,
+        exact: agree,
+        tolerant,
+        gaps,
+      } = topOneAgreement(tuned, torch.tuned, torch.tuned_top, NEAR_TIE_NATS);
+      const baseAgree = topOneAgreement(base, torch.base, [], 0).exact;
+      const changed = tuned.flat().filter((token, p) => token !== base.flat()[p]).length;
+      t.diagnostic(
+        `top-1 agreement with PyTorch ${agree}/${positions} (base alone: ${baseAgree}/${positions}); adapter changed top-1 at ${changed}/${positions}; ` +
+          `where they differ, PyTorch's log-prob gap to llama.cpp's choice: ${gaps.map((g) => g.toFixed(3)).join(", ")}`,
+      );
       assert.ok(
         tolerant / positions >= 0.95,
         `top-1 agreement within ${NEAR_TIE_NATS} nats ${tolerant}/${positions}`,

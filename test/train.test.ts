@@ -154,6 +154,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
           tokens_per_batch: "400",
         },
         staleSeconds: 10,
+        modelStore: path.join(tmp, "models"),
       },
     };
     worker = new LocalWorker({

@@ -55,7 +55,9 @@ export function createServing(
     modelName: path.basename(engine.options.modelPath),
     adapterDir: path.join(config.dataDir, "adapters"),
     scale: config.inference.adapterScale,
+    modelStore: config.training.modelStore,
     checkAdapter: (file) => engine.checkAdapter(file),
+    checkFullModel: (file) => engine.checkFullModel(file),
     pinned: options.pinned,
     onError: options.onError,
   });

@@ -218,6 +218,13 @@ const configSchema = z.object({
     .max(3600)
     .default(60)
     .describe("a running run whose worker is silent this long is taken as dead and re-queued"),
+  TWIN_MODEL_STORE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "where fully fine-tuned models live (gigabytes each), shared by the bot and the workers; default: <TWIN_DATA_DIR>/models",
+    ),
 });
 
 export type Config = {
@@ -239,6 +246,8 @@ export type TrainingConfig = {
   configFile: string;
   overrides: Record<string, string>;
   staleSeconds: number;
+  /** Fully fine-tuned models (and their checkpoints) by run: a folder the bot and every worker see. */
+  modelStore: string;
 };
 
 export type BotConfig = {
@@ -354,6 +363,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           .map((pair) => pair.split("=").map((part) => part.trim()) as [string, string]),
       ),
       staleSeconds: values.TWIN_WORKER_STALE_S,
+      modelStore: path.resolve(values.TWIN_MODEL_STORE ?? path.join(values.TWIN_DATA_DIR, "models")),
     },
   };
 }

@@ -10,7 +10,7 @@ import { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice, Engine } from "../inference/engine.ts";
 import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
 import { createRunsRepository } from "../training/runs.repository.ts";
-import { adapterFile } from "../training/serving.ts";
+import { tunedChoice } from "../training/serving.ts";
 import { type EvaluatedModel, evaluationSamples, evaluations } from "./evaluation.tables.ts";
 import { type EvalPoint, evalPoints, type ParsedExample, parseExample, pointSeed } from "./points.ts";
 
@@ -142,13 +142,17 @@ export async function generateSamples(
   });
   const choices = new Map<number, AdapterChoice>();
   for (const adapter of adapters) {
-    const file = await adapterFile(runs, path.join(config.dataDir, "adapters"), adapter);
-    await engine.checkAdapter(file);
-    choices.set(adapter.id, {
-      path: file,
-      scale: config.inference.adapterScale,
-      label: `adapter:${adapter.id}`,
-    });
+    choices.set(
+      adapter.id,
+      await tunedChoice(adapter, {
+        runs,
+        adapterDir: path.join(config.dataDir, "adapters"),
+        modelStore: config.training.modelStore,
+        scale: config.inference.adapterScale,
+        checkAdapter: (file) => engine.checkAdapter(file),
+        checkFullModel: (file) => engine.checkFullModel(file),
+      }),
+    );
   }
   const models = evaluatedModels(adapters);
   const [evaluation] = await database.db

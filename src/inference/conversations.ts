@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
-import type { AdapterChoice, Engine, Reply, ReplyOptions } from "./engine.ts";
+import { type AdapterChoice, contextKey, type Engine, type Reply, type ReplyOptions } from "./engine.ts";
 import { type Prompt, piecesFrom, promptText } from "./prompt.ts";
 
 /**
@@ -86,10 +86,10 @@ export class Conversations {
   private acquiring: Promise<unknown> = Promise.resolve();
 
   private acquire(key: string, adapter?: AdapterChoice): Promise<Held> {
-    const contextKey = adapter ? `${adapter.path}@${adapter.scale}` : "base";
+    const wanted = contextKey(adapter);
     const existing = this.held.get(key);
-    if (existing && existing.contextKey === contextKey) return Promise.resolve(existing);
-    const next = this.acquiring.then(() => this.acquireNew(key, contextKey, adapter));
+    if (existing && existing.contextKey === wanted) return Promise.resolve(existing);
+    const next = this.acquiring.then(() => this.acquireNew(key, wanted, adapter));
     this.acquiring = next.catch(() => undefined);
     return next;
   }

@@ -10,7 +10,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { IM_END, IM_START } from "../dataset/chatml.ts";
-import { adapterProblems } from "../models/compatibility.ts";
+import { adapterProblems, fullModelProblems } from "../models/compatibility.ts";
 import { type AdapterFacts, type ModelFacts, readGgufFacts } from "../models/gguf-facts.ts";
 import type { Prompt, PromptPiece } from "./prompt.ts";
 import { splitReply } from "./prompt.ts";
@@ -19,6 +19,7 @@ import { splitReply } from "./prompt.ts";
  * The engine: one base model loaded once; a context per adapter set (llama.cpp applies adapters
  * per context, so switching adapters is a new context on the same weights, never a reload); each
  * context holds several sequences, one per active conversation, evaluated in shared batches.
+ * A fully fine-tuned model is other weights: it is loaded beside the base (one at a time).
  */
 
 export type Sampling = {
@@ -42,8 +43,22 @@ export type EngineOptions = {
   maxReplyTokens: number;
 };
 
-/** An adapter file and its scale; `label` names it for records ("adapter:3", a file name). */
-export type AdapterChoice = { path: string; scale: number; label?: string | undefined };
+/**
+ * What answers instead of the bare base: a LoRA adapter file and its scale, or (kind "full") a
+ * fully fine-tuned model's GGUF. `label` names it for records ("adapter:3", a file name).
+ */
+export type AdapterChoice = {
+  path: string;
+  scale: number;
+  label?: string | undefined;
+  kind?: "lora" | "full" | undefined;
+};
+
+/** One context per choice: per adapter file and scale, per full model, or the base's. */
+export function contextKey(choice: AdapterChoice | undefined): string {
+  if (!choice) return "base";
+  return choice.kind === "full" ? `full:${choice.path}` : `${choice.path}@${choice.scale}`;
+}
 
 export class AdapterMismatchError extends Error {}
 export class EmptyReplyError extends Error {}
@@ -74,6 +89,8 @@ type ContextEntry = { context: LlamaContext; adapter: AdapterChoice | undefined 
 
 export class Engine {
   private readonly contexts = new Map<string, Promise<ContextEntry>>();
+  /** The fully fine-tuned model loaded beside the base, if any. */
+  private tuned: { path: string; model: Promise<LlamaModel> } | undefined;
 
   private constructor(
     readonly options: EngineOptions,
@@ -109,19 +126,35 @@ export class Engine {
     return facts;
   }
 
-  /** The context for an adapter (or for the bare base), created on first use. */
+  /** Refuses a fully tuned model that is not this base's, tuned (same tensors, same tokenizer). */
+  async checkFullModel(path: string): Promise<ModelFacts> {
+    const facts = await readGgufFacts(path);
+    if (facts.kind !== "model")
+      throw new AdapterMismatchError(`${path} is a LoRA adapter, not a whole model`);
+    const problems = fullModelProblems(this.facts, facts);
+    if (problems.length > 0) {
+      throw new AdapterMismatchError(
+        `model ${path} was not tuned from the base ${this.options.modelPath}: ${problems.join("; ")}`,
+      );
+    }
+    return facts;
+  }
+
+  /** The context for an adapter, a full model or the bare base, created on first use. */
   context(adapter?: AdapterChoice): Promise<ContextEntry> {
-    const key = adapter ? `${adapter.path}@${adapter.scale}` : "base";
+    const key = contextKey(adapter);
     let entry = this.contexts.get(key);
     if (!entry) {
       entry = (async () => {
-        if (adapter) await this.checkAdapter(adapter.path);
-        const context = await this.model.createContext({
+        const lora = adapter && adapter.kind !== "full";
+        if (lora) await this.checkAdapter(adapter.path);
+        const model = adapter?.kind === "full" ? await this.fullModel(adapter.path) : this.model;
+        const context = await model.createContext({
           contextSize: this.options.contextSize,
           sequences: this.options.sequences,
           threads: this.options.threads,
           ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
-          ...(adapter ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
+          ...(lora ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
         });
         return { context, adapter };
       })();
@@ -129,6 +162,33 @@ export class Engine {
       this.contexts.set(key, entry);
     }
     return entry;
+  }
+
+  /**
+   * The full model at `path`, loaded once. One at a time beside the base (they are gigabytes):
+   * loading another disposes the previous one and its context.
+   */
+  private fullModel(path: string): Promise<LlamaModel> {
+    if (this.tuned?.path === path) return this.tuned.model;
+    const previous = this.tuned;
+    const model = (async () => {
+      if (previous) await this.unloadFullModel(previous);
+      await this.checkFullModel(path);
+      return this.llama.loadModel({ modelPath: path });
+    })();
+    this.tuned = { path, model };
+    model.catch(() => {
+      if (this.tuned?.path === path) this.tuned = undefined;
+    });
+    return model;
+  }
+
+  private async unloadFullModel(tuned: { path: string; model: Promise<LlamaModel> }): Promise<void> {
+    const key = contextKey({ path: tuned.path, scale: 1, kind: "full" });
+    const entry = this.contexts.get(key);
+    this.contexts.delete(key);
+    await entry?.then(({ context }) => context.dispose()).catch(() => undefined);
+    await tuned.model.then((model) => model.dispose()).catch(() => undefined);
   }
 
   countTokens = (text: string): number => this.model.tokenize(text, true).length;
@@ -196,6 +256,7 @@ export class Engine {
       await entry.then(({ context }) => context.dispose()).catch(() => undefined);
     }
     this.contexts.clear();
+    if (this.tuned) await this.unloadFullModel(this.tuned);
     await this.model.dispose();
     await this.llama.dispose();
   }

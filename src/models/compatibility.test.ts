@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { adapterProblems } from "./compatibility.ts";
+import { adapterProblems, fullModelProblems } from "./compatibility.ts";
 import type { AdapterFacts, ModelFacts } from "./gguf-facts.ts";
 
 const base: ModelFacts = {
@@ -9,6 +9,7 @@ const base: ModelFacts = {
   architecture: "llama",
   layers: 2,
   fingerprint: "f".repeat(64),
+  tunedFrom: undefined,
   shapes: new Map([
     ["blk.0.attn_q.weight", [576, 576]],
     ["blk.0.attn_k.weight", [576, 192]],
@@ -51,5 +52,43 @@ describe("adapter compatibility", () => {
     );
     const unknown = adapter({ shapes: new Map([["blk.9.attn_q.weight.lora_a", [576, 8]]]) });
     assert.match(problems(unknown), /no counterpart in the base/);
+  });
+});
+
+describe("full model compatibility", () => {
+  const tuned = (overrides: Partial<ModelFacts> = {}): ModelFacts => ({
+    ...base,
+    path: "tuned.gguf",
+    fingerprint: "e".repeat(64),
+    tunedFrom: base.fingerprint,
+    ...overrides,
+  });
+
+  it("accepts a model tuned from this base, with the base's tensors", () => {
+    assert.deepEqual(fullModelProblems(base, tuned()), [], "no problems");
+  });
+
+  it("refuses another base's tuning, other shapes, and a model without a record", () => {
+    assert.match(
+      fullModelProblems(base, tuned({ tunedFrom: "a".repeat(64) })).join(),
+      /tuned from another base \(fingerprint aaaaaaaaaaaa…, this base ffffffffffff…\)/,
+    );
+    assert.match(
+      fullModelProblems(base, tuned({ shapes: new Map([["blk.0.attn_q.weight", [576, 576]]]) })).join(),
+      /tensor blk\.0\.attn_k\.weight is missing, the base's is 576×192/,
+    );
+    assert.match(
+      fullModelProblems(base, tuned({ architecture: "qwen2", layers: 3 })).join(),
+      /architecture qwen2, the base is llama.*3 layers, the base has 2/,
+    );
+    assert.match(
+      fullModelProblems(base, tuned({ tunedFrom: undefined })).join(),
+      /records no base fingerprint/,
+    );
+    assert.match(
+      fullModelProblems(base, base).join(),
+      /records no base fingerprint/,
+      "the base itself is not a tuning",
+    );
   });
 });

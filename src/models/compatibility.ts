@@ -38,3 +38,33 @@ export function adapterProblems(base: ModelFacts, adapter: AdapterFacts): string
   }
   return problems;
 }
+
+/**
+ * Why a fully fine-tuned model cannot stand in for a base, or [] when it can (pure): it must be the
+ * base's own architecture and tensors, tuned from that very base — the bot keeps tokenizing with
+ * the base's vocabulary, and conversations move between the two.
+ */
+export function fullModelProblems(base: ModelFacts, tuned: ModelFacts): string[] {
+  const problems: string[] = [];
+  if (tuned.architecture !== base.architecture) {
+    problems.push(`architecture ${tuned.architecture}, the base is ${base.architecture}`);
+  }
+  if (tuned.layers !== base.layers) problems.push(`${tuned.layers} layers, the base has ${base.layers}`);
+  for (const [name, dims] of base.shapes) {
+    const theirs = tuned.shapes.get(name);
+    if (!theirs || theirs.join("×") !== dims.join("×")) {
+      problems.push(
+        `tensor ${name} is ${theirs ? theirs.join("×") : "missing"}, the base's is ${dims.join("×")}`,
+      );
+      break;
+    }
+  }
+  if (tuned.tunedFrom === undefined) {
+    problems.push("it records no base fingerprint (a model the trainer did not export)");
+  } else if (tuned.tunedFrom !== base.fingerprint) {
+    problems.push(
+      `it was tuned from another base (fingerprint ${tuned.tunedFrom.slice(0, 12)}…, this base ${base.fingerprint.slice(0, 12)}…)`,
+    );
+  }
+  return problems;
+}

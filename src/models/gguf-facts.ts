@@ -13,6 +13,8 @@ export type ModelFacts = {
   architecture: string;
   layers: number;
   fingerprint: string;
+  /** A fully fine-tuned model's base, as the trainer records it; undefined for a base model. */
+  tunedFrom: string | undefined;
   shapes: TensorShapes;
 };
 
@@ -100,12 +102,14 @@ export async function readGgufFacts(path: string): Promise<ModelFacts | AdapterF
     };
   }
   const layers = Number(lookup(metadata, `${architecture}.block_count`));
+  const tunedFrom = lookup(metadata, BASE_FINGERPRINT_KEY);
   return {
     kind: "model",
     path,
     architecture,
     layers,
     fingerprint: await fingerprint(path, tensors),
+    tunedFrom: typeof tunedFrom === "string" ? tunedFrom : undefined,
     shapes: shapesOf(tensors),
   };
 }

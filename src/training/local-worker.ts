@@ -80,7 +80,7 @@ export class LocalWorker {
       {
         cwd: trainerDir,
         // The connection string carries the password: it goes in the environment, never argv or logs.
-        env: { ...process.env, DATABASE_URL: this.options.databaseUrl },
+        env: { ...process.env, DATABASE_URL: this.options.databaseUrl, TWIN_MODEL_STORE: config.modelStore },
         stdio: ["ignore", "pipe", "pipe"],
       },
     );

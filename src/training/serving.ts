@@ -1,5 +1,8 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import type { AdapterChoice } from "../inference/engine.ts";
 import type { Adapter, RunsRepository } from "./runs.repository.ts";
 
@@ -10,8 +13,12 @@ export type ServingDeps = {
   /** Where adapters from the database are written as files for llama.cpp. */
   adapterDir: string;
   scale: number;
+  /** Where fully fine-tuned models are (TWIN_MODEL_STORE), shared with the workers. */
+  modelStore: string;
   /** Refuses an adapter made for another base (Engine.checkAdapter). */
   checkAdapter: (file: string) => Promise<unknown>;
+  /** Refuses a full model not tuned from the served base (Engine.checkFullModel). */
+  checkFullModel: (file: string) => Promise<unknown>;
   /** An adapter file from config or a flag, served until the active adapter changes. */
   pinned?: string | undefined;
   onError?: ((message: string, error: unknown) => void) | undefined;
@@ -70,9 +77,7 @@ export class Serving {
 
   private async load(adapter: Adapter, strict = false): Promise<AdapterChoice | undefined> {
     try {
-      const file = await adapterFile(this.deps.runs, this.deps.adapterDir, adapter);
-      await this.deps.checkAdapter(file);
-      return { path: file, scale: this.deps.scale, label: `adapter:${adapter.id}` };
+      return await tunedChoice(adapter, this.deps);
     } catch (error) {
       if (strict) throw error;
       this.deps.onError?.(
@@ -84,8 +89,59 @@ export class Serving {
   }
 }
 
+/** A tuned model as the engine takes it: the adapter's file, or the full model's GGUF in the store, checked. */
+export async function tunedChoice(
+  adapter: Adapter,
+  deps: Pick<ServingDeps, "runs" | "adapterDir" | "modelStore" | "scale" | "checkAdapter" | "checkFullModel">,
+): Promise<AdapterChoice> {
+  const label = `adapter:${adapter.id}`;
+  if (adapter.kind === "full") {
+    const file = await storedModelFile(deps.modelStore, adapter);
+    await deps.checkFullModel(file);
+    return { path: file, scale: 1, label, kind: "full" };
+  }
+  const file = await adapterFile(deps.runs, deps.adapterDir, adapter);
+  await deps.checkAdapter(file);
+  return { path: file, scale: deps.scale, label };
+}
+
+export class StoredModelError extends Error {}
+
+/**
+ * A full model's GGUF in the model store, checked against the size and sha256 the worker recorded
+ * (a truncated copy or another run's file is refused before llama.cpp reads it).
+ */
+export async function storedModelFile(store: string, adapter: Adapter): Promise<string> {
+  if (!adapter.storePath) throw new StoredModelError(`model ${adapter.id} has no path in the model store`);
+  const file = path.resolve(store, adapter.storePath);
+  if (path.relative(store, file).startsWith("..")) {
+    throw new StoredModelError(`model ${adapter.id}: ${adapter.storePath} is outside the model store`);
+  }
+  const stat = await fs.stat(file).catch(() => undefined);
+  if (!stat) {
+    throw new StoredModelError(
+      `model ${adapter.id}: ${file} is missing — the bot and the workers must share TWIN_MODEL_STORE (${store})`,
+    );
+  }
+  if (stat.size !== adapter.bytes) {
+    throw new StoredModelError(
+      `model ${adapter.id}: ${file} has ${stat.size} bytes, the worker wrote ${adapter.bytes}`,
+    );
+  }
+  const digest = createHash("sha256");
+  await pipeline(createReadStream(file), digest);
+  if (digest.digest("hex") !== adapter.sha256) {
+    throw new StoredModelError(
+      `model ${adapter.id}: ${file} does not match the checksum the worker recorded`,
+    );
+  }
+  return file;
+}
+
 /** The adapter's GGUF as a file in `dir` (written once, atomically; checked by sha256 on the way out). */
 export async function adapterFile(runs: RunsRepository, dir: string, adapter: Adapter): Promise<string> {
+  if (adapter.fileId === null)
+    throw new StoredModelError(`adapter ${adapter.id} has no file in the database`);
   const file = path.join(dir, `adapter-${adapter.id}-${adapter.name}.gguf`);
   if (await fs.stat(file).catch(() => undefined)) return file;
   await fs.mkdir(dir, { recursive: true });

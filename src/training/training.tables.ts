@@ -3,6 +3,7 @@ import {
   bigint,
   bigserial,
   boolean,
+  check,
   index,
   integer,
   jsonb,
@@ -112,8 +113,13 @@ export const trainingFileChunks = pgTable(
   (t) => [primaryKey({ columns: [t.fileId, t.ordinal] })],
 );
 
+export const TUNED_KINDS = ["lora", "full"] as const;
+export type TunedKind = (typeof TUNED_KINDS)[number];
+
 /**
- * Trained adapters, one per succeeded run. At most one is active: new conversations use it; none
+ * Tuned models, one per succeeded run: a LoRA adapter (its GGUF in the database, megabytes) or a
+ * fully fine-tuned model (its GGUF in the model store the worker and the bot share, gigabytes —
+ * only its path, size and checksum here). At most one is active: new conversations use it; none
  * active means the base model alone.
  */
 export const adapters = pgTable(
@@ -127,15 +133,24 @@ export const adapters = pgTable(
     baseModelId: integer("base_model_id")
       .notNull()
       .references(() => baseModels.id),
-    fileId: integer("file_id")
-      .notNull()
-      .references(() => trainingFiles.id),
+    kind: text("kind", { enum: TUNED_KINDS }).notNull().default("lora"),
+    fileId: integer("file_id").references(() => trainingFiles.id),
+    /** A full model's GGUF, relative to the model store (TWIN_MODEL_STORE). */
+    storePath: text("store_path"),
+    sha256: text("sha256"),
+    bytes: bigint("bytes", { mode: "number" }),
     name: text("name").notNull(),
     metrics: jsonb("metrics").$type<Record<string, unknown>>(),
     active: boolean("active").notNull().default(false),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex("adapters_one_active").on(t.active).where(sql`${t.active}`)],
+  (t) => [
+    uniqueIndex("adapters_one_active").on(t.active).where(sql`${t.active}`),
+    check(
+      "adapters_kind_has_its_file",
+      sql`(${t.kind} = 'lora' AND ${t.fileId} IS NOT NULL) OR (${t.kind} = 'full' AND ${t.storePath} IS NOT NULL AND ${t.sha256} IS NOT NULL AND ${t.bytes} IS NOT NULL)`,
+    ),
+  ],
 );
 
 /** Workers that announced themselves: their hardware, and a heartbeat while they live. */

@@ -1,5 +1,8 @@
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -47,3 +50,41 @@ def twin(args, url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
     env |= {"DATABASE_URL": url, "TWIN_DATA_DIR": str(tmp_path / "data"), "TWIN_TZ": "UTC"}
     return subprocess.run(["node", str(ROOT / "bin/twin.js"), *args], env=env, check=True, capture_output=True, text=True)
+
+
+IRC = ROOT.parent / "shared/fixtures/irc/ubuntu_irc_as_telegram_export.json"
+TRAIN_EXAMPLES = 64
+
+
+def owner_share(example: dict) -> float:
+    trained = sum(len(s["text"]) for s in example["segments"] if s["train"])
+    return trained / max(1, sum(len(s["text"]) for s in example["segments"]))
+
+
+def twin_embedded(*args: str, data: Path) -> None:
+    """The real CLI on an embedded PostgreSQL in `data`."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("TWIN_")}
+    env |= {"TWIN_DATA_DIR": str(data), "TWIN_TZ": "UTC"}
+    done = subprocess.run(["node", str(ROOT / "bin/twin.js"), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"twin {' '.join(args)} failed:\n{done.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="session")
+def irc_dataset():
+    # Not pytest's tmp_path: its parents are private to root, and the embedded PostgreSQL runs as
+    # another user when tests run as root, so it needs a world-traversable folder.
+    work = Path(tempfile.mkdtemp(prefix="twin-learning-"))
+    os.chmod(work, 0o755)
+    twin_embedded("import", str(IRC), data=work / "data")
+    full = work / "full"
+    twin_embedded("dataset", "--groups", "--since", "all", "--max-tokens", "256", "--loss", "owner", "--eval-fraction", "0.1",
+         "--out", str(full), data=work / "data")
+    dense = work / "dense"
+    dense.mkdir()
+    examples = [json.loads(line) for line in (full / "train.jsonl").read_text().splitlines()]
+    chosen = sorted(examples, key=owner_share, reverse=True)[:TRAIN_EXAMPLES]
+    (dense / "train.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen))
+    for name in ("eval.jsonl", "manifest.json"):
+        (dense / name).write_bytes((full / name).read_bytes())
+    yield dense
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,6 @@
 """The worker and its queue against a real PostgreSQL (TEST_DATABASE_URL, a database of its own)."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -31,8 +32,8 @@ def store(database_url, tmp_path_factory):
     return {"url": database_url, "dataset": dataset, "base": base}
 
 
-def queue_run(url, store, overrides=None):
-    config = {"file": "smollm2-135m-lora-cpu.yaml", "set": overrides or {}}
+def queue_run(url, store, overrides=None, file="smollm2-135m-lora-cpu.yaml"):
+    config = {"file": file, "set": overrides or {}}
     with psycopg.connect(url, autocommit=True) as connection:
         return connection.execute(
             "INSERT INTO training_runs (dataset_id, base_model_id, config) VALUES (%s, %s, %s) RETURNING id",
@@ -99,8 +100,8 @@ def test_the_loss_chart_is_a_real_svg_and_png():
     assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg and b"held-out loss" in svg
 
 
-def start_worker(url, workdir, *flags):
-    env = {**os.environ, "DATABASE_URL": url}
+def start_worker(url, workdir, *flags, env=None):
+    env = {**os.environ, "DATABASE_URL": url, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "twin_trainer", "worker", "--until-idle", "--heartbeat-seconds", "0.5",
          "--stale-seconds", "3", "--workdir", str(workdir), *flags],
@@ -155,3 +156,35 @@ def test_a_killed_worker_s_run_is_detected_requeued_and_resumed_from_its_stored_
     assert [s["resumed_from"] for s in starts] == [0, step], f"the second attempt resumed from step {step}"
     assert adapter[0] is True, "the new adapter is active"
     assert gguf[:4] == b"GGUF" and png.startswith(b"\x89PNG"), "the adapter and the chart are stored"
+
+
+def test_a_full_run_trains_over_two_processes_and_publishes_its_gguf_to_the_model_store(store, tmp_path):
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status IN ('queued', 'running')")
+    overrides = {"max_steps": "2", "save_every": "1", "eval_every": "0", "max_eval_examples": "4", "tokens_per_batch": "512",
+                 "processes": "2", "export_type": "q8_0"}  # fmt: skip
+    run_id = queue_run(store["url"], store, overrides, file="smollm2-135m-full-cpu.yaml")
+    models = tmp_path / "models"
+    worker = start_worker(store["url"], tmp_path / "w", env={"TWIN_MODEL_STORE": str(models), "OMP_NUM_THREADS": "1"})
+    output, _ = worker.communicate(timeout=900)
+    assert worker.returncode == 0, output
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        status, error = connection.execute("SELECT status, error FROM training_runs WHERE id = %s", (run_id,)).fetchone()
+        row = connection.execute(
+            "SELECT kind, file_id, store_path, sha256, bytes, active FROM adapters WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        starts = connection.execute(
+            "SELECT data FROM training_events WHERE run_id = %s AND event = 'start'", (run_id,)
+        ).fetchall()
+        stored_files = connection.execute("SELECT kind FROM training_files WHERE run_id = %s", (run_id,)).fetchall()
+    assert status == "succeeded", f"{error}\n{output[-3000:]}"
+    kind, file_id, store_path, digest, size, active = row
+    assert (kind, file_id, active) == ("full", None, True), row
+    gguf = models / store_path
+    assert store_path == f"run-{run_id}/model-q8_0.gguf" and gguf.read_bytes()[:4] == b"GGUF"
+    assert (size, digest) == (gguf.stat().st_size, hashlib.sha256(gguf.read_bytes()).hexdigest()), "size and checksum recorded"
+    assert sorted(p.name for p in gguf.parent.iterdir()) == ["events.jsonl", "launch.log", "launch.yaml", "metrics.json", "model-q8_0.gguf"], (
+        "checkpoints and fp32 weights are removed once the GGUF is written"
+    )
+    assert [s[0]["processes"] for s in starts] == [2], "rank 0 speaks for both processes"
+    assert sorted(k for (k,) in stored_files) == ["chart_png", "chart_svg"], "no gigabytes in the database: no checkpoints"

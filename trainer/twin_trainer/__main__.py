@@ -1,4 +1,4 @@
-"""python -m twin_trainer train|eval|export-gguf|worker|report — see configs/ and the README."""
+"""python -m twin_trainer train|estimate|eval|export-gguf|worker|report — see configs/ and the README."""
 
 from __future__ import annotations
 
@@ -29,6 +29,25 @@ def _train(arguments: argparse.Namespace) -> int:
     finally:
         if stream is not sys.stdout:
             stream.close()
+    return 0
+
+
+def _estimate(arguments: argparse.Namespace) -> int:
+    """The memory a config needs per GPU, from the base's shape alone; exit 1 when it cannot fit."""
+    from .memory import GIB, MemoryBudgetError, describe
+    from .train import memory_estimate
+
+    try:
+        config = load_config(arguments.config, arguments.set)
+        estimate = memory_estimate(config, arguments.gpus)
+    except (ConfigError, MemoryBudgetError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if estimate is None:
+        print("no GPU memory to check against: set gpu_memory_gb, or run where a CUDA GPU is")
+        return 0
+    print(f"method={config.method} on {arguments.gpus} GPU(s): {describe(estimate)}")
+    print(json.dumps({key: round(value / GIB, 2) for key, value in estimate.items()}))
     return 0
 
 
@@ -135,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="YAML config (see configs/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     run.set_defaults(handler=_train)
+    estimate = commands.add_parser("estimate", help="the memory a config needs per GPU (refused when it cannot fit)")
+    estimate.add_argument("--config", help="YAML config (see configs/)")
+    estimate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    estimate.add_argument("--gpus", type=int, default=1, help="processes the run is launched with (full: shards over them)")
+    estimate.set_defaults(handler=_estimate)
     check = commands.add_parser("eval", help="held-out loss of the base and of an adapter")
     check.add_argument("--base", required=True, help="the base GGUF (or HF folder) the adapter was trained on")
     check.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")

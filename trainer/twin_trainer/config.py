@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-METHODS = ("lora", "qlora")
+METHODS = ("lora", "qlora", "full")
+EXPORT_TYPES = ("f16", "q8_0", "f32")
 BATCHING = ("packed", "padded")
 
 
@@ -23,7 +24,9 @@ class TrainConfig:
     # The folder `twin dataset --out` wrote, or `postgres:<dataset id>` (read through DATABASE_URL).
     dataset: str = ""
     output: str = "runs/latest"
-    method: str = "lora"  # or "qlora": 4-bit base through bitsandbytes, CUDA only, experimental
+    # "lora"; "qlora": 4-bit base through bitsandbytes, CUDA only, experimental; "full": every
+    # weight, sharded with FSDP2 over the processes `accelerate launch`/`torchrun` starts.
+    method: str = "lora"
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -45,12 +48,20 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA when there is one, else CPU
     dtype: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32
     gradient_checkpointing: str = "auto"  # "auto": on GPU only (trades compute for memory)
+    # Memory of one GPU, for the estimate that refuses a run that cannot fit before it loads
+    # anything; 0: the GPU's own memory (no check on CPU).
+    gpu_memory_gb: float = 0
+    # Full fine-tuning under the worker: processes to launch (0: one per GPU; one on a CPU).
+    processes: int = 0
+    export_type: str = "f16"  # a fully tuned model's GGUF: f16, q8_0 or f32 (LoRA adapters are always f32)
     events: str = ""  # a file for the JSON-line events; empty: stdout
 
     def check(self) -> TrainConfig:
         problems = []
         if self.method not in METHODS:
             problems.append(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.export_type not in EXPORT_TYPES:
+            problems.append(f"export_type={self.export_type!r}: expected one of {', '.join(EXPORT_TYPES)}")
         if self.batching not in BATCHING:
             problems.append(f"batching={self.batching!r}: expected one of {', '.join(BATCHING)}")
         for key in ("lora_r", "lora_alpha", "tokens_per_batch"):

@@ -66,29 +66,25 @@ def register_packed_attention() -> str:
     return ATTENTION
 
 
-def _causal_lm(model: Any) -> Any:
-    """The transformers model under a peft wrapper (LoRA layers are injected in place)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def supervised_logits(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, targets, where): next-token logits at each position whose next token is learnt.
 
     `where` holds the flat indices (row * length + position) of the target tokens, so callers can
-    look up per-token facts such as the speaker.
+    look up per-token facts such as the speaker. The model is called as a whole (a boolean
+    `logits_to_keep` picks the positions), so FSDP's hooks on the root module run as they must.
     """
-    causal_lm = _causal_lm(model)
     extra = {"example_bounds": batch.example_bounds} if batch.example_bounds is not None else {}
-    hidden = causal_lm.get_decoder()(
+    targets = batch.labels[:, 1:]
+    learnt = targets != IGNORE_INDEX
+    keep = F.pad(learnt, (0, 1), value=False)  # position p predicts token p + 1; the last predicts nothing
+    logits = model(
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
         attention_mask=batch.attention_mask,
         use_cache=False,
+        logits_to_keep=keep,
         **extra,
-    ).last_hidden_state
-    targets = batch.labels[:, 1:]
-    learnt = targets != IGNORE_INDEX
-    logits = causal_lm.lm_head(hidden[:, :-1][learnt]).float()
+    ).logits.float()
     rows, positions = learnt.nonzero(as_tuple=True)
     where = rows * batch.labels.shape[1] + positions + 1
     return logits, targets[learnt], where

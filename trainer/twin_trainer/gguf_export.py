@@ -155,3 +155,110 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
     writer.write_tensors_to_file()
     writer.close()
     return out_path
+
+
+# A fully tuned model: the base GGUF rewritten with the tuned weights (same metadata, same tokenizer).
+LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    **MODULE_NAMES,
+}
+GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}  # llama.cpp's general.file_type (LLAMA_FTYPE_*)
+
+
+def gguf_tensor_name(hf_name: str) -> str | None:
+    """model.layers.3.self_attn.q_proj.weight → blk.3.attn_q.weight; None for a name llama.cpp has no tensor for."""
+    if hf_name in GLOBAL_NAMES:
+        return GLOBAL_NAMES[hf_name]
+    parts = hf_name.split(".")
+    if parts[:2] != ["model", "layers"] or len(parts) < 5:
+        return None
+    module = LAYER_NAMES.get(".".join(parts[3:-1]))
+    return f"blk.{parts[2]}.{module}.{parts[-1]}" if module else None
+
+
+def _encode(data: np.ndarray, export_type: str) -> tuple[np.ndarray, Any]:
+    """The tensor as written, and its GGML type: norms and biases stay f32, as llama.cpp's converter keeps them."""
+    import gguf
+
+    if data.ndim == 1 or export_type == "f32":
+        return data.astype(np.float32), gguf.GGMLQuantizationType.F32
+    if export_type == "f16":
+        return data.astype(np.float16), gguf.GGMLQuantizationType.F16
+    return gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0
+
+
+def export_full_model(model_dir: str | Path, base_gguf: str | Path, out_path: str | Path, export_type: str = "f16") -> Path:
+    """Writes a fully tuned HF model (safetensors) as a GGUF for llama.cpp, on the base GGUF's metadata.
+
+    Tensors are converted one at a time and streamed to the file, so a 7B model never sits in
+    memory twice. Every tuned tensor must land on a base tensor of the same shape; base tensors
+    with no HF counterpart (e.g. rope frequencies) are copied as they are.
+    """
+    import gguf
+    from safetensors import safe_open
+
+    if export_type not in FILE_TYPES:
+        raise ExportError(f"export_type={export_type!r}: expected one of {', '.join(FILE_TYPES)}")
+    model_dir, out_path = Path(model_dir), Path(out_path)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ExportError(f"{model_dir}: no .safetensors weights (the trainer writes model.safetensors there)")
+    base = _reader(base_gguf)
+    facts = base_facts(base)
+    architecture = str(facts["architecture"])
+    permute = architecture in PERMUTED_ARCHITECTURES
+    heads = {"attn_q": int(facts["heads"]), "attn_k": int(facts["kv_heads"])}
+
+    sources: dict[str, tuple[Path, str]] = {}
+    for file in files:
+        with safe_open(str(file), "np") as weights:
+            for name in weights.keys():
+                target = gguf_tensor_name(name)
+                if target is None:
+                    raise ExportError(f"{file.name}: tensor {name} has no llama.cpp counterpart in {architecture}")
+                sources[target] = (file, name)
+    base_tensors = {t.name: t for t in base.tensors}
+    missing = sorted(set(sources) - set(base_tensors))
+    if missing:
+        raise ExportError(f"the base GGUF has no tensors {missing[:5]}: was the model trained from another base?")
+
+    def tuned(name: str) -> np.ndarray:
+        file, key = sources[name]
+        with safe_open(str(file), "np") as weights:
+            data = weights.get_tensor(key).astype(np.float32)
+        expected = tuple(int(d) for d in reversed(base_tensors[name].shape))
+        if data.shape != expected:
+            raise ExportError(f"{key}: shape {list(data.shape)} but the base's {name} is {list(expected)}")
+        kind = name.split(".")[2] if name.startswith("blk.") else ""
+        if permute and kind in heads and name.endswith(".weight"):
+            data = permute_rows(data, heads[kind])
+        return _encode(data, export_type)[0]
+
+    writer = gguf.GGUFWriter(str(out_path), architecture)
+    for field in base.fields.values():
+        if field.name in ("general.architecture", "general.file_type") or field.name.startswith("GGUF."):
+            continue
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    writer.add_uint32("general.file_type", FILE_TYPES[export_type])
+    writer.add_string(FINGERPRINT_KEY, base_fingerprint(base))  # provenance: the base it was tuned from
+
+    for tensor in base.tensors:
+        if tensor.name in sources:
+            elements = tuple(int(d) for d in reversed(tensor.shape))
+            sample, kind = _encode(np.zeros((1, elements[-1]) if len(elements) == 2 else elements, np.float32), export_type)
+            byte_shape = (elements[0], *sample.shape[1:]) if len(elements) == 2 else sample.shape
+            nbytes = int(np.prod(byte_shape)) * sample.dtype.itemsize
+            writer.add_tensor_info(tensor.name, byte_shape, sample.dtype, nbytes, raw_dtype=kind)
+        else:
+            writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in base.tensors:
+        writer.write_tensor_data(tuned(tensor.name) if tensor.name in sources else tensor.data)
+    writer.close()
+    return out_path

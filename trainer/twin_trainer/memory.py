@@ -11,7 +11,9 @@ Logits are computed only where a token is learnt, in fp32.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 GIB = 2**30
 
@@ -60,3 +62,69 @@ def describe(estimate: dict[str, float]) -> str:
         f"~{estimate['total'] / GIB:.1f} GiB per GPU (weights and optimizer {estimate['states'] / GIB:.1f}, "
         f"activations {estimate['activations'] / GIB:.1f}, logits {estimate['logits'] / GIB:.1f})"
     )
+
+
+class MemoryBudgetError(RuntimeError):
+    """The run cannot fit the GPUs it is given; the message carries the estimate."""
+
+
+ADAPTED = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def gguf_shape(gguf_path: Any, lora_rank: int = 0) -> ModelShape:
+    """A GGUF base's shape from its header alone (no tensor data is read)."""
+    from .gguf_export import _reader, base_facts, metadata_value
+
+    reader = _reader(gguf_path)
+    facts = base_facts(reader)
+    shapes = {t.name: [int(d) for d in t.shape] for t in reader.tensors}
+    embedding = shapes["token_embd.weight"]  # GGUF lists dims innermost first: [hidden, vocabulary]
+    lora = sum(
+        lora_rank * (dims[0] + dims[1])
+        for name, dims in shapes.items()
+        if len(dims) == 2 and name.startswith("blk.") and name.split(".")[2] in ADAPTED
+    )
+    parameters = sum(math.prod(dims) for dims in shapes.values())  # a tied head has no tensor of its own
+    hidden = metadata_value(reader, f"{facts['architecture']}.embedding_length")
+    return ModelShape(parameters, int(facts["layers"]), int(hidden or embedding[0]), embedding[1], lora)
+
+
+def hf_shape(folder: Any, lora_rank: int = 0) -> ModelShape:
+    """An HF model's shape, by building it on the meta device (no memory, no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    lora = sum(
+        lora_rank * (module.in_features + module.out_features)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1].removesuffix("_proj") in PROJECTION_NAMES
+    )
+    parameters = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
+    return ModelShape(parameters, config.num_hidden_layers, config.hidden_size, config.vocab_size, lora)
+
+
+PROJECTION_NAMES = ("q", "k", "v", "o", "gate", "up", "down")
+
+
+def model_shape(base: Any, lora_rank: int = 0) -> ModelShape:
+    from pathlib import Path
+
+    path = Path(base)
+    return gguf_shape(path, lora_rank) if path.suffix == ".gguf" else hf_shape(path, lora_rank)
+
+
+def check_fits(shape: ModelShape, *, method: str, tokens_per_batch: int, gradient_checkpointing: bool, gpus: int, gpu_memory_gb: float) -> dict[str, float]:
+    """The estimate, or a MemoryBudgetError when it exceeds the memory of one GPU."""
+    estimate = estimate_bytes(
+        shape, method=method, tokens_per_batch=tokens_per_batch, gradient_checkpointing=gradient_checkpointing, gpus=gpus
+    )
+    if gpu_memory_gb and estimate["total"] > gpu_memory_gb * 1e9:
+        hint = "use method=lora (or qlora)" if method == "full" else "lower tokens_per_batch or turn gradient_checkpointing on"
+        raise MemoryBudgetError(
+            f"method={method} of a {shape.parameters / 1e9:.1f}B-parameter model on {gpus} GPU(s) of {gpu_memory_gb:g} GB "
+            f"needs {describe(estimate)}: it does not fit; {hint}, or train on more GPUs (configs/*-8x80gb.yaml)"
+        )
+    return estimate

@@ -136,10 +136,26 @@ def finish(connection: Any, run: Run, worker_id: str, status: str, error: str | 
     return row is not None
 
 
+@dataclass(frozen=True)
+class StoredModel:
+    """A fully tuned model's GGUF in the model store: its path there, size and checksum."""
+
+    path: str
+    sha256: str
+    bytes: int
+
+
 def succeed(
-    connection: Any, run: Run, worker_id: str, adapter_file: int, metrics: dict[str, Any], name: str
+    connection: Any,
+    run: Run,
+    worker_id: str,
+    tuned: int | StoredModel,
+    metrics: dict[str, Any],
+    name: str,
 ) -> int | None:
-    """Marks the run succeeded and makes its adapter the active one, together; None if the run is not ours.
+    """Marks the run succeeded and makes its tuned model the active one, together; None if the run is not ours.
+
+    `tuned` is the adapter's file id in the database, or a full model in the model store.
 
     A cancel that arrived after training ended wins: the run is cancelled and the active adapter stays.
     """
@@ -159,10 +175,21 @@ def succeed(
             add_event(connection, run.id, {"event": "cancelled"})
             return None
         connection.execute("UPDATE adapters SET active = false WHERE active")
+        stored = tuned if isinstance(tuned, StoredModel) else None
         adapter_id = connection.execute(
-            "INSERT INTO adapters (run_id, base_model_id, file_id, name, metrics, active) "
-            "VALUES (%s, %s, %s, %s, %s, true) RETURNING id",
-            (run.id, run.base_model_id, adapter_file, name, Jsonb(metrics)),
+            "INSERT INTO adapters (run_id, base_model_id, kind, file_id, store_path, sha256, bytes, name, metrics, active) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true) RETURNING id",
+            (
+                run.id,
+                run.base_model_id,
+                "full" if stored else "lora",
+                None if stored else tuned,
+                stored and stored.path,
+                stored and stored.sha256,
+                stored and stored.bytes,
+                name,
+                Jsonb(metrics),
+            ),
         ).fetchone()[0]
         connection.execute(
             "UPDATE training_runs SET status = 'succeeded', metrics = %s, finished_at = now(), heartbeat_at = NULL "

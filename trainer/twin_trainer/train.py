@@ -22,8 +22,10 @@ from .config import TrainConfig
 from .data import LabelledExample, check_chat_tokens, label_example, load_dataset
 from .evaluate import evaluate
 from .forward import supervised_loss
+from .memory import GIB, check_fits, model_shape
 from .model import load_base, pick_device, pick_dtype, quantization_for
 from .packing import group_by_length, pack, pack_greedily, pad
+from .sharding import Cluster, join_cluster, load_sharded, local_value, save_full_model, save_sharded, shard
 
 Emit = Callable[[dict[str, Any]], None]
 LINEAR_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -86,7 +88,7 @@ def _with_lora(model: Any, config: TrainConfig, device: torch.device) -> Any:
     model.config.use_cache = False
     if config.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and device.type == "cuda"):
+    if uses_checkpointing(config, device):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return get_peft_model(
         model,
@@ -102,22 +104,88 @@ def _with_lora(model: Any, config: TrainConfig, device: torch.device) -> Any:
     )
 
 
+def _silent(event: dict[str, Any]) -> None:
+    """Events of the processes other than rank 0: one voice per run."""
+
+
+def uses_checkpointing(config: TrainConfig, device: torch.device) -> bool:
+    return config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and device.type == "cuda")
+
+
+def memory_estimate(config: TrainConfig, gpus: int) -> dict[str, float] | None:
+    """Bytes per GPU by part; raises MemoryBudgetError, before anything loads, when the run cannot fit.
+
+    The budget is `gpu_memory_gb` (the card a config is written for) or the GPU's own memory.
+    """
+    # A config written for a GPU is estimated for it, even where it is only being checked.
+    device = torch.device("cuda") if config.device.startswith("cuda") else pick_device(config.device)
+    budget = config.gpu_memory_gb
+    if not budget:
+        if device.type != "cuda":
+            return None
+        budget = torch.cuda.get_device_properties(device).total_memory / 1e9
+    shape = model_shape(config.base, config.lora_r if config.method != "full" else 0)
+    return check_fits(
+        shape,
+        method=config.method,
+        tokens_per_batch=config.tokens_per_batch,
+        gradient_checkpointing=uses_checkpointing(config, device),
+        gpus=gpus,
+        gpu_memory_gb=budget,
+    )
+
+
+def _fully_trainable(model: Any, config: TrainConfig, cluster: Cluster, compute_dtype: torch.dtype) -> Any:
+    """Every weight trains; FSDP2 shards them (and their gradients and optimizer states) over the processes."""
+    model.config.use_cache = False
+    if uses_checkpointing(config, cluster.device):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return shard(model, cluster, compute_dtype=compute_dtype)
+
+
 def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
+    # ── setup ──────────────────────────────────────────────────────────────────
+    config.check()
+    full = config.method == "full"
+    estimate = memory_estimate(config, int(os.environ.get("WORLD_SIZE", "1")) if full else 1)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    cluster = join_cluster(device) if full else None
+    try:
+        return _train(config, emit if cluster is None or cluster.main else _silent, output, device, dtype, cluster, estimate)
+    finally:
+        if cluster is not None:
+            cluster.leave()
+
+
+def _train(
+    config: TrainConfig,
+    emit: Emit,
+    output: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    cluster: Cluster | None,
+    estimate: dict[str, float] | None,
+) -> dict[str, Any]:
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
     from transformers import get_cosine_schedule_with_warmup
 
-    # ── setup ──────────────────────────────────────────────────────────────────
-    config.check()
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.dtype, device)
+    full = cluster is not None
+    main = cluster is None or cluster.main
+    processes = cluster.world_size if cluster else 1
+    rank = cluster.rank if cluster else 0
+    if full:
+        device = cluster.device
+    if main:
+        (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
     model, tokenizer = load_base(
         config.base,
-        dtype=dtype,
+        # Full fine-tuning keeps fp32 master weights; FSDP computes in `dtype`.
+        dtype=torch.float32 if full else dtype,
         attn_implementation=config.attn_implementation,
         quantization=quantization_for(config.method, device),
     )
@@ -127,52 +195,78 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     else:
         rows = group_by_length(train_set, config.tokens_per_batch, config.seed)
     order = batch_order(rows, config.epochs, config.seed)
-    total_steps = config.max_steps or len(order)
-    order = (order * math.ceil(total_steps / max(len(order), 1)))[:total_steps]
+    # One step takes one row per process (data parallel); the order is the same on every process.
+    total_steps = config.max_steps or math.ceil(len(order) / processes)
+    needed = total_steps * processes
+    order = (order * math.ceil(needed / max(len(order), 1)))[:needed]
 
-    if config.method != "qlora":
-        model.to(device)
-    model = _with_lora(model, config, device)
+    if full:
+        model = _fully_trainable(model, config, cluster, dtype)
+    else:
+        if config.method != "qlora":
+            model.to(device)
+        model = _with_lora(model, config, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(total_steps * config.warmup_ratio), total_steps)
     step = 0
+    base_metrics: dict[str, Any] | None = None
     checkpoint = _latest_checkpoint(output)
     if checkpoint is not None:
-        set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device=str(device)))
+        if full:
+            load_sharded(checkpoint, model, optimizer)
+        else:
+            set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device=str(device)))
         state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        if not full:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         random.setstate(state["python_rng"])
         step = state["step"]
+        base_metrics = state.get("base_metrics")
+    if full and base_metrics is None and eval_set:
+        # No adapter to switch off later: the base is measured before the first step.
+        base_metrics = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
     emit({
         "event": "start",
         "steps": total_steps,
         "resumed_from": step,
+        "method": config.method,
+        "processes": processes,
         "train_examples": len(train_set),
         "eval_examples": len(eval_set),
         "trainable_parameters": sum(p.numel() for p in trainable),
         "dataset": manifest.get("datasetId"),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "memory_estimate_gib": round(estimate["total"] / GIB, 2) if estimate else None,
     })
 
     def save(at: int) -> Path:
         folder = output / f"checkpoint-{at}"
-        model.save_pretrained(folder)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
-                "step": at,
-            },
-            folder / "trainer_state.pt",
-        )
+        state = {
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "step": at,
+            "base_metrics": base_metrics,
+        }
+        if full:
+            save_sharded(folder, model, optimizer)  # every process writes its own shards
+        else:
+            model.save_pretrained(folder)
+            state["optimizer"] = optimizer.state_dict()
+        if main:
+            torch.save(state, folder / "trainer_state.pt")
+        if full:
+            torch.distributed.barrier()
         emit({"event": "checkpoint", "step": at, "path": str(folder)})
         return folder
+
+    def stop_requested() -> bool:
+        stop = (output / "STOP").exists()
+        return cluster.any(stop) if cluster else stop
 
     # ── train ──────────────────────────────────────────────────────────────────
     model.train()
@@ -182,28 +276,29 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     eval_loss: float | None = None  # the latest, repeated on every log line for a live chart
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     while step < total_steps:
-        if (output / "STOP").exists():
+        if stop_requested():
             save(step)
             emit({"event": "stopped", "step": step})
             return {"stopped": True, "step": step}
-        row = order[step]
+        step_rows = order[step * processes : (step + 1) * processes]
+        row = step_rows[rank]
         batch = pack(row) if config.batching == "packed" else pad(row, pad_id)
         loss = supervised_loss(model, batch.to(device))
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        grad_norm = local_value(torch.nn.utils.clip_grad_norm_(trainable, 1.0))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         done_this_run += 1
-        supervised += sum(e.supervised_tokens for e in row)
+        supervised += sum(e.supervised_tokens for r in step_rows for e in r)
         elapsed = time.time() - started
         emit({
             "event": "log",
             "step": step,
             "max_steps": total_steps,
-            "epoch": round(step / max(len(rows), 1), 3),
-            "loss": round(loss.item(), 5),
+            "epoch": round(step * processes / max(len(rows), 1), 3),
+            "loss": round(cluster.mean(loss.item()) if cluster else loss.item(), 5),
             "lr": scheduler.get_last_lr()[0],
             "grad_norm": round(float(grad_norm), 4),
             "supervised_tokens_per_second": round(supervised / max(elapsed, 1e-9), 1),
@@ -221,21 +316,24 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     # ── save ───────────────────────────────────────────────────────────────────
     if not (output / f"checkpoint-{step}").exists():
         save(step)  # a rerun of a finished run resumes here and only re-evaluates
-    model.save_pretrained(output / "adapter")
+    if full:
+        save_full_model(model, tokenizer, output / "model", cluster)
+    else:
+        model.save_pretrained(output / "adapter")
     metrics: dict[str, Any] = {}
     if eval_set:
-        metrics = {
-            "base": evaluate(model, eval_set, base=True, tokens_per_batch=config.tokens_per_batch, device=device),
-            "tuned": evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device),
-            "eval_examples": len(eval_set),
-            "steps": step,
-        }
+        tuned = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
+        if not full:
+            base_metrics = evaluate(model, eval_set, base=True, tokens_per_batch=config.tokens_per_batch, device=device)
+        metrics = {"base": base_metrics, "tuned": tuned, "eval_examples": len(eval_set), "steps": step}
         emit({"event": "eval", "step": step, **metrics["tuned"]["overall"]})
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if main:
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     emit({
         "event": "done",
         "step": step,
-        "adapter": str(output / "adapter"),
+        "method": config.method,
+        **({"model": str(output / "model")} if full else {"adapter": str(output / "adapter")}),
         "metrics": {k: metrics[k]["overall"] for k in ("base", "tuned")} if metrics else None,
     })
     return {"stopped": False, "step": step, "metrics": metrics}

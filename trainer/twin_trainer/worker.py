@@ -4,19 +4,25 @@ It needs only DATABASE_URL (plus the base model's files: the registered GGUF pat
 source). Everything it makes goes back into the database: events as it trains, the latest
 checkpoint (so another worker can resume), the GGUF adapter, the metrics and the loss chart.
 A cancel from the bot becomes the trainer's STOP file; SIGTERM stops gracefully and re-queues.
+Full fine-tuning is the exception: its checkpoints and its model are gigabytes, so they live in the
+model store (TWIN_MODEL_STORE, a folder the workers and the bot share); the database keeps the
+model's path, size and checksum. On several GPUs the worker launches one process per GPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,69 @@ from . import run_queue
 from .config import TrainConfig, load_config
 from .database import connect
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TRAINER = Path(__file__).resolve().parents[1]
+CONFIGS = TRAINER / "configs"
+
+
+def model_store() -> Path:
+    """Where full models and their checkpoints go: shared with the bot (and other workers)."""
+    store = os.environ.get("TWIN_MODEL_STORE")
+    if not store:
+        raise FileNotFoundError(
+            "method=full needs TWIN_MODEL_STORE: a folder this worker and the bot share (a volume in compose)"
+        )
+    return Path(store)
+
+
+def processes_for(config: TrainConfig, facts: dict[str, Any]) -> int:
+    """Full fine-tuning spreads over every GPU (or `processes`); LoRA trains in this process."""
+    if config.method != "full":
+        return 1
+    return config.processes or max(1, len(facts.get("gpus") or []))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(16 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seconds: float = 1.0) -> dict[str, Any]:
+    """`train` over `processes` processes (torchrun), its events followed from the file rank 0 writes."""
+    import yaml
+
+    output = Path(config.output)
+    events = output / "events.jsonl"
+    events.unlink(missing_ok=True)
+    launch = output / "launch.yaml"
+    launch.write_text(yaml.safe_dump({**asdict(config), "events": str(events)}))
+    log = output / "launch.log"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "twin_trainer", "train", "--config", str(launch)]  # fmt: skip
+    last: dict[str, Any] = {}
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=TRAINER, stdout=log_file, stderr=subprocess.STDOUT)
+        read = 0
+        while True:
+            finished = process.poll() is not None
+            if events.exists():
+                with events.open("rb") as file:
+                    file.seek(read)
+                    while (line := file.readline()).endswith(b"\n"):  # a line still being written waits
+                        read += len(line)
+                        last = {k: v for k, v in json.loads(line).items() if k != "time"}
+                        emit(last)
+            if finished:
+                break
+            time.sleep(poll_seconds)
+    if last.get("event") == "done":
+        return {"stopped": False, "step": last["step"], "metrics": json.loads((output / "metrics.json").read_text())}
+    if last.get("event") == "stopped":
+        return {"stopped": True, "step": last["step"]}
+    reason = last.get("reason") or log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{processes} training processes exited with {process.returncode}: {reason}")
 
 
 def hardware() -> dict[str, Any]:
@@ -154,65 +222,105 @@ class Worker:
     def process(self, connection: Any, run: run_queue.Run) -> None:
         from .train import train
 
-        output = self.workdir / f"run-{run.id}"
-        shutil.rmtree(output, ignore_errors=True)  # the database holds the truth: start from its checkpoint
-        output.mkdir(parents=True)
-        self.current_stop = output / "STOP"
-        if self.shutting_down:
-            self.current_stop.touch()
-        heartbeat = Heartbeat(self.url, run.id, self.id, self.heartbeat_seconds, self.current_stop)
-        heartbeat.start()
+        heartbeat: Heartbeat | None = None
+        output: Path | None = None
+        keep = False  # a full run that goes back to the queue keeps its checkpoints in the store
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
-
-        def emit(event: dict[str, Any]) -> None:
-            self.say({"run": run.id, **event})
-            run_queue.add_event(connection, run.id, event)
-            if event["event"] == "start":
-                run_queue.record_progress(connection, run.id, event["resumed_from"], event["steps"])
-            elif event["event"] == "log":
-                run_queue.record_progress(connection, run.id, event["step"], event["max_steps"])
-            elif event["event"] == "checkpoint":
-                data = run_queue.tar_folder(Path(event["path"]))
-                run_queue.put_file(connection, run.id, "checkpoint", data, event["step"])
-
         try:
             check_base(run)
-            config = run_config(run, output)
-            stored = run_queue.latest_checkpoint(connection, run.id)
-            if stored is not None:
-                run_queue.untar_into(run_queue.get_file(connection, stored[0]), output)
-            result = train(config, emit)
+            config = run_config(run, self.workdir / f"run-{run.id}")
+            full = config.method == "full"
+            if full:
+                config.output = str(model_store() / f"run-{run.id}")
+            output = Path(config.output)
+            if not full:
+                shutil.rmtree(output, ignore_errors=True)  # the database holds the truth: start from its checkpoint
+            output.mkdir(parents=True, exist_ok=True)
+            self.current_stop = output / "STOP"
+            self.current_stop.unlink(missing_ok=True)
+            if self.shutting_down:
+                self.current_stop.touch()
+            heartbeat = Heartbeat(self.url, run.id, self.id, self.heartbeat_seconds, self.current_stop)
+            heartbeat.start()
+
+            def emit(event: dict[str, Any]) -> None:
+                self.say({"run": run.id, **event})
+                run_queue.add_event(connection, run.id, event)
+                if event["event"] == "start":
+                    run_queue.record_progress(connection, run.id, event["resumed_from"], event["steps"])
+                elif event["event"] == "log":
+                    run_queue.record_progress(connection, run.id, event["step"], event["max_steps"])
+                elif event["event"] == "checkpoint" and not full:
+                    data = run_queue.tar_folder(Path(event["path"]))
+                    run_queue.put_file(connection, run.id, "checkpoint", data, event["step"])
+
+            if not full:
+                stored = run_queue.latest_checkpoint(connection, run.id)
+                if stored is not None:
+                    run_queue.untar_into(run_queue.get_file(connection, stored[0]), output)
+            processes = processes_for(config, hardware())
+            result = train_in_processes(config, processes, emit) if processes > 1 else train(config, emit)
             heartbeat.stop()
             if heartbeat.lost:
+                keep = True
                 self.say({"event": "lost", "run": run.id})
             elif result["stopped"]:
                 cancelled = heartbeat.cancelled or run_queue.run_heartbeat(connection, run.id, self.id)[1]
+                keep = not cancelled
                 run_queue.finish(connection, run, self.id, "cancelled" if cancelled else "queued")
+            elif full:
+                keep = self.publish_full(connection, run, output, result["metrics"], config.export_type)
             else:
                 self.publish(connection, run, output, result["metrics"])
         except Exception as error:  # the run's last word, for whoever follows it
-            heartbeat.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
             reason = f"{type(error).__name__}: {error}"
             self.say({"event": "failed", "run": run.id, "reason": reason})
             run_queue.finish(connection, run, self.id, "failed", reason)
+            keep = False
         finally:
             self.current_stop = None
-            shutil.rmtree(output, ignore_errors=True)
+            if output is not None and not keep:
+                shutil.rmtree(output, ignore_errors=True)
 
-    def publish(self, connection: Any, run: run_queue.Run, output: Path, metrics: dict[str, Any]) -> None:
-        """The GGUF adapter, the chart and the metrics into the database; the adapter becomes active."""
+    def chart(self, connection: Any, run: run_queue.Run, metrics: dict[str, Any]) -> None:
         from .charts import loss_chart
-        from .gguf_export import export_adapter
 
-        gguf = export_adapter(output / "adapter", run.base_gguf, output / "adapter.gguf")
-        adapter_file = run_queue.put_file(connection, run.id, "adapter_gguf", gguf.read_bytes())
         points = run_queue.loss_points(connection, run.id)
         base_loss = metrics.get("base", {}).get("overall", {}).get("loss") if metrics else None
         svg, png = loss_chart(points["train"], points["eval"], title=f"Run {run.id}: loss per step", base_eval_loss=base_loss)
         run_queue.put_file(connection, run.id, "chart_svg", svg)
         run_queue.put_file(connection, run.id, "chart_png", png)
+
+    def publish(self, connection: Any, run: run_queue.Run, output: Path, metrics: dict[str, Any]) -> None:
+        """The GGUF adapter, the chart and the metrics into the database; the adapter becomes active."""
+        from .gguf_export import export_adapter
+
+        gguf = export_adapter(output / "adapter", run.base_gguf, output / "adapter.gguf")
+        adapter_file = run_queue.put_file(connection, run.id, "adapter_gguf", gguf.read_bytes())
+        self.chart(connection, run, metrics)
         adapter = run_queue.succeed(connection, run, self.id, adapter_file, metrics, f"run-{run.id}")
         self.say({"event": "published", "run": run.id, "adapter": adapter})
+
+    def publish_full(self, connection: Any, run: run_queue.Run, output: Path, metrics: dict[str, Any], export_type: str) -> bool:
+        """The whole model as a GGUF in the store (checkpoints and fp32 weights removed), its facts in the database.
+
+        True when the model stays in the store (it is published); False when the run is no longer
+        this worker's or was cancelled meanwhile, and the folder can go.
+        """
+        from .gguf_export import export_full_model
+
+        gguf = export_full_model(output / "model", run.base_gguf, output / f"model-{export_type}.gguf", export_type)
+        for leftover in [*output.glob("checkpoint-*"), output / "model"]:
+            shutil.rmtree(leftover, ignore_errors=True)
+        stored = run_queue.StoredModel(
+            path=f"{output.name}/{gguf.name}", sha256=sha256_of(gguf), bytes=gguf.stat().st_size
+        )
+        self.chart(connection, run, metrics)
+        model = run_queue.succeed(connection, run, self.id, stored, metrics, f"run-{run.id}")
+        self.say({"event": "published", "run": run.id, "model": model, "path": stored.path, "bytes": stored.bytes})
+        return model is not None
 
 
 def default_workdir() -> Path:
