@@ -146,6 +146,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
         worker: "local",
         python: undefined,
         configFile: "smollm2-135m-lora-cpu.yaml",
+        fullConfigFile: "smollm2-135m-full-cpu.yaml",
         overrides: {
           max_steps: "4",
           save_every: "2",
@@ -287,7 +288,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
     const list = lastSent((text) => text.startsWith("Base: "));
     assert.match(
       String(list.params.text),
-      new RegExp(`${firstAdapter}\\. run-\\d+ on .* ✓`),
+      new RegExp(`${firstAdapter}\\. run-\\d+ \\(LoRA adapter\\) on .* ✓`),
       "the active adapter is marked",
     );
     press(list, "Base model only");
@@ -393,5 +394,80 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
     await server.waitFor("no more rounds", () =>
       server.sent("sendMessage", anna.id).some((c) => String(c.params.text).startsWith("Nothing to guess")),
     );
+  });
+
+  it("offers full fine-tuning when a worker has several GPUs; the full model goes to the store and answers", async () => {
+    // A worker elsewhere announces two GPUs (the local worker, on this CPU, still does the training).
+    await database.pool.query(
+      `INSERT INTO training_workers (id, host, pid, hardware) VALUES ('gpu-box:1', 'gpu-box', 1, $1)`,
+      [
+        JSON.stringify({
+          device: "cuda",
+          gpus: [
+            { name: "H100", memory_gb: 80 },
+            { name: "H100", memory_gb: 80 },
+          ],
+          cpus: 32,
+        }),
+      ],
+    );
+    twin.services.config.training.overrides.max_steps = "3";
+    try {
+      server.sendMessage(owner, { text: "/train" });
+      await waitForText("sendMessage", "the choice of method", (text) => text.endsWith("Which one?"));
+      const choice = lastSent((text) => text.endsWith("Which one?"));
+      const text = String(choice.params.text);
+      assert.match(text, /Full fine-tuning \(every weight, all 2 GPUs\)/, text);
+      assert.match(text, /Method: full fine-tuning \(every weight, sharded over 2 GPUs/, text);
+      assert.match(text, /3 steps of 2 × 400 tokens/, "each step takes a row per GPU");
+      const queuedBefore = ownerTexts("editMessageText").filter((t) => /Queued as run \d+/.test(t)).length;
+      press(choice, "Full fine-tuning on 2 GPUs");
+      const queued = () => ownerTexts("editMessageText").filter((t) => /Queued as run \d+/.test(t));
+      await server.waitFor("the queued run", () => queued().length > queuedBefore);
+      const runId = Number(/Queued as run (\d+)/.exec(queued().at(-1) ?? "")?.[1]);
+      const runs = createRunsRepository(database);
+      assert.equal((await runs.get(runId))?.method, "full", "a full run is queued");
+      await waitForText(
+        "editMessageText",
+        "the finished full run",
+        (text) =>
+          text.startsWith(`Training run ${runId}: done`) || text.startsWith(`Training run ${runId}: failed`),
+        400_000,
+      );
+      const run = await runs.get(runId);
+      assert.equal(
+        run?.status,
+        "succeeded",
+        `the full run succeeded (${run?.error}) ${workerLines.slice(-5).join("\n")}`,
+      );
+      const active = await runs.activeAdapter();
+      assert.equal(active?.kind, "full", "the full model is the active one");
+      const file = path.join(tmp, "models", active?.storePath ?? "");
+      assert.equal(
+        fs.statSync(file).size,
+        active?.bytes,
+        "its GGUF is in the model store, at the recorded size",
+      );
+      await server.waitFor("the bot serving it", () => twin.services.model.adapter()?.kind === "full");
+
+      const before = server.sent("sendMessage", anna.id).length;
+      server.sendMessage(anna, { text: "what are you up to this weekend?" });
+      await server.waitFor(
+        "the full model's answer to Anna",
+        () => server.sent("sendMessage", anna.id).length > before,
+        120_000,
+      );
+      const { rows } = await database.pool.query<{ served_by: string }>(
+        "SELECT served_by FROM bot_messages WHERE from_twin AND person_id = $1 ORDER BY id DESC LIMIT 1",
+        [anna.id],
+      );
+      assert.deepEqual(rows, [{ served_by: `adapter:${active?.id}` }], "the full model answered Anna");
+      server.sendMessage(owner, { text: "/model" });
+      await waitForText("sendMessage", "the model list with the full model", (t) =>
+        /\(full model, \d+ MB\) on .* ✓/.test(t),
+      );
+    } finally {
+      await database.pool.query("UPDATE training_workers SET stopped_at = now() WHERE id = 'gpu-box:1'");
+    }
   });
 });

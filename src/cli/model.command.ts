@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { createModelsRepository } from "../models/models.repository.ts";
 import { createRunsRepository } from "../training/runs.repository.ts";
+import { describeKind } from "../training/serving.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
 
@@ -54,13 +55,14 @@ export function registerModelCommand(program: Command): void {
         createRunsRepository(database).listAdapters(),
       );
       if (adapters.length === 0) return;
-      const trained = table(["", "adapter", "name", "base", "run", "created", "held-out loss (text)"]);
+      const trained = table(["", "id", "name", "kind", "base", "run", "created", "held-out loss (text)"]);
       for (const adapter of adapters) {
         const tuned = (adapter.metrics?.tuned as { overall?: { content_loss: number } } | undefined)?.overall;
         trained.push([
           adapter.active ? "*" : "",
           adapter.id,
           adapter.name,
+          describeKind(adapter),
           adapter.baseName,
           adapter.runId,
           adapter.createdAt.toISOString().slice(0, 16).replace("T", " "),

@@ -207,6 +207,14 @@ const configSchema = z.object({
     )
     .default("smollm2-135m-lora-cpu.yaml")
     .describe("the trainer config new runs use (a file in trainer/configs)"),
+  TWIN_TRAIN_CONFIG_FULL: z
+    .string()
+    .regex(
+      /^[\w.-]+\.ya?ml$/,
+      "must be the name of a file in trainer/configs, e.g. qwen2.5-7b-full-8x80gb.yaml",
+    )
+    .default("smollm2-135m-full-cpu.yaml")
+    .describe("the trainer config of full fine-tuning, offered by /train when a worker has several GPUs"),
   TWIN_TRAIN_SET: z
     .string()
     .regex(/^\s*[a-z_]+=[^,]+(\s*,\s*[a-z_]+=[^,]+)*\s*$/, "must be key=value pairs separated by commas")
@@ -244,6 +252,8 @@ export type TrainingConfig = {
   worker: "auto" | "local" | "external";
   python: string | undefined;
   configFile: string;
+  /** The config of full fine-tuning (method: full), offered when a worker has several GPUs. */
+  fullConfigFile: string;
   overrides: Record<string, string>;
   staleSeconds: number;
   /** Fully fine-tuned models (and their checkpoints) by run: a folder the bot and every worker see. */
@@ -356,6 +366,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       worker: values.TWIN_WORKER,
       python: values.TWIN_TRAINER_PYTHON,
       configFile: values.TWIN_TRAIN_CONFIG,
+      fullConfigFile: values.TWIN_TRAIN_CONFIG_FULL,
       overrides: Object.fromEntries(
         (values.TWIN_TRAIN_SET ?? "")
           .split(",")

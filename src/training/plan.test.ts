@@ -10,7 +10,14 @@ import {
 } from "./plan.ts";
 
 describe("a run's plan", () => {
-  const settings = { method: "lora", epochs: 2, maxSteps: 0, tokensPerBatch: 1000, batching: "packed" };
+  const settings = {
+    method: "lora",
+    epochs: 2,
+    maxSteps: 0,
+    tokensPerBatch: 1000,
+    batching: "packed",
+    processes: 0,
+  };
 
   it("counts packed rows over the training tokens, times the epochs, unless max_steps says otherwise", () => {
     // 95,000 tokens in rows of 1,000 filled to 95% on average: 100 rows per epoch.
@@ -19,6 +26,11 @@ describe("a run's plan", () => {
     assert.deepEqual(estimateRun({ trainTokens: 95_000, settings: { ...settings, maxSteps: 7 } }).steps, 7);
     assert.equal(estimateRun({ trainTokens: 10, settings }).steps, 2, "at least one row per epoch");
     assert.equal(estimateRun({ trainTokens: 95_000, settings, secondsPerStep: 1.5 }).seconds, 300);
+    assert.equal(
+      estimateRun({ trainTokens: 95_000, settings, processes: 8 }).steps,
+      26,
+      "eight processes take eight rows a step: 200 / 8, rounded up per epoch",
+    );
   });
 
   it("paces an untimed run by the model's size and the hardware", () => {
@@ -37,11 +49,13 @@ describe("a run's plan", () => {
       hardware: { gpus: 1, cpus: 16 },
     });
     assert.ok(gpu > 1 && gpu < 10, `Qwen2.5-7B on one GPU: ${gpu.toFixed(1)} s per 2,048-token step`);
-    assert.ok(
-      priorSecondsPerStep({ parameters: 7.6e9, tokensPerBatch: 2048, hardware: { gpus: 8, cpus: 16 } }) <
-        gpu / 7,
-      "eight GPUs share the work",
-    );
+    const full = priorSecondsPerStep({
+      parameters: 7.6e9,
+      tokensPerBatch: 2048,
+      hardware: { gpus: 8, cpus: 16 },
+      method: "full",
+    });
+    assert.ok(full > gpu && full < 1.5 * gpu, "a full step also computes the weights' gradients");
   });
 
   it("reads a config's settings with overrides on top, and refuses files outside trainer/configs", () => {

@@ -19,6 +19,8 @@ export type TrainerSettings = {
   maxSteps: number;
   tokensPerBatch: number;
   batching: string;
+  /** Full fine-tuning: processes the worker launches (0: one per GPU). */
+  processes: number;
 };
 
 /** A config file's settings with the overrides on top (the trainer validates the rest). */
@@ -46,6 +48,7 @@ export function readTrainerSettings(config: RunConfig, folder = trainerConfigs):
     maxSteps: number("max_steps", 0),
     tokensPerBatch: number("tokens_per_batch", 2048),
     batching: String(values.batching ?? "packed"),
+    processes: number("processes", 0),
   };
 }
 
@@ -54,37 +57,43 @@ const PACKING_FILL = 0.95;
 
 /**
  * Steps and seconds a run will take (pure). Steps follow the trainer: packed rows of
- * `tokensPerBatch` over the training tokens, times the epochs, unless max_steps says otherwise.
- * Seconds need a measured pace (an earlier run on this base and config); without one, null.
+ * `tokensPerBatch` over the training tokens, times the epochs, unless max_steps says otherwise;
+ * with several processes (full fine-tuning on several GPUs) each step takes one row per process.
+ * Seconds need a pace (measured on an earlier run, or the rough prior); without one, null.
  */
 export function estimateRun(input: {
   trainTokens: number;
   settings: TrainerSettings;
   secondsPerStep?: number | undefined;
+  processes?: number | undefined;
 }): { steps: number; seconds: number | null } {
   const { trainTokens, settings } = input;
-  const perEpoch = Math.max(1, Math.ceil(trainTokens / (settings.tokensPerBatch * PACKING_FILL)));
+  const rowTokens = settings.tokensPerBatch * PACKING_FILL * Math.max(1, input.processes ?? 1);
+  const perEpoch = Math.max(1, Math.ceil(trainTokens / rowTokens));
   const steps =
     settings.maxSteps > 0 ? settings.maxSteps : Math.max(1, Math.ceil(perEpoch * settings.epochs));
   return { steps, seconds: input.secondsPerStep ? Math.round(steps * input.secondsPerStep) : null };
 }
 
 /**
- * A rough pace before any run on this base was timed (pure). A LoRA step costs about 4 FLOPs per
- * parameter per token (forward, and backward through the frozen weights without their gradients),
- * 6 with gradient checkpointing (on GPUs). Sustained rates: ~3e10 FLOP/s per CPU core in fp32
- * (SmolLM2-135M on this project's 2-core machine: 400-token steps in 3 s) and ~3e13 per GPU in bf16
- * (a third of a consumer card's peak). Right within a factor of two or so; the status shows a
- * measured ETA once steps run.
+ * A rough pace before any run on this base was timed (pure): one row of `tokensPerBatch` on one
+ * device (a full run's processes each take a row per step, in parallel). Per parameter and token:
+ * 2 FLOPs forward and 2 backward through the activations, 2 more for the weights' own gradients in
+ * full fine-tuning, and 2 to recompute the forward with gradient checkpointing (on GPUs).
+ * Sustained rates: ~3e10 FLOP/s per CPU core in fp32 (SmolLM2-135M on this project's 2-core
+ * machine: 400-token steps in 3 s) and ~3e13 per GPU in bf16 (a third of a consumer card's peak).
+ * Right within a factor of two or so; the status shows a measured ETA once steps run.
  */
 export function priorSecondsPerStep(input: {
   parameters: number;
   tokensPerBatch: number;
   hardware: { gpus: number; cpus: number };
+  method?: string | undefined;
 }): number {
   const { parameters, tokensPerBatch, hardware } = input;
-  const flops = (hardware.gpus > 0 ? 6 : 4) * parameters * tokensPerBatch;
-  const rate = hardware.gpus > 0 ? hardware.gpus * 3e13 : Math.max(1, hardware.cpus) * 3e10;
+  const gpu = hardware.gpus > 0;
+  const flops = (4 + (input.method === "full" ? 2 : 0) + (gpu ? 2 : 0)) * parameters * tokensPerBatch;
+  const rate = gpu ? 3e13 : Math.max(1, hardware.cpus) * 3e10;
   return flops / rate;
 }
 

@@ -150,3 +150,10 @@ export async function adapterFile(runs: RunsRepository, dir: string, adapter: Ad
   await fs.rename(partial, file);
   return file;
 }
+
+/** "LoRA adapter" or "full model, 270 MB" (pure). */
+export function describeKind(adapter: Pick<Adapter, "kind" | "bytes">): string {
+  if (adapter.kind !== "full") return "LoRA adapter";
+  const megabytes = (adapter.bytes ?? 0) / 1e6;
+  return `full model, ${megabytes >= 1000 ? `${(megabytes / 1000).toFixed(1)} GB` : `${Math.round(megabytes)} MB`}`;
+}

@@ -32,13 +32,25 @@ export type RunPlan = {
   /** Where the time comes from: an earlier run on this base and config, or the rough prior. */
   pace: "measured" | "rough";
   workers: { id: string; hardware: Record<string, unknown> }[];
+  /** Processes the worker trains with: one per GPU for full fine-tuning, else one. */
+  processes: number;
 };
 
-/** The latest ready dataset (or `datasetId`), the default base model, the configured trainer config and an estimate. */
+export type TrainMethod = "lora" | "full";
+
+/** GPUs of the first live worker (pure): full fine-tuning is offered when there are several. */
+export function workerGpus(workers: RunPlan["workers"]): number {
+  return (workers[0]?.hardware.gpus as unknown[] | undefined)?.length ?? 0;
+}
+
+/**
+ * The latest ready dataset (or `datasetId`), the default base model, the configured trainer config
+ * (LoRA's, or full fine-tuning's for `method: "full"`) and an estimate.
+ */
 export async function planRun(
   database: Database,
   config: Config,
-  options: { datasetId?: number | undefined } = {},
+  options: { datasetId?: number | undefined; method?: TrainMethod | undefined } = {},
 ): Promise<RunPlan> {
   const dataset = options.datasetId
     ? (await database.db.select().from(datasets).where(eq(datasets.id, options.datasetId)))[0]
@@ -58,7 +70,8 @@ export async function planRun(
   const base = await createModelsRepository(database).defaultModel();
   if (!base)
     throw new NothingToTrainError("no base model is registered: `twin model add <gguf> [--hf <id>]`");
-  const runConfig: RunConfig = { file: config.training.configFile, set: config.training.overrides };
+  const file = options.method === "full" ? config.training.fullConfigFile : config.training.configFile;
+  const runConfig: RunConfig = { file, set: config.training.overrides };
   const settings = readTrainerSettings(runConfig);
   const manifest = dataset.manifest as Manifest;
   const runs = createRunsRepository(database);
@@ -72,8 +85,9 @@ export async function planRun(
   }));
   const measured = await runs.secondsPerStep(base.id, runConfig.file);
   const facts = measured ? undefined : await readGgufFacts(base.ggufPath).catch(() => undefined);
-  const gpus = (workers[0]?.hardware.gpus as unknown[] | undefined)?.length ?? 0;
+  const gpus = workerGpus(workers);
   const cpus = Number(workers[0]?.hardware.cpus ?? os.availableParallelism());
+  const processes = settings.method === "full" ? settings.processes || Math.max(1, gpus) : 1;
   const rough =
     facts?.kind === "model"
       ? priorSecondsPerStep({
@@ -83,9 +97,10 @@ export async function planRun(
           ),
           tokensPerBatch: settings.tokensPerBatch,
           hardware: { gpus, cpus },
+          method: settings.method,
         })
       : undefined;
-  const estimate = estimateRun({ trainTokens, settings, secondsPerStep: measured ?? rough });
+  const estimate = estimateRun({ trainTokens, settings, secondsPerStep: measured ?? rough, processes });
   return {
     dataset: { id: dataset.id, manifest },
     base,
@@ -94,6 +109,7 @@ export async function planRun(
     estimate,
     pace: measured ? "measured" : "rough",
     workers,
+    processes,
   };
 }
 
@@ -124,10 +140,15 @@ export function describePlan(plan: RunPlan): string {
   return [
     `Dataset ${plan.dataset.id}: ${summaryLine(plan.dataset.manifest)}.`,
     `${n(counts.trainExamples)} training and ${n(counts.evalExamples)} held-out examples, ~${n(counts.tokensEstimate)} tokens.`,
-    `Base: ${plan.base.name}. Method: ${plan.settings.method}, config ${plan.config.file}${overrides.length ? ` with ${overrides.join(", ")}` : ""}.`,
-    `${n(plan.estimate.steps)} steps of ${n(plan.settings.tokensPerBatch)} tokens; time: ${time}.`,
+    `Base: ${plan.base.name}. Method: ${describeMethod(plan)}, config ${plan.config.file}${overrides.length ? ` with ${overrides.join(", ")}` : ""}.`,
+    `${n(plan.estimate.steps)} steps of ${plan.processes > 1 ? `${plan.processes} × ` : ""}${n(plan.settings.tokensPerBatch)} tokens; time: ${time}.`,
     `Trains on: ${worker}.`,
   ].join("\n");
+}
+
+function describeMethod(plan: RunPlan): string {
+  if (plan.settings.method !== "full") return plan.settings.method;
+  return `full fine-tuning (every weight${plan.processes > 1 ? `, sharded over ${plan.processes} GPUs` : ""}; the model goes to the model store)`;
 }
 
 export function describeHardware(hardware: Record<string, unknown>): string {

@@ -183,7 +183,7 @@ def test_a_full_run_trains_over_two_processes_and_publishes_its_gguf_to_the_mode
     gguf = models / store_path
     assert store_path == f"run-{run_id}/model-q8_0.gguf" and gguf.read_bytes()[:4] == b"GGUF"
     assert (size, digest) == (gguf.stat().st_size, hashlib.sha256(gguf.read_bytes()).hexdigest()), "size and checksum recorded"
-    assert sorted(p.name for p in gguf.parent.iterdir()) == ["events.jsonl", "launch.log", "launch.yaml", "metrics.json", "model-q8_0.gguf"], (
+    assert sorted(p.name for p in gguf.parent.iterdir()) == ["config.json", "events.jsonl", "launch.log", "launch.yaml", "metrics.json", "model-q8_0.gguf"], (
         "checkpoints and fp32 weights are removed once the GGUF is written"
     )
     assert [s[0]["processes"] for s in starts] == [2], "rank 0 speaks for both processes"

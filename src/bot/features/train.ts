@@ -2,12 +2,14 @@ import { Composer, InlineKeyboard, InputFile } from "grammy";
 import { formatDuration } from "../../training/plan.ts";
 import { followRun, type RunProgress } from "../../training/progress.ts";
 import type { Adapter, TrainingRun } from "../../training/runs.repository.ts";
+import { describeKind } from "../../training/serving.ts";
 import {
   describePlan,
   NoDatasetError,
   NothingToTrainError,
   planRun,
   queueRun,
+  workerGpus,
 } from "../../training/train.usecase.ts";
 import type { BotContext } from "../context.ts";
 import { progressBar } from "../jobs.ts";
@@ -85,7 +87,8 @@ export function followTraining(services: BotServices, chatId: number, run: Train
       });
     }
     const active = await runs.activeAdapter();
-    return `done in ${finished.step} steps. ${chart ? "" : `${summary}\n`}The new adapter ${active?.name ?? ""} now answers new messages; /model switches.`;
+    const made = active?.kind === "full" ? "fully tuned model" : "adapter";
+    return `done in ${finished.step} steps. ${chart ? "" : `${summary}\n`}The new ${made} ${active?.name ?? ""} now answers new messages; /model switches.`;
   });
 }
 
@@ -96,13 +99,37 @@ export function training(services: BotServices): Composer<BotContext> {
 
   const owner = composer.filter((ctx) => ctx.role === "owner");
 
-  /** The plan of a run on the latest dataset, with Start / Not now buttons. */
+  /**
+   * The plan of a run on the latest dataset, with Start / Not now buttons; when a worker has
+   * several GPUs, full fine-tuning is offered beside LoRA with its own plan.
+   */
   const confirm = async (chatId: number) => {
     try {
       const plan = await planRun(services.database, services.config);
-      await services.api.sendMessage(chatId, `${describePlan(plan)}\n\nStart training?`, {
+      const gpus = workerGpus(plan.workers);
+      if (gpus < 2) {
+        await services.api.sendMessage(chatId, `${describePlan(plan)}\n\nStart training?`, {
+          reply_markup: new InlineKeyboard()
+            .text("Start training", `train:go:${plan.dataset.id}:lora`)
+            .text("Not now", "train:no"),
+        });
+        return;
+      }
+      const full = await planRun(services.database, services.config, {
+        datasetId: plan.dataset.id,
+        method: "full",
+      });
+      const text = [
+        `LoRA (a small adapter on the base, one GPU):\n${describePlan(plan)}`,
+        `Full fine-tuning (every weight, all ${gpus} GPUs):\n${describePlan(full)}`,
+        "Which one?",
+      ].join("\n\n");
+      await services.api.sendMessage(chatId, text, {
         reply_markup: new InlineKeyboard()
-          .text("Start training", `train:go:${plan.dataset.id}`)
+          .text("Start LoRA", `train:go:${plan.dataset.id}:lora`)
+          .row()
+          .text(`Full fine-tuning on ${gpus} GPUs`, `train:go:${plan.dataset.id}:full`)
+          .row()
           .text("Not now", "train:no"),
       });
     } catch (error) {
@@ -138,10 +165,13 @@ export function training(services: BotServices): Composer<BotContext> {
     await ctx.editMessageText("Not now: nothing was queued.");
   });
 
-  composer.callbackQuery(/^train:go:(\d+)$/, async (ctx) => {
+  composer.callbackQuery(/^train:go:(\d+)(?::(lora|full))?$/, async (ctx) => {
     if (ctx.role !== "owner") return ctx.answerCallbackQuery();
     await ctx.answerCallbackQuery({ text: "Queued" });
-    const plan = await planRun(services.database, services.config, { datasetId: Number(ctx.match[1]) });
+    const plan = await planRun(services.database, services.config, {
+      datasetId: Number(ctx.match[1]),
+      method: ctx.match[2] === "full" ? "full" : "lora",
+    });
     const chatId = ctx.chat?.id ?? services.ownerId;
     const run = await queueRun(services.database, plan, chatId);
     await ctx.editMessageText(`${describePlan(plan)}\n\nQueued as run ${run.id}.`);
@@ -182,7 +212,7 @@ function modelList(base: string, adapters: Adapter[], activeLabel: string | unde
     const mark = activeLabel === `adapter:${adapter.id}` ? " ✓" : "";
     const loss = tuned ? `, held-out loss ${tuned.content_loss.toFixed(3)}` : "";
     lines.push(
-      `${adapter.id}. ${adapter.name} on ${adapter.baseName}, ${adapter.createdAt.toISOString().slice(0, 16).replace("T", " ")}${loss}${mark}`,
+      `${adapter.id}. ${adapter.name} (${describeKind(adapter)}) on ${adapter.baseName}, ${adapter.createdAt.toISOString().slice(0, 16).replace("T", " ")}${loss}${mark}`,
     );
   }
   if (activeLabel?.startsWith("file:"))
