@@ -14,7 +14,14 @@ import { describePlan, NoDatasetError, planRun, queueRun } from "../training/tra
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { table } from "./table.ts";
 
-type TrainOptions = { dataset?: string; config?: string; set: string[]; yes?: boolean; detach?: boolean };
+type TrainOptions = {
+  dataset?: string;
+  method: string;
+  config?: string;
+  set: string[];
+  yes?: boolean;
+  detach?: boolean;
+};
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -26,12 +33,20 @@ export function registerTrainCommand(program: Command): void {
     .command("start", { isDefault: true })
     .description("queue a run (confirming dataset, config and estimate), then follow it to the end")
     .option("--dataset <id>", "train on this dataset (default: the latest ready one)")
-    .option("--config <file>", "a config from trainer/configs (default: TWIN_TRAIN_CONFIG)")
+    .option(
+      "--method <lora|full>",
+      "LoRA, or full fine-tuning (every weight, sharded over the worker's GPUs; TWIN_TRAIN_CONFIG_FULL)",
+      "lora",
+    )
+    .option("--config <file>", "a config from trainer/configs (default: TWIN_TRAIN_CONFIG, or _FULL)")
     .option("--set <key=value>", "override a trainer config key (repeatable)", collect, [])
     .option("-y, --yes", "do not ask for confirmation")
     .option("--detach", "queue and return; a worker (or the bot's) trains it")
     .action(async (options: TrainOptions, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
+      if (options.method !== "lora" && options.method !== "full")
+        throw new Error(`--method ${options.method}: expected lora or full`);
+      const method = options.method;
       const overrides = Object.fromEntries(
         options.set.map((pair) => {
           const [key, ...value] = pair.split("=");
@@ -42,11 +57,12 @@ export function registerTrainCommand(program: Command): void {
       config.training = {
         ...config.training,
         configFile: options.config ?? config.training.configFile,
+        fullConfigFile: options.config ?? config.training.fullConfigFile,
         overrides: { ...config.training.overrides, ...overrides },
       };
       await withDatabase(config, async (database) => {
         const datasetId = options.dataset ? Number(options.dataset) : undefined;
-        const plan = await planRun(database, config, { datasetId }).catch(async (error) => {
+        const plan = await planRun(database, config, { datasetId, method }).catch(async (error) => {
           if (!(error instanceof NoDatasetError)) throw error;
           process.stdout.write(
             "no dataset yet: building one with the defaults (`twin dataset` has the options)…\n",
@@ -57,7 +73,7 @@ export function registerTrainCommand(program: Command): void {
             defaultDatasetOptions(config.timeZone ?? owner?.timeZone ?? machineTimeZone()),
           );
           process.stdout.write(`built dataset ${built.datasetId}\n`);
-          return planRun(database, config, { datasetId: built.datasetId });
+          return planRun(database, config, { datasetId: built.datasetId, method });
         });
         process.stdout.write(`${describePlan(plan)}\n`);
         if (!options.yes && !(await confirm("Start training? [y/N] "))) {

@@ -129,11 +129,18 @@ def load_base(
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
-            partial = converted.parent / f"{converted.name}.part"
+            # One partial folder per process: the processes of a multi-process run may all convert
+            # at once; the first rename wins and the others drop their copy.
+            partial = converted.parent / f"{converted.name}.part-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
             model.save_pretrained(partial)
             tokenizer.save_pretrained(partial)
-            partial.rename(converted)
+            try:
+                partial.rename(converted)
+            except OSError:
+                if not (converted / "config.json").exists():
+                    raise
+                shutil.rmtree(partial, ignore_errors=True)
         path = converted
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation, quantization_config=quantization
