@@ -37,3 +37,15 @@ def test_checkpointing_trades_activations_for_compute():
     assert without["activations"] > 10 * with_it["activations"]
     with pytest.raises(ValueError, match="expected full, lora or qlora"):
         estimate_bytes(QWEN_7B, method="dora", tokens_per_batch=1, gradient_checkpointing=True)
+
+
+def test_a_gguf_base_s_shape_comes_from_its_header():
+    from conftest import smollm2_gguf
+    from twin_trainer.memory import gguf_shape
+
+    shape = gguf_shape(smollm2_gguf(), lora_rank=16)
+    assert shape.parameters == 134_515_008, "the count transformers gives SmolLM2-135M (tied head counted once)"
+    assert (shape.layers, shape.hidden, shape.vocabulary) == (30, 576, 49152)
+    # q, k, v, o, gate, up, down of one layer: (in, out)
+    projections = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]
+    assert shape.lora_parameters == lora_parameters(shape, 16, projections) == 4_884_480

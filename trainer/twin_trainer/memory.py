@@ -89,6 +89,9 @@ def gguf_shape(gguf_path: Any, lora_rank: int = 0) -> ModelShape:
     return ModelShape(parameters, int(facts["layers"]), int(hidden or embedding[0]), embedding[1], lora)
 
 
+PROJECTION_NAMES = ("q", "k", "v", "o", "gate", "up", "down")
+
+
 def hf_shape(folder: Any, lora_rank: int = 0) -> ModelShape:
     """An HF model's shape, by building it on the meta device (no memory, no weights read)."""
     import torch
@@ -105,8 +108,6 @@ def hf_shape(folder: Any, lora_rank: int = 0) -> ModelShape:
     parameters = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
     return ModelShape(parameters, config.num_hidden_layers, config.hidden_size, config.vocab_size, lora)
 
-
-PROJECTION_NAMES = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 def model_shape(base: Any, lora_rank: int = 0) -> ModelShape:

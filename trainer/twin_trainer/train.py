@@ -1,4 +1,5 @@
-"""LoRA fine-tuning: setup → train → save, with progress as JSON lines, checkpoints and resume.
+"""Fine-tuning (LoRA, QLoRA, or every weight with FSDP2): setup → train → save, with progress as
+JSON lines, checkpoints and resume.
 
 Every event is one JSON object on one line (start, log, eval, checkpoint, done, stopped, failed),
 so the bot or a terminal can follow a run that may be on another machine.
