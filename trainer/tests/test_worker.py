@@ -188,3 +188,50 @@ def test_a_full_run_trains_over_two_processes_and_publishes_its_gguf_to_the_mode
     )
     assert [s[0]["processes"] for s in starts] == [2], "rank 0 speaks for both processes"
     assert sorted(k for (k,) in stored_files) == ["chart_png", "chart_svg"], "no gigabytes in the database: no checkpoints"
+
+
+def test_a_killed_worker_s_full_run_stops_its_processes_and_resumes_from_the_store(store, tmp_path):
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status IN ('queued', 'running')")
+    # Enough steps that orphaned processes would still be training when the test looks for them.
+    overrides = {"max_steps": "12", "save_every": "1", "eval_every": "0", "max_eval_examples": "4", "tokens_per_batch": "512",
+                 "processes": "2"}  # fmt: skip
+    run_id = queue_run(store["url"], store, overrides, file="smollm2-135m-full-cpu.yaml")
+    env = {"TWIN_MODEL_STORE": str(tmp_path / "models"), "OMP_NUM_THREADS": "1"}
+    launch = tmp_path / "models" / f"run-{run_id}" / "launch.yaml"
+    first = start_worker(store["url"], tmp_path / "w1", env=env)
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        step = wait_for(
+            lambda: connection.execute(
+                "SELECT max((data->>'step')::int) FROM training_events WHERE run_id = %s AND event = 'checkpoint'", (run_id,)
+            ).fetchone()[0],
+            300,
+            "the first sharded checkpoint in the store",
+        )
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+        # Its training processes die with it (parent-death signal), instead of training on unseen.
+        wait_for(
+            lambda: True if subprocess.run(["pgrep", "-f", str(launch)], capture_output=True).returncode == 1 else None,
+            15,
+            "the dead worker's training processes to stop",
+        )
+        wait_for(
+            lambda: connection.execute(
+                "SELECT 1 FROM training_runs WHERE id = %s AND heartbeat_at < now() - interval '3 seconds'", (run_id,)
+            ).fetchone(),
+            30,
+            "the dead worker's heartbeat to go stale",
+        )
+        second = start_worker(store["url"], tmp_path / "w2", env=env)
+        output, _ = second.communicate(timeout=900)
+        assert second.returncode == 0, output
+        status, error = connection.execute("SELECT status, error FROM training_runs WHERE id = %s", (run_id,)).fetchone()
+        starts = [d for (d,) in connection.execute(
+            "SELECT data FROM training_events WHERE run_id = %s AND event = 'start' ORDER BY id", (run_id,)
+        ).fetchall()]  # fmt: skip
+        kind = connection.execute("SELECT kind FROM adapters WHERE run_id = %s", (run_id,)).fetchone()
+    assert status == "succeeded", f"{error}\n{output[-3000:]}"
+    resumed = [s["resumed_from"] for s in starts]
+    assert resumed[0] == 0 and resumed[-1] >= step > 0, f"the second worker resumed from the store's checkpoint: {resumed}"
+    assert kind == ("full",)
