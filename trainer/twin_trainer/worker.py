@@ -237,6 +237,7 @@ class Worker:
 
         heartbeat: Heartbeat | None = None
         output: Path | None = None
+        full = False
         keep = False  # a full run that goes back to the queue keeps its checkpoints in the store
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
         try:
@@ -294,7 +295,7 @@ class Worker:
             keep = False
         finally:
             self.current_stop = None
-            if output is not None and not keep:
+            if output is not None and not (full and keep):  # LoRA checkpoints are in the database
                 shutil.rmtree(output, ignore_errors=True)
 
     def chart(self, connection: Any, run: run_queue.Run, metrics: dict[str, Any]) -> None:
