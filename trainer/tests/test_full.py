@@ -1,4 +1,5 @@
-"""Full fine-tuning: FSDP2 for real over two CPU processes (gloo), learning in one, and the memory refusal."""
+"""Full fine-tuning: FSDP2 for real over two CPU processes (gloo), and the memory refusal.
+(That it learns, in one process, is in test_learning.py beside LoRA.)"""
 
 import json
 import os
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import smollm2_gguf
 from test_train import write_dataset
-from twin_trainer.config import TrainConfig, load_config
+from twin_trainer.config import load_config
 from twin_trainer.memory import MemoryBudgetError
 from twin_trainer.train import memory_estimate, train
 
@@ -65,33 +66,6 @@ def test_a_two_process_run_trains_checkpoints_sharded_and_resumes_in_one_process
     assert next(e for e in resumed if e["event"] == "start")["resumed_from"] == 2
     assert [e["step"] for e in resumed if e["event"] == "log"] == [3]
     assert result["metrics"]["base"]["overall"]["loss"] > 0
-
-
-def test_full_fine_tuning_beats_the_base_on_the_owners_held_out_content_tokens(irc_dataset, tmp_path, capsys):
-    config = TrainConfig(
-        base=str(smollm2_gguf()),
-        dataset=str(irc_dataset),
-        output=str(tmp_path / "run"),
-        method="full",
-        epochs=1,
-        learning_rate=3e-5,
-        warmup_ratio=0.1,
-        tokens_per_batch=512,
-        eval_every=0,
-        save_every=0,
-    )
-    result = train(config, lambda event: None)
-    base, tuned = result["metrics"]["base"]["overall"], result["metrics"]["tuned"]["overall"]
-    with capsys.disabled():
-        print(
-            f"\n  full fine-tuning, IRC owner's held-out turns ({result['step']} steps):"
-            f"\n    content tokens ({tuned['content_tokens']}): base {base['content_loss']:.4f} → tuned {tuned['content_loss']:.4f}"
-            f"\n    all trained tokens ({tuned['tokens']}): base {base['loss']:.4f} → tuned {tuned['loss']:.4f}"
-        )
-    assert tuned["content_tokens"] == base["content_tokens"] > 500
-    assert tuned["content_loss"] < base["content_loss"], (
-        f"content tokens: tuned {tuned['content_loss']:.4f} is not below base {base['content_loss']:.4f}"
-    )
 
 
 QWEN_7B_CONFIG = {
