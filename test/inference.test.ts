@@ -176,6 +176,23 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     await conversations.reset("abort");
   });
 
+  it("uses flash attention unless told not to, and answers either way", async () => {
+    const on = (await engine.context()).context;
+    assert.equal(on.flashAttention, true, "the default context uses flash attention");
+    const plain = await Engine.open({ ...engine.options, sequences: 1, flashAttention: false });
+    try {
+      const off = (await plain.context()).context;
+      assert.equal(off.flashAttention, false, "flashAttention: false is honoured");
+      const reply = await new Conversations(plain).reply(
+        "plain",
+        prompt([{ speaker: "Anna", messages: ["hey"] }]),
+      );
+      assert.ok(reply.generatedTokens > 0, "the context without flash attention answers too");
+    } finally {
+      await plain.dispose();
+    }
+  });
+
   it("refuses a model file offered as an adapter", async () => {
     await assert.rejects(engine.checkAdapter(testModel()), AdapterMismatchError, "a model is not an adapter");
   });

@@ -3,7 +3,8 @@
  *
  *   (a) single stream: prompt tokens/s (512-token prompt) and generated tokens/s (128 tokens) of
  *       node-llama-cpp as the engine uses it, and of llama.cpp's own `llama-bench` built from the
- *       source node-llama-cpp ships — same model, same machine, same thread counts, same run;
+ *       source node-llama-cpp ships — same model, same machine, same thread counts, same run —
+ *       with flash attention off and on (the engine's default);
  *   (b) 1, 4 and 8 conversations at once on one context at the same thread count: total and
  *       per-conversation generated tokens/s and time to first token, beside llama.cpp's own
  *       `llama-batched-bench` on the same model (its 8-vs-1 ratio is what batching can give here);
@@ -64,29 +65,38 @@ async function generate(sequence: LlamaContextSequence, first: Token, count: num
 const llama = await getLlama({ gpu: false, build: "never" });
 const model = await llama.loadModel({ modelPath });
 const promptTokens = model.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
-const single: { threads: number; pp: number; tg: number }[] = [];
+const single: { threads: number; flash: boolean; pp: number; tg: number }[] = [];
 for (const threads of threadCounts) {
-  const context = await model.createContext({ contextSize: 2048, sequences: 1, threads, batchSize: PROMPT });
-  const sequence = context.getSequence();
-  const pp: number[] = [];
-  const tg: number[] = [];
-  for (let run = 0; run < 3; run++) {
-    await sequence.clearHistory();
-    let started = performance.now();
-    await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
-    pp.push(PROMPT / ((performance.now() - started) / 1000));
-    await sequence.clearHistory();
-    started = performance.now();
-    const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
-    tg.push(produced / ((performance.now() - started) / 1000));
+  for (const flash of [false, true]) {
+    const context = await model.createContext({
+      contextSize: 2048,
+      sequences: 1,
+      threads,
+      batchSize: PROMPT,
+      flashAttention: flash,
+    });
+    const sequence = context.getSequence();
+    const pp: number[] = [];
+    const tg: number[] = [];
+    for (let run = 0; run < 3; run++) {
+      await sequence.clearHistory();
+      let started = performance.now();
+      await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
+      pp.push(PROMPT / ((performance.now() - started) / 1000));
+      await sequence.clearHistory();
+      started = performance.now();
+      const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
+      tg.push(produced / ((performance.now() - started) / 1000));
+    }
+    single.push({ threads, flash, pp: Math.max(...pp), tg: Math.max(...tg) });
+    await context.dispose();
   }
-  single.push({ threads, pp: Math.max(...pp), tg: Math.max(...tg) });
-  await context.dispose();
 }
 await model.dispose();
 await llama.dispose();
 
-const reference = new Map<number, { pp: number; tg: number }>();
+/** llama-bench's figures by thread count and flash attention ("2:on"). */
+const reference = new Map<string, { pp: number; tg: number }>();
 for (const threads of threadCounts) {
   const out = execFileSync(
     path.join(llamaCppBin, "llama-bench"),
@@ -99,6 +109,8 @@ for (const threads of threadCounts) {
       String(PROMPT),
       "-n",
       String(GENERATE),
+      "-fa",
+      "0,1",
       "-r",
       "3",
       "-o",
@@ -106,20 +118,37 @@ for (const threads of threadCounts) {
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
   );
-  const rows = JSON.parse(out) as { n_prompt: number; n_gen: number; avg_ts: number }[];
-  reference.set(threads, {
-    pp: rows.find((r) => r.n_prompt > 0)?.avg_ts ?? Number.NaN,
-    tg: rows.find((r) => r.n_gen > 0)?.avg_ts ?? Number.NaN,
-  });
+  const rows = JSON.parse(out) as {
+    n_prompt: number;
+    n_gen: number;
+    avg_ts: number;
+    flash_attn: number | boolean;
+  }[];
+  for (const flash of [false, true]) {
+    const mine = rows.filter((r) => Boolean(r.flash_attn) === flash);
+    reference.set(`${threads}:${flash}`, {
+      pp: mine.find((r) => r.n_prompt > 0)?.avg_ts ?? Number.NaN,
+      tg: mine.find((r) => r.n_gen > 0)?.avg_ts ?? Number.NaN,
+    });
+  }
 }
 process.stdout.write(`(a) single stream, ${path.basename(modelPath)}, ${cores} cores\n`);
 process.stdout.write(
-  "threads | engine prompt t/s | llama-bench pp | engine gen t/s | llama-bench tg | gen ratio\n",
+  "threads | flash attention | engine prompt t/s | llama-bench pp | engine gen t/s | llama-bench tg | gen ratio\n",
 );
 for (const row of single) {
-  const ref = reference.get(row.threads) as { pp: number; tg: number };
+  const ref = reference.get(`${row.threads}:${row.flash}`) as { pp: number; tg: number };
   process.stdout.write(
-    `${row.threads} | ${fmt(row.pp)} | ${fmt(ref.pp)} | ${fmt(row.tg)} | ${fmt(ref.tg)} | ${(row.tg / ref.tg).toFixed(2)}x\n`,
+    `${row.threads} | ${row.flash ? "on" : "off"} | ${fmt(row.pp)} | ${fmt(ref.pp)} | ${fmt(row.tg)} | ${fmt(ref.tg)} | ${(row.tg / ref.tg).toFixed(2)}x\n`,
+  );
+}
+for (const threads of threadCounts) {
+  const [off, on] = [false, true].map((flash) =>
+    single.find((r) => r.threads === threads && r.flash === flash),
+  );
+  process.stdout.write(
+    `flash attention on vs off, ${threads} thread(s): prompt ${((on?.pp ?? 0) / (off?.pp ?? Number.NaN)).toFixed(2)}x, ` +
+      `generation ${((on?.tg ?? 0) / (off?.tg ?? Number.NaN)).toFixed(2)}x (the engine uses it by default)\n`,
   );
 }
 
@@ -127,12 +156,20 @@ for (const row of single) {
 function llamaBatchedBench(threads: number): Map<number, number> {
   const out = execFileSync(
     path.join(llamaCppBin, "llama-batched-bench"),
-    ["-m", modelPath, "-t", String(threads), "-c", String(8 * 512), "-npp", "200", "-ntg", "64"].concat([
-      "-npl",
-      "1,4,8",
-      "--output-format",
-      "jsonl",
-    ]),
+    [
+      "-m",
+      modelPath,
+      "-t",
+      String(threads),
+      "-c",
+      String(8 * 512),
+      "-npp",
+      "200",
+      "-ntg",
+      "64",
+      "-fa",
+      "on",
+    ].concat(["-npl", "1,4,8", "--output-format", "jsonl"]),
     { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
   );
   const rows = out
@@ -152,6 +189,7 @@ for (const concurrencyThreads of threadCounts) {
     contextSize: 8 * 512,
     sequences: 8,
     threads: concurrencyThreads,
+    flashAttention: true, // as the engine's contexts
   });
   const prompts = Array.from({ length: 8 }, (_, i) =>
     model2

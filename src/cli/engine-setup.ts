@@ -28,6 +28,7 @@ export async function openEngine(
     contextSize: settings.contextSize,
     sequences: options.sequences,
     threads: chooseThreads(settings.threads, os.availableParallelism()),
+    flashAttention: settings.flashAttention,
     sampling: settings.sampling,
     maxReplyTokens: settings.maxReplyTokens,
   });

@@ -90,6 +90,9 @@ describe("config", () => {
     );
     assert.throws(() => loadConfig({ TWIN_TOP_P: "1.5" }), /TWIN_TOP_P/);
     assert.throws(() => loadConfig({ TWIN_SEQUENCES: "0" }), /TWIN_SEQUENCES/);
+    assert.equal(inference.flashAttention, true, "flash attention is on by default");
+    assert.equal(loadConfig({ TWIN_FLASH_ATTENTION: "off" }).inference.flashAttention, false, "off");
+    assert.throws(() => loadConfig({ TWIN_FLASH_ATTENTION: "yes" }), /TWIN_FLASH_ATTENTION/);
   });
 
   it("reads the training settings, overrides as key=value pairs", () => {

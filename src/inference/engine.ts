@@ -39,6 +39,8 @@ export type EngineOptions = {
   sequences: number;
   threads: number;
   batchSize?: number | undefined;
+  /** Flash attention where the model supports it; default on (prompts evaluate faster on CPU too). */
+  flashAttention?: boolean | undefined;
   sampling: Sampling;
   maxReplyTokens: number;
 };
@@ -153,6 +155,7 @@ export class Engine {
           contextSize: this.options.contextSize,
           sequences: this.options.sequences,
           threads: this.options.threads,
+          flashAttention: (this.options.flashAttention ?? true) && model.flashAttentionSupported,
           ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
           ...(lora ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
         });
