@@ -107,6 +107,8 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
   it("answers four conversations at once", async () => {
     const conversations = new Conversations(engine);
     const names = ["Anna", "Boris", "Chen", "Dana"];
+    const { context } = await engine.context();
+    const before = engine.batching(context);
     const replies = await Promise.all(
       names.map((name) =>
         conversations.reply(
@@ -120,6 +122,17 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
       assert.ok(reply.messages.length > 0, `${names[i]} got messages: ${JSON.stringify(reply.messages)}`);
     }
     assert.equal(conversations.activeCount, 4, "each holds its own sequence");
+    // Every batch waits for all conversations still replying: one batch per token of the longest
+    // reply (plus the prompts' and any retry's). Taking whatever is queued gave about a third more.
+    const after = engine.batching(context);
+    const batches = after.batches - before.batches;
+    const longest = Math.max(...replies.map((reply) => reply.generatedTokens));
+    const generated = replies.reduce((sum, reply) => sum + reply.generatedTokens, 0);
+    assert.ok(
+      batches <= longest + 3,
+      `${batches} batches for replies of ${replies.map((r) => r.generatedTokens).join(", ")} tokens`,
+    );
+    assert.ok(generated > longest, "the replies overlapped, so batches were shared");
     for (const name of names) await conversations.reset(name);
   });
 

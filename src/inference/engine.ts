@@ -12,6 +12,7 @@ import {
 import { IM_END, IM_START } from "../dataset/chatml.ts";
 import { adapterProblems, fullModelProblems } from "../models/compatibility.ts";
 import { type AdapterFacts, type ModelFacts, readGgufFacts } from "../models/gguf-facts.ts";
+import { type BatchLoad, gatheringStrategy, newBatchLoad } from "./batching.ts";
 import type { Prompt, PromptPiece } from "./prompt.ts";
 import { splitReply } from "./prompt.ts";
 
@@ -91,6 +92,7 @@ type ContextEntry = { context: LlamaContext; adapter: AdapterChoice | undefined 
 
 export class Engine {
   private readonly contexts = new Map<string, Promise<ContextEntry>>();
+  private readonly loads = new WeakMap<LlamaContext, BatchLoad>();
   /** The fully fine-tuned model loaded beside the base, if any. */
   private tuned: { path: string; model: Promise<LlamaModel> } | undefined;
 
@@ -151,6 +153,7 @@ export class Engine {
         const lora = adapter && adapter.kind !== "full";
         if (lora) await this.checkAdapter(adapter.path);
         const model = adapter?.kind === "full" ? await this.fullModel(adapter.path) : this.model;
+        const load = newBatchLoad();
         const context = await model.createContext({
           contextSize: this.options.contextSize,
           sequences: this.options.sequences,
@@ -158,7 +161,9 @@ export class Engine {
           flashAttention: (this.options.flashAttention ?? true) && model.flashAttentionSupported,
           ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
           ...(lora ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
+          batching: { itemPrioritizationStrategy: gatheringStrategy(load) },
         });
+        this.loads.set(context, load);
         return { context, adapter };
       })();
       entry.catch(() => this.contexts.delete(key));
@@ -194,6 +199,12 @@ export class Engine {
     await tuned.model.then((model) => model.dispose()).catch(() => undefined);
   }
 
+  /** What a context's batches have carried: how many batches, and sequences per batch on average. */
+  batching(context: LlamaContext): { batches: number; sequencesPerBatch: number } {
+    const load = this.loads.get(context) ?? newBatchLoad();
+    return { batches: load.batches, sequencesPerBatch: load.batches ? load.items / load.batches : 0 };
+  }
+
   countTokens = (text: string): number => this.model.tokenize(text, true).length;
 
   tokenize(prompt: Prompt): Token[] {
@@ -212,6 +223,21 @@ export class Engine {
     sequence: LlamaContextSequence,
     prompt: Prompt | Token[],
     options: ReplyOptions = {},
+  ): Promise<Reply> {
+    // Batches wait for every sequence inside a reply (see batching.ts).
+    const load = this.loads.get(sequence.context);
+    if (load) load.replying++;
+    try {
+      return await this.generateReply(sequence, prompt, options);
+    } finally {
+      if (load) load.replying--;
+    }
+  }
+
+  private async generateReply(
+    sequence: LlamaContextSequence,
+    prompt: Prompt | Token[],
+    options: ReplyOptions,
   ): Promise<Reply> {
     const sampling = { ...this.options.sampling, ...options.sampling };
     const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
