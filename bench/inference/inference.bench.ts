@@ -65,6 +65,8 @@ async function generate(sequence: LlamaContextSequence, first: Token, count: num
 // ── (a) single stream ────────────────────────────────────────────────────────────────────────
 const llama = await getLlama({ gpu: false, build: "never" });
 const model = await llama.loadModel({ modelPath });
+// "prebuilt" (the package's binary) or "localBuild" (`npm run engine:build`, this machine's own).
+const binary = llama.buildType;
 const promptTokens = model.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
 const single: { threads: number; flash: boolean; pp: number; tg: number }[] = [];
 for (const threads of threadCounts) {
@@ -133,7 +135,9 @@ for (const threads of threadCounts) {
     });
   }
 }
-process.stdout.write(`(a) single stream, ${path.basename(modelPath)}, ${cores} cores\n`);
+process.stdout.write(
+  `(a) single stream, ${path.basename(modelPath)}, ${cores} cores, node-llama-cpp binary: ${binary}\n`,
+);
 process.stdout.write(
   "threads | flash attention | engine prompt t/s | llama-bench pp | engine gen t/s | llama-bench tg | gen ratio\n",
 );
