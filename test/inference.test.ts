@@ -123,13 +123,14 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     }
     assert.equal(conversations.activeCount, 4, "each holds its own sequence");
     // Every batch waits for all conversations still replying: one batch per token of the longest
-    // reply (plus the prompts' and any retry's). Taking whatever is queued gave about a third more.
+    // reply (retries included), plus at most one per prompt. Taking whatever was queued instead
+    // gave 83 batches for replies of 48, 20, 48 and 14 tokens.
     const after = engine.batching(context);
     const batches = after.batches - before.batches;
     const longest = Math.max(...replies.map((reply) => reply.generatedTokens));
     const generated = replies.reduce((sum, reply) => sum + reply.generatedTokens, 0);
     assert.ok(
-      batches <= longest + 3,
+      batches <= longest + names.length,
       `${batches} batches for replies of ${replies.map((r) => r.generatedTokens).join(", ")} tokens`,
     );
     assert.ok(generated > longest, "the replies overlapped, so batches were shared");
