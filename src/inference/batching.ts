@@ -4,7 +4,7 @@ import type { BatchItem, PrioritizedBatchItem } from "node-llama-cpp";
  * How a context fills each batch. node-llama-cpp decodes whatever is queued the moment the last
  * batch returns; while 8 conversations generate, the one whose token was sampled last has not queued
  * its next token yet, so every batch carried 7 of the 8 (measured: 72 of 73 batches), and on CPU a
- * batch of 7 costs about as much as a batch of 8 (llama-batched-bench, Q4_1: 44.8 vs 38.4 ms a step).
+ * batch of 7 can cost more than a batch of 8 (llama-batched-bench, Q4_1: 44.8 vs 38.4 ms a step).
  * So a batch waits, for a few microtask turns at most, until every conversation that is replying
  * has queued; then each queued item gets an equal share of the batch.
  */

@@ -199,10 +199,9 @@ export class Engine {
     await tuned.model.then((model) => model.dispose()).catch(() => undefined);
   }
 
-  /** What a context's batches have carried: how many batches, and sequences per batch on average. */
-  batching(context: LlamaContext): { batches: number; sequencesPerBatch: number } {
-    const load = this.loads.get(context) ?? newBatchLoad();
-    return { batches: load.batches, sequencesPerBatch: load.batches ? load.items / load.batches : 0 };
+  /** What a context's batches have carried so far: batches, and sequences summed over them. */
+  batching(context: LlamaContext): Readonly<BatchLoad> {
+    return { ...(this.loads.get(context) ?? newBatchLoad()) };
   }
 
   countTokens = (text: string): number => this.model.tokenize(text, true).length;
