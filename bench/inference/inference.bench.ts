@@ -44,6 +44,11 @@ const llamaCppBin = execFileSync("bash", [path.join(root, "bench/inference/build
   stdio: ["ignore", "pipe", "inherit"],
 }).trim();
 
+/** The middle element by `value` (the upper one of an even count). */
+function median<T>(items: T[], value: (item: T) => number): T {
+  return [...items].sort((a, b) => value(a) - value(b))[Math.floor(items.length / 2)] as T;
+}
+
 /** Filler text in many short lines, like a chat; enough for any prompt size used here. */
 function chatText(lines: number): string[] {
   const words =
@@ -98,7 +103,7 @@ for (const threads of threadCounts) {
 await model.dispose();
 await llama.dispose();
 
-/** llama-bench's figures by thread count and flash attention ("2:on"). */
+/** llama-bench's figures by thread count and flash attention ("2:true"). */
 const reference = new Map<string, { pp: number; tg: number }>();
 for (const threads of threadCounts) {
   const out = execFileSync(
@@ -162,19 +167,9 @@ function llamaBatchedBench(threads: number): Map<number, number> {
   const out = execFileSync(
     path.join(llamaCppBin, "llama-batched-bench"),
     [
-      "-m",
-      modelPath,
-      "-t",
-      String(threads),
-      "-c",
-      String(8 * 512),
-      "-npp",
-      "200",
-      "-ntg",
-      "64",
-      "-fa",
-      "on",
-    ].concat(["-npl", "1,4,8", "--output-format", "jsonl"]),
+      ...["-m", modelPath, "-t", String(threads), "-c", String(8 * 512), "-fa", "on"],
+      ...["-npp", "200", "-ntg", "64", "-npl", "1,4,8", "--output-format", "jsonl"],
+    ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
   );
   const rows = out
@@ -245,10 +240,7 @@ for (const concurrencyThreads of threadCounts) {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, n] of [1, 4, 8].entries()) rounds[i]?.push(await measure(n));
   }
-  for (const measured of rounds) {
-    const sorted = [...measured].sort((a, b) => a.total - b.total);
-    concurrency.push(sorted[Math.floor(sorted.length / 2)] as (typeof sorted)[number]);
-  }
+  for (const measured of rounds) concurrency.push(median(measured, (row) => row.total));
   await context.dispose();
   await model2.dispose();
   await llama2.dispose();
@@ -266,10 +258,13 @@ for (const concurrencyThreads of threadCounts) {
   const one = concurrency[0]?.total ?? Number.NaN;
   const batchedRuns = Array.from({ length: ROUNDS }, () => llamaBatchedBench(concurrencyThreads));
   const batched = new Map(
-    [1, 4, 8].map((n) => {
-      const sorted = batchedRuns.map((run) => run.get(n) ?? Number.NaN).sort((a, b) => a - b);
-      return [n, sorted[Math.floor(sorted.length / 2)] as number];
-    }),
+    [1, 4, 8].map((n) => [
+      n,
+      median(
+        batchedRuns.map((run) => run.get(n) ?? Number.NaN),
+        (v) => v,
+      ),
+    ]),
   );
   process.stdout.write(
     `llama-batched-bench, same prompts and lengths (median of ${ROUNDS} runs): ${[1, 4, 8].map((n) => `${n} at once ${fmt(batched.get(n) ?? Number.NaN)}`).join(", ")} gen t/s\n`,
