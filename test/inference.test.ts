@@ -3,6 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import type { LlamaContextSequence } from "node-llama-cpp";
+import { sequenceIdOf } from "../src/inference/batching.ts";
 import { Conversations } from "../src/inference/conversations.ts";
 import { AdapterMismatchError, Engine } from "../src/inference/engine.ts";
 import { buildPrompt, type PromptTurn } from "../src/inference/prompt.ts";
@@ -137,6 +139,47 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     for (const name of names) await conversations.reset(name);
   });
 
+  it("keeps the ids of conversations that come and go together, so a batch is one llama.cpp pass", async (t) => {
+    const { context, pool } = await engine.context();
+    const conversations = new Conversations(engine);
+    const ask = (name: string) =>
+      conversations.reply(name, prompt([{ speaker: name, messages: [`${name} here, what's new?`] }]));
+    await Promise.all(["K0", "K1", "K2", "K3"].map(ask)); // sequences 0-3
+    await conversations.reset("K0");
+    await conversations.reset("K1");
+    // With 2 and 3 in use, node-llama-cpp's own reuse queue would hand out 0, and llama.cpp would
+    // decode (0 | 2, 3) in two passes a step; the pool hands out 1.
+    const before = engine.batching(context);
+    const replies = await Promise.all(["K4", "K2", "K3"].map(ask));
+    const after = engine.batching(context);
+    const [batches, items, passes] = [
+      after.batches - before.batches,
+      after.items - before.items,
+      after.passes - before.passes,
+    ];
+    assert.ok(
+      replies.every((reply) => reply.messages.length > 0),
+      "all three answered",
+    );
+    const k4 = conversations.sequenceOf("K4");
+    assert.equal(k4 && sequenceIdOf(k4), 1, "K4 took 1, next to 2 and 3");
+    assert.ok(items > batches, "the replies shared batches");
+    // Once one reply ends, the others' ids may leave a gap (1 | 3): a pass each. Were node-llama-cpp's
+    // internals (batching.ts) to stop telling which sequence queued what, every item would be one.
+    assert.ok(passes < items, `${passes} llama.cpp passes for ${items} sequences in ${batches} batches`);
+    t.diagnostic(
+      `${batches} batches, ${items} sequences, ${passes} passes; replies of ${replies.map((r) => r.generatedTokens).join(", ")} tokens`,
+    );
+    for (const name of ["K2", "K3", "K4"]) await conversations.reset(name);
+
+    const taken = [pool.take(), pool.take(), pool.take()];
+    assert.deepEqual(taken.map(sequenceIdOf), [0, 1, 2], "all free: lowest first, then next to those in use");
+    for (const i of [0, 1]) await pool.give(taken[i] as LlamaContextSequence);
+    assert.equal(sequenceIdOf(pool.take()), 1, "1, next to 2 in use, before 0");
+    for (const sequence of [...taken.slice(1)]) await pool.give(sequence);
+    assert.equal(pool.available, 4, "every sequence back");
+  });
+
   it("lets more conversations than sequences wait for a free one instead of failing", async () => {
     const conversations = new Conversations(engine);
     const names = ["Eva", "Fedor", "Gus", "Hana", "Ivan", "Jun"]; // six conversations, four sequences
@@ -154,7 +197,7 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-states-"));
     try {
       const small = await engine.context(); // 4 sequences: fill them, then one more
-      assert.equal(small.context.sequencesLeft, 4, "all four sequences free before");
+      assert.equal(small.pool.available, 4, "all four sequences free before");
       const conversations = new Conversations(engine, { stateDir });
       const ask = (name: string) =>
         conversations.reply(
@@ -162,7 +205,7 @@ describe("the engine on SmolLM2-135M-Instruct", { timeout: 300_000 }, () => {
           prompt([{ speaker: name, messages: [`hello from ${name}, long time no see`] }]),
         );
       for (const name of ["A1", "A2", "A3", "A4"]) await ask(name);
-      assert.equal(small.context.sequencesLeft, 0, "four conversations hold four sequences");
+      assert.equal(small.pool.available, 0, "four conversations hold four sequences");
       await ask("A5"); // A1, the least recently used, gives its sequence up (state saved)
       assert.equal(conversations.activeCount, 4, "still four held");
       assert.ok(fs.existsSync(path.join(stateDir, "A1.state")), "A1's state was saved");

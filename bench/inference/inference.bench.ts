@@ -7,11 +7,16 @@
  *       with flash attention off and on (the engine's default);
  *   (b) 1, 4 and 8 conversations at once on one context at the same thread count: total and
  *       per-conversation generated tokens/s and time to first token, beside llama.cpp's own
- *       `llama-batched-bench` on the same model (its 8-vs-1 ratio is what batching can give here);
+ *       `llama-batched-bench` on the same model (its 8-vs-1 ratio is what batching can give here) —
+ *       on the test model, and at all cores on a model with a served 7B's layer shapes
+ *       (synthetic_model.py): the test model fits in a server CPU's cache, so its decoding is
+ *       compute-bound and batching gains little, unlike the 7B bases the twin serves;
  *   (c) second-turn time to first token on a ~1,500-token history, with the conversation's
  *       sequence reused versus re-evaluating the whole prompt.
  *
- *   npm run bench:inference [-- <model.gguf>]      (default: the test model, SmolLM2-135M Q4_1)
+ *   npm run bench:inference [-- <model.gguf>] [--deployment-model <gguf> | --no-deployment-model]
+ *     (default: the test model, SmolLM2-135M Q4_1, and the 7B-shaped model, Q4_K_M, written on
+ *     first use by synthetic-model.sh: about 3 minutes and 0.8 GB)
  *
  * Run it through npm: the script sets UV_THREADPOOL_SIZE=1 as bin/twin.js does for the product.
  */
@@ -19,15 +24,21 @@ import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { getLlama, type LlamaContextSequence, type Token } from "node-llama-cpp";
-import { gatheringStrategy, newBatchLoad } from "../../src/inference/batching.ts";
+import { parseArgs } from "node:util";
+import { getLlama, type LlamaContext, type LlamaContextSequence, type Token } from "node-llama-cpp";
+import { gatheringStrategy, newBatchLoad, queuedSequenceId } from "../../src/inference/batching.ts";
 import { Conversations } from "../../src/inference/conversations.ts";
 import { chooseThreads, Engine } from "../../src/inference/engine.ts";
 import { buildPrompt, type PromptTurn } from "../../src/inference/prompt.ts";
+import { SequencePool } from "../../src/inference/sequence-pool.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const args = parseArgs({
+  allowPositionals: true,
+  options: { "deployment-model": { type: "string" }, "no-deployment-model": { type: "boolean" } },
+});
 const modelPath =
-  process.argv[2] ??
+  args.positionals[0] ??
   execFileSync("node", [path.join(root, "scripts/test-model.mjs")], { encoding: "utf8" }).trim();
 const PROMPT = 512;
 const GENERATE = 128;
@@ -68,12 +79,31 @@ async function generate(sequence: LlamaContextSequence, first: Token, count: num
 }
 
 // ── (a) single stream ────────────────────────────────────────────────────────────────────────
+/** llama-bench, one repetition: prompt and generation tokens/s. */
+function llamaBench(threads: number, flash: boolean): { pp: number; tg: number } {
+  const out = execFileSync(
+    path.join(llamaCppBin, "llama-bench"),
+    [
+      ...["-m", modelPath, "-t", String(threads), "-fa", flash ? "1" : "0"],
+      ...["-p", String(PROMPT), "-n", String(GENERATE), "-r", "1", "-o", "json"],
+    ],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+  );
+  const rows = JSON.parse(out) as { n_prompt: number; n_gen: number; avg_ts: number }[];
+  return {
+    pp: rows.find((r) => r.n_prompt > 0)?.avg_ts ?? Number.NaN,
+    tg: rows.find((r) => r.n_gen > 0)?.avg_ts ?? Number.NaN,
+  };
+}
+
+const ROUNDS = 3;
 const llama = await getLlama({ gpu: false, build: "never" });
 const model = await llama.loadModel({ modelPath });
 // "prebuilt" (the package's binary) or "localBuild" (`npm run engine:build`, this machine's own).
 const binary = llama.buildType;
 const promptTokens = model.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
-const single: { threads: number; flash: boolean; pp: number; tg: number }[] = [];
+type Speeds = { pp: number; tg: number };
+const single: { threads: number; flash: boolean; engine: Speeds; reference: Speeds }[] = [];
 for (const threads of threadCounts) {
   for (const flash of [false, true]) {
     const context = await model.createContext({
@@ -84,72 +114,40 @@ for (const threads of threadCounts) {
       flashAttention: flash,
     });
     const sequence = context.getSequence();
-    const pp: number[] = [];
-    const tg: number[] = [];
-    for (let run = 0; run < 3; run++) {
+    // Engine and llama-bench take turns, so both see the same minutes of a drifting machine.
+    const engine: Speeds[] = [];
+    const reference: Speeds[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
       await sequence.clearHistory();
       let started = performance.now();
       await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
-      pp.push(PROMPT / ((performance.now() - started) / 1000));
+      const pp = PROMPT / ((performance.now() - started) / 1000);
       await sequence.clearHistory();
       started = performance.now();
       const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
-      tg.push(produced / ((performance.now() - started) / 1000));
+      engine.push({ pp, tg: produced / ((performance.now() - started) / 1000) });
+      reference.push(llamaBench(threads, flash));
     }
-    single.push({ threads, flash, pp: Math.max(...pp), tg: Math.max(...tg) });
+    const middle = (runs: Speeds[]) => ({
+      pp: median(runs, (r) => r.pp).pp,
+      tg: median(runs, (r) => r.tg).tg,
+    });
+    single.push({ threads, flash, engine: middle(engine), reference: middle(reference) });
     await context.dispose();
   }
 }
 await model.dispose();
 await llama.dispose();
 
-/** llama-bench's figures by thread count and flash attention ("2:true"). */
-const reference = new Map<string, { pp: number; tg: number }>();
-for (const threads of threadCounts) {
-  const out = execFileSync(
-    path.join(llamaCppBin, "llama-bench"),
-    [
-      "-m",
-      modelPath,
-      "-t",
-      String(threads),
-      "-p",
-      String(PROMPT),
-      "-n",
-      String(GENERATE),
-      "-fa",
-      "0,1",
-      "-r",
-      "3",
-      "-o",
-      "json",
-    ],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
-  );
-  const rows = JSON.parse(out) as {
-    n_prompt: number;
-    n_gen: number;
-    avg_ts: number;
-    flash_attn: number | boolean;
-  }[];
-  for (const flash of [false, true]) {
-    const mine = rows.filter((r) => Boolean(r.flash_attn) === flash);
-    reference.set(`${threads}:${flash}`, {
-      pp: mine.find((r) => r.n_prompt > 0)?.avg_ts ?? Number.NaN,
-      tg: mine.find((r) => r.n_gen > 0)?.avg_ts ?? Number.NaN,
-    });
-  }
-}
 process.stdout.write(
-  `(a) single stream, ${path.basename(modelPath)}, ${cores} cores, node-llama-cpp binary: ${binary}\n`,
+  `(a) single stream, ${path.basename(modelPath)}, ${cores} cores, node-llama-cpp binary: ${binary}, medians of ${ROUNDS} alternating runs\n`,
 );
 process.stdout.write(
   "threads | flash attention | engine prompt t/s | llama-bench pp | engine gen t/s | llama-bench tg | gen ratio\n",
 );
-for (const row of single) {
-  const ref = reference.get(`${row.threads}:${row.flash}`) as { pp: number; tg: number };
+for (const { threads, flash, engine, reference } of single) {
   process.stdout.write(
-    `${row.threads} | ${row.flash ? "on" : "off"} | ${fmt(row.pp)} | ${fmt(ref.pp)} | ${fmt(row.tg)} | ${fmt(ref.tg)} | ${(row.tg / ref.tg).toFixed(2)}x\n`,
+    `${threads} | ${flash ? "on" : "off"} | ${fmt(engine.pp)} | ${fmt(reference.pp)} | ${fmt(engine.tg)} | ${fmt(reference.tg)} | ${(engine.tg / reference.tg).toFixed(2)}x\n`,
   );
 }
 for (const threads of threadCounts) {
@@ -157,17 +155,17 @@ for (const threads of threadCounts) {
     single.find((r) => r.threads === threads && r.flash === flash),
   );
   process.stdout.write(
-    `flash attention on vs off, ${threads} thread(s): prompt ${((on?.pp ?? 0) / (off?.pp ?? Number.NaN)).toFixed(2)}x, ` +
-      `generation ${((on?.tg ?? 0) / (off?.tg ?? Number.NaN)).toFixed(2)}x (the engine uses it by default)\n`,
+    `flash attention on vs off, ${threads} thread(s): prompt ${((on?.engine.pp ?? 0) / (off?.engine.pp ?? Number.NaN)).toFixed(2)}x, ` +
+      `generation ${((on?.engine.tg ?? 0) / (off?.engine.tg ?? Number.NaN)).toFixed(2)}x (the engine uses it by default)\n`,
   );
 }
 
 /** llama.cpp's own batched decoding: generated tokens/s by number of parallel sequences. */
-function llamaBatchedBench(threads: number): Map<number, number> {
+function llamaBatchedBench(model: string, threads: number): Map<number, number> {
   const out = execFileSync(
     path.join(llamaCppBin, "llama-batched-bench"),
     [
-      ...["-m", modelPath, "-t", String(threads), "-c", String(8 * 512), "-fa", "on"],
+      ...["-m", model, "-t", String(threads), "-c", String(8 * 512), "-fa", "on"],
       ...["-npp", "200", "-ntg", "64", "-npl", "1,4,8", "--output-format", "jsonl"],
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
@@ -180,24 +178,30 @@ function llamaBatchedBench(threads: number): Map<number, number> {
 }
 
 // ── (b) concurrent conversations ─────────────────────────────────────────────────────────────
-const threads = chooseThreads(0, cores);
-for (const concurrencyThreads of threadCounts) {
-  const concurrency: { n: number; total: number; per: number; ttft: number; perBatch: number }[] = [];
-  const ROUNDS = 3;
-  const llama2 = await getLlama({ gpu: false, build: "never" });
-  const model2 = await llama2.loadModel({ modelPath });
-  // As the engine's contexts: flash attention, and batches that wait for every generating sequence
-  // (here every sequence of the round is generating, as each conversation is inside a reply).
+/** 1, 4 and 8 conversations on one context of `model` at `threads`, beside llama-batched-bench. */
+async function concurrency(model: string, threads: number) {
+  const llama = await getLlama({ gpu: false, build: "never" });
+  const loaded = await llama.loadModel({ modelPath: model });
+  // As the engine's contexts: flash attention, batches that wait for every generating sequence
+  // (here every sequence of the round is generating, as each conversation is inside a reply) in
+  // sequence order, and sequences kept in a pool.
   const load = newBatchLoad();
-  const context = await model2.createContext({
-    contextSize: 8 * 512,
+  let created: LlamaContext | undefined;
+  const context = await loaded.createContext({
+    contextSize: 512,
     sequences: 8,
-    threads: concurrencyThreads,
+    threads,
     flashAttention: true,
-    batching: { itemPrioritizationStrategy: gatheringStrategy(load) },
+    batching: {
+      itemPrioritizationStrategy: gatheringStrategy(load, {
+        sequenceOf: (item) => (created ? queuedSequenceId(created, item) : undefined),
+      }),
+    },
   });
+  created = context;
+  const pool = new SequencePool(context);
   const prompts = Array.from({ length: 8 }, (_, i) =>
-    model2
+    loaded
       .tokenize(
         chatText(40 + i)
           .slice(i)
@@ -207,7 +211,7 @@ for (const concurrencyThreads of threadCounts) {
       .slice(0, 200),
   );
   const measure = async (n: number) => {
-    const sequences = Array.from({ length: n }, () => context.getSequence());
+    const sequences = Array.from({ length: n }, () => pool.take());
     load.replying = n;
     // Prompts first (evaluated together in shared batches), then generation; a conversation's
     // time to first token is the prompt phase plus its first generated token.
@@ -219,7 +223,7 @@ for (const concurrencyThreads of threadCounts) {
     );
     const promptPhase = performance.now() - started;
     const generating = performance.now();
-    const [batchesBefore, itemsBefore] = [load.batches, load.items];
+    const [batchesBefore, itemsBefore, passesBefore] = [load.batches, load.items, load.passes];
     const firsts: number[] = [];
     const produced = await Promise.all(
       sequences.map((sequence, i) =>
@@ -230,33 +234,37 @@ for (const concurrencyThreads of threadCounts) {
     );
     const total = produced.reduce((a, b) => a + b, 0) / ((performance.now() - generating) / 1000);
     const perBatch = (load.items - itemsBefore) / (load.batches - batchesBefore);
+    const passes = (load.passes - passesBefore) / (load.batches - batchesBefore);
     load.replying = 0;
-    for (const sequence of sequences) await sequence.dispose();
-    return { n, total, per: total / n, ttft: firsts.reduce((a, b) => a + b, 0) / firsts.length, perBatch };
+    for (const sequence of sequences) await pool.give(sequence);
+    const ttft = firsts.reduce((a, b) => a + b, 0) / firsts.length;
+    return { n, total, per: total / n, ttft, perBatch, passes };
   };
-  // Rounds of 1, 4 and 8 interleaved, the median round kept per count: a shared 2-core machine
-  // drifts by 10-20% between minutes, which one round each would read as a batching effect.
+  // Rounds of 1, 4 and 8 interleaved, each round followed by one llama-batched-bench run, the
+  // median kept per count: a shared machine drifts by 10-50% between minutes (most with a model
+  // that streams its weights from memory), which one round each would read as a batching effect.
   const rounds: Awaited<ReturnType<typeof measure>>[][] = [[], [], []];
+  const batchedRuns: Map<number, number>[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, n] of [1, 4, 8].entries()) rounds[i]?.push(await measure(n));
+    batchedRuns.push(llamaBatchedBench(model, threads));
   }
-  for (const measured of rounds) concurrency.push(median(measured, (row) => row.total));
+  const rows = rounds.map((measured) => median(measured, (row) => row.total));
   await context.dispose();
-  await model2.dispose();
-  await llama2.dispose();
+  await loaded.dispose();
+  await llama.dispose();
   process.stdout.write(
-    `\n(b) conversations at once, ${concurrencyThreads} thread(s), 200-token prompts, 64 tokens each (median of ${ROUNDS} rounds)\n`,
+    `\n(b) conversations at once, ${path.basename(model)}, ${threads} thread(s), 200-token prompts, 64 tokens each (median of ${ROUNDS} rounds)\n`,
   );
   process.stdout.write(
-    "conversations | total gen t/s | per conversation | mean time to first token (prompts included) | sequences per batch\n",
+    "conversations | total gen t/s | per conversation | mean time to first token (prompts included) | sequences per batch | llama.cpp passes per batch\n",
   );
-  for (const row of concurrency) {
+  for (const row of rows) {
     process.stdout.write(
-      `${row.n} | ${fmt(row.total)} | ${fmt(row.per)} | ${(row.ttft / 1000).toFixed(2)} s | ${row.perBatch.toFixed(2)}\n`,
+      `${row.n} | ${fmt(row.total)} | ${fmt(row.per)} | ${(row.ttft / 1000).toFixed(2)} s | ${row.perBatch.toFixed(2)} | ${row.passes.toFixed(2)}\n`,
     );
   }
-  const one = concurrency[0]?.total ?? Number.NaN;
-  const batchedRuns = Array.from({ length: ROUNDS }, () => llamaBatchedBench(concurrencyThreads));
+  const one = rows[0]?.total ?? Number.NaN;
   const batched = new Map(
     [1, 4, 8].map((n) => [
       n,
@@ -269,13 +277,31 @@ for (const concurrencyThreads of threadCounts) {
   process.stdout.write(
     `llama-batched-bench, same prompts and lengths (median of ${ROUNDS} runs): ${[1, 4, 8].map((n) => `${n} at once ${fmt(batched.get(n) ?? Number.NaN)}`).join(", ")} gen t/s\n`,
   );
+  const perRound = Array.from({ length: ROUNDS }, (_, r) => {
+    const engine = (rounds[2]?.[r]?.total ?? 0) / (rounds[0]?.[r]?.total ?? Number.NaN);
+    const reference = (batchedRuns[r]?.get(8) ?? 0) / (batchedRuns[r]?.get(1) ?? Number.NaN);
+    return `${engine.toFixed(2)}x/${reference.toFixed(2)}x`;
+  });
+  process.stdout.write(`8 vs one in each round, engine/llama.cpp: ${perRound.join(", ")}\n`);
   process.stdout.write(
-    `8 at once vs one: engine ${((concurrency[2]?.total ?? 0) / one).toFixed(2)}x, ` +
+    `8 at once vs one: engine ${((rows[2]?.total ?? 0) / one).toFixed(2)}x, ` +
       `llama.cpp ${((batched.get(8) ?? 0) / (batched.get(1) ?? Number.NaN)).toFixed(2)}x total tokens/s\n`,
   );
 }
 
+for (const threads of threadCounts) await concurrency(modelPath, threads);
+if (!args.values["no-deployment-model"]) {
+  const deploymentModel =
+    args.values["deployment-model"] ??
+    execFileSync("bash", [path.join(root, "bench/inference/synthetic-model.sh")], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    }).trim();
+  await concurrency(deploymentModel, cores);
+}
+
 // ── (c) second turn: reuse vs re-evaluation ──────────────────────────────────────────────────
+const threads = chooseThreads(0, cores);
 const engine = await Engine.open({
   modelPath,
   contextSize: 4096,

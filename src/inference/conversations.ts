@@ -3,6 +3,7 @@ import path from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import { type AdapterChoice, contextKey, type Engine, type Reply, type ReplyOptions } from "./engine.ts";
 import { type Prompt, piecesFrom, promptText } from "./prompt.ts";
+import type { SequencePool } from "./sequence-pool.ts";
 
 /**
  * Live conversations and the sequences they hold. An active conversation keeps its sequence, so
@@ -16,6 +17,8 @@ type Held = {
   key: string;
   contextKey: string;
   sequence: LlamaContextSequence;
+  /** Where the sequence goes back to (it is the context's, kept for its life). */
+  pool: SequencePool;
   busy: boolean;
   lastUsed: number;
   /** The last prompt's text and tokens plus the reply as sampled: the next prompt starts with them. */
@@ -54,13 +57,18 @@ export class Conversations {
     const held = this.held.get(key);
     if (held) {
       this.held.delete(key);
-      await held.sequence.dispose();
+      await held.pool.give(held.sequence);
     }
     if (this.options.stateDir) await fs.rm(this.statePath(key), { force: true });
   }
 
   get activeCount(): number {
     return this.held.size;
+  }
+
+  /** The sequence conversation `key` holds, if it holds one. */
+  sequenceOf(key: string): LlamaContextSequence | undefined {
+    return this.held.get(key)?.sequence;
   }
 
   /**
@@ -98,8 +106,8 @@ export class Conversations {
     const existing = this.held.get(key);
     if (existing && existing.contextKey === contextKey) return existing;
     if (existing) await this.reset(key); // another adapter: the cached tokens mean nothing there
-    const { context } = await this.engine.context(adapter);
-    while (context.sequencesLeft === 0) {
+    const { pool } = await this.engine.context(adapter);
+    while (pool.available === 0) {
       const idle = [...this.held.values()]
         .filter((h) => h.contextKey === contextKey && !h.busy)
         .sort((a, b) => a.lastUsed - b.lastUsed)[0];
@@ -110,7 +118,7 @@ export class Conversations {
       }
       await this.release(idle);
     }
-    const sequence = context.getSequence();
+    const sequence = pool.take();
     if (this.options.stateDir) {
       const saved = this.statePath(key);
       const exists = await fs.stat(saved).then(
@@ -121,7 +129,7 @@ export class Conversations {
         await sequence.loadStateFromFile(saved, { acceptRisk: true }).catch(() => sequence.clearHistory());
       }
     }
-    const held: Held = { key, contextKey, sequence, busy: false, lastUsed: ++this.clock };
+    const held: Held = { key, contextKey, sequence, pool, busy: false, lastUsed: ++this.clock };
     this.held.set(key, held);
     return held;
   }
@@ -132,6 +140,6 @@ export class Conversations {
       await fs.mkdir(this.options.stateDir, { recursive: true });
       await held.sequence.saveStateToFile(this.statePath(held.key));
     }
-    await held.sequence.dispose();
+    await held.pool.give(held.sequence);
   }
 }

@@ -1,4 +1,5 @@
 import {
+  type BatchItem,
   getLlama,
   type Llama,
   LlamaCompletion,
@@ -12,9 +13,10 @@ import {
 import { IM_END, IM_START } from "../dataset/chatml.ts";
 import { adapterProblems, fullModelProblems } from "../models/compatibility.ts";
 import { type AdapterFacts, type ModelFacts, readGgufFacts } from "../models/gguf-facts.ts";
-import { type BatchLoad, gatheringStrategy, newBatchLoad } from "./batching.ts";
+import { type BatchLoad, gatheringStrategy, newBatchLoad, queuedSequenceId } from "./batching.ts";
 import type { Prompt, PromptPiece } from "./prompt.ts";
 import { splitReply } from "./prompt.ts";
+import { SequencePool } from "./sequence-pool.ts";
 
 /**
  * The engine: one base model loaded once; a context per adapter set (llama.cpp applies adapters
@@ -88,7 +90,7 @@ export function toLlamaText(pieces: PromptPiece[]): LlamaText {
   return LlamaText(pieces.map((piece) => (piece.special ? new SpecialTokensText(piece.text) : piece.text)));
 }
 
-type ContextEntry = { context: LlamaContext; adapter: AdapterChoice | undefined };
+type ContextEntry = { context: LlamaContext; adapter: AdapterChoice | undefined; pool: SequencePool };
 
 export class Engine {
   private readonly contexts = new Map<string, Promise<ContextEntry>>();
@@ -154,6 +156,8 @@ export class Engine {
         if (lora) await this.checkAdapter(adapter.path);
         const model = adapter?.kind === "full" ? await this.fullModel(adapter.path) : this.model;
         const load = newBatchLoad();
+        let created: LlamaContext | undefined; // the strategy runs only once the context exists
+        const sequenceOf = (item: BatchItem) => (created ? queuedSequenceId(created, item) : undefined);
         const context = await model.createContext({
           contextSize: this.options.contextSize,
           sequences: this.options.sequences,
@@ -161,10 +165,11 @@ export class Engine {
           flashAttention: (this.options.flashAttention ?? true) && model.flashAttentionSupported,
           ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
           ...(lora ? { lora: { adapters: [{ filePath: adapter.path, scale: adapter.scale }] } } : {}),
-          batching: { itemPrioritizationStrategy: gatheringStrategy(load) },
+          batching: { itemPrioritizationStrategy: gatheringStrategy(load, { sequenceOf }) },
         });
+        created = context;
         this.loads.set(context, load);
-        return { context, adapter };
+        return { context, adapter, pool: new SequencePool(context) };
       })();
       entry.catch(() => this.contexts.delete(key));
       this.contexts.set(key, entry);
@@ -199,7 +204,7 @@ export class Engine {
     await tuned.model.then((model) => model.dispose()).catch(() => undefined);
   }
 
-  /** What a context's batches have carried so far: batches, and sequences summed over them. */
+  /** What a context's batches have carried so far: batches, sequences and llama.cpp passes summed over them. */
   batching(context: LlamaContext): Readonly<BatchLoad> {
     return { ...(this.loads.get(context) ?? newBatchLoad()) };
   }
