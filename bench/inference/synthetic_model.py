@@ -9,7 +9,7 @@ and each layer costs what it costs in the real model. The vocabulary (and so the
 SmolLM2's, copied from its GGUF: there is no Qwen tokenizer offline. Weights are random and F16;
 quantize the result with llama-quantize. Its output is noise: never use it where quality matters.
 
-Usage: synthetic_model.py <smollm2.gguf> <out.gguf> [layers]
+Usage (the trainer's Python): synthetic_model.py <smollm2.gguf> <out.gguf> [layers]
 """
 
 import sys
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+
+from twin_trainer.gguf_export import copy_metadata
 
 LAYERS = 4
 HIDDEN = 3584
@@ -43,11 +45,7 @@ def main() -> None:
     writer.add_head_count_kv(KV_HEADS)
     writer.add_rope_freq_base(1_000_000.0)
     writer.add_layer_norm_rms_eps(1e-6)
-    for key, field in source.fields.items():
-        if key.startswith("tokenizer."):
-            main_type = field.types[0]
-            sub_type = field.types[-1] if main_type == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(key, field.contents(), main_type, sub_type=sub_type)
+    copy_metadata(source, writer, lambda key: key.startswith("tokenizer."))
 
     rng = np.random.default_rng(0)
 

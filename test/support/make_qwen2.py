@@ -30,7 +30,7 @@ import gguf  # noqa: E402
 from random_lora import random_lora  # noqa: E402
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
-from twin_trainer.gguf_export import export_adapter  # noqa: E402
+from twin_trainer.gguf_export import copy_metadata, export_adapter  # noqa: E402
 from twin_trainer.model import load_base  # noqa: E402
 
 TOP_K = 8
@@ -181,14 +181,7 @@ def write_gguf(model: Qwen2ForCausalLM, config: Qwen2Config, source: gguf.GGUFRe
     writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     # The vocabulary as the SmolLM2 GGUF has it: model, pre-tokenizer, tokens, types, merges, special ids.
-    for key, field in source.fields.items():
-        if not key.startswith("tokenizer."):
-            continue
-        main = field.types[0]
-        if main == gguf.GGUFValueType.ARRAY:
-            writer.add_key_value(key, field.contents(), main, sub_type=field.types[-1])
-        else:
-            writer.add_key_value(key, field.contents(), main)
+    copy_metadata(source, writer, lambda key: key.startswith("tokenizer."))
     # Names checked against gguf-py's own map for the architecture as well as the table above.
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, config.num_hidden_layers)
     for name, tensor in model.state_dict().items():

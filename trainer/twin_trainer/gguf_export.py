@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,17 @@ def _reader(source: Any) -> Any:
     from gguf import GGUFReader
 
     return source if isinstance(source, GGUFReader) else GGUFReader(str(source))
+
+
+def copy_metadata(reader: Any, writer: Any, keep: Callable[[str], bool]) -> None:
+    """Writes the metadata fields of `reader` whose keys `keep` accepts into `writer`, types kept."""
+    import gguf
+
+    for key, field in reader.fields.items():
+        if keep(key):
+            value_type = field.types[0]
+            sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), value_type, sub_type=sub_type)
 
 
 def base_fingerprint(gguf_path: Any) -> str:
@@ -237,12 +249,11 @@ def export_full_model(model_dir: str | Path, base_gguf: str | Path, out_path: st
         return _encode(data, export_type)[0]
 
     writer = gguf.GGUFWriter(str(out_path), architecture)
-    for field in base.fields.values():
-        if field.name in ("general.architecture", "general.file_type") or field.name.startswith("GGUF."):
-            continue
-        value_type = field.types[0]
-        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    copy_metadata(
+        base,
+        writer,
+        lambda key: key not in ("general.architecture", "general.file_type") and not key.startswith("GGUF."),
+    )
     writer.add_uint32("general.file_type", FILE_TYPES[export_type])
     writer.add_string(FINGERPRINT_KEY, base_fingerprint(base))  # provenance: the base it was tuned from
 
