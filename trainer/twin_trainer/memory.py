@@ -6,7 +6,8 @@ by FSDP. LoRA keeps only the frozen bf16 base (2 bytes; QLoRA's 4-bit base ~0.56
 own 16 bytes per trainable parameter. Activations come on top: with gradient checkpointing each
 layer keeps its input (2 bytes × hidden per token) and one layer is recomputed at a time (about
 34 bytes × hidden per token, Korthikanti et al. 2022); without it every layer keeps its 34.
-Logits are computed only where a token is learnt, in fp32.
+Logits are computed only where a token is learnt, in fp32. Checked against peak memory on an H200
+by bench/fsdp/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def estimate_bytes(
         raise ValueError(f"method={method!r}: expected full, lora or qlora")
     per_token_layer = 2 * shape.hidden if gradient_checkpointing else 34 * shape.hidden
     activations = tokens_per_batch * (per_token_layer * shape.layers + (34 * shape.hidden if gradient_checkpointing else 0))
-    logits = tokens_per_batch * supervised_share * shape.vocabulary * 4 * 2  # fp32 logits and their gradient
+    # fp32 logits, the log-softmax cross-entropy keeps, and its gradient: three fp32 copies (on an H200
+    # the peak matched this within 4% for LoRA on 0.5B-7B Qwen2.5 shapes; two copies fell 28% short at 0.5B).
+    logits = tokens_per_batch * supervised_share * shape.vocabulary * 4 * 3
     total = states + activations + logits
     return {"states": states, "activations": activations, "logits": logits, "total": total}
 
