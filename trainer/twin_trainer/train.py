@@ -112,7 +112,7 @@ def _silent(event: dict[str, Any]) -> None:
 def make_optimizer(parameters: list[torch.nn.Parameter], learning_rate: float, device: torch.device) -> torch.optim.AdamW:
     """AdamW, fused on CUDA. PyTorch's default there (foreach) holds full-size fp32 temporaries of the
     parameters during the step: on an H200, 7B full fine-tuning peaked at 117.9 GiB fused (the
-    estimate says 117.0) and ran out of 139.8 GiB with foreach (bench/fsdp/gpu_check.py)."""
+    estimate says 118.2) and ran out of 139.8 GiB with foreach (bench/fsdp/gpu_check.py)."""
     return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0, fused=True if device.type == "cuda" else None)
 
 
