@@ -193,8 +193,9 @@ def test_a_full_run_trains_over_two_processes_and_publishes_its_gguf_to_the_mode
 def test_a_killed_worker_s_full_run_stops_its_processes_and_resumes_from_the_store(store, tmp_path):
     with psycopg.connect(store["url"], autocommit=True) as connection:
         connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status IN ('queued', 'running')")
-    # Enough steps that orphaned processes would still be training when the test looks for them.
-    overrides = {"max_steps": "12", "save_every": "1", "eval_every": "0", "max_eval_examples": "4", "tokens_per_batch": "512",
+    # Enough steps that orphaned processes would still be training when the test looks for them (the
+    # kill comes at the first checkpoint, step 2 of 6), and few checkpoints: each is 1.6 GB to write.
+    overrides = {"max_steps": "6", "save_every": "2", "eval_every": "0", "max_eval_examples": "4", "tokens_per_batch": "512",
                  "processes": "2"}  # fmt: skip
     run_id = queue_run(store["url"], store, overrides, file="smollm2-135m-full-cpu.yaml")
     env = {"TWIN_MODEL_STORE": str(tmp_path / "models"), "OMP_NUM_THREADS": "1"}
