@@ -6,7 +6,7 @@
 2. Tokens/s and peak memory, LoRA versus full, for models built from config with random weights
    (nothing can be downloaded there), next to the trainer's own memory estimate.
 
-  python bench/fsdp/gpu_check.py [--sizes 7b,3b,1.5b,0.5b] [--methods lora,full,full-fused] [--tokens 4096] [--steps 8] [--budget 300] [--out DIR]
+  python bench/fsdp/gpu_check.py [--sizes 7b,3b,1.5b,0.5b] [--methods lora,full,full-foreach] [--tokens 4096] [--steps 8] [--budget 300] [--out DIR]
   python bench/fsdp/gpu_check.py --cpu --sizes tiny      (a dry run of the same code on a CPU)
 
 Needs torch, transformers and peft; prints its figures, and writes each result as one JSON line to
