@@ -2,9 +2,10 @@
  * bench/inference — the engine against llama.cpp itself, concurrency, and sequence reuse.
  *
  *   (a) single stream: prompt tokens/s (512-token prompt) and generated tokens/s (128 tokens) of
- *       node-llama-cpp as the engine uses it, and of llama.cpp's own `llama-bench` built from the
- *       source node-llama-cpp ships — same model, same machine, same thread counts, same run —
- *       with flash attention off and on (the engine's default);
+ *       node-llama-cpp as the engine uses it, and of the product's own path (Engine.reply), against
+ *       llama.cpp's own `llama-bench` built from the source node-llama-cpp ships — same model, same
+ *       machine, same thread counts, same run — with flash attention off and on (the engine's
+ *       default) on the test model, and on at every thread count on the 7B-shaped model below;
  *   (b) 1, 4 and 8 conversations at once on one context at the same thread count: total and
  *       per-conversation generated tokens/s and time to first token, beside llama.cpp's own
  *       `llama-batched-bench` on the same model (its 8-vs-1 ratio is what batching can give here) —
@@ -26,6 +27,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { getLlama, type LlamaContext, type LlamaContextSequence, type Token } from "node-llama-cpp";
+import { loadConfig } from "../../src/config/config.ts";
 import { gatheringStrategy, newBatchLoad, queuedSequenceId } from "../../src/inference/batching.ts";
 import { Conversations } from "../../src/inference/conversations.ts";
 import { chooseThreads, Engine } from "../../src/inference/engine.ts";
@@ -79,16 +81,42 @@ async function generate(sequence: LlamaContextSequence, first: Token, count: num
 }
 
 // ── (a) single stream ────────────────────────────────────────────────────────────────────────
-/** Prompt and generated tokens/s; the engine's also generated in a context as small as llama-bench's. */
+/**
+ * Prompt and generated tokens/s. The engine's generation is measured three ways: node-llama-cpp's
+ * own token loop (sequence.evaluate, greedy) in a 2,048-token context and in one as small as
+ * llama-bench's, and the product's path, Engine.reply.
+ */
 type Speeds = { pp: number; tg: number };
-type EngineSpeeds = Speeds & { tgSmall: number };
+type EngineSpeeds = Speeds & { tgSmall: number; reply: number; replyTokens: number; replies: number };
+
+/**
+ * Engine.reply's generated tokens/s: replies with the config's sampling (seeds 1, 2, …) until
+ * GENERATE tokens in all, each on a cleared sequence that already holds the prompt, so the time
+ * is each reply's generation and its own set-up (node-llama-cpp evaluates the last prompt token
+ * again for its logits). A reply can end early at <|im_end|>; then its set-up weighs more.
+ */
+async function replySpeed(engine: Engine, sequence: LlamaContextSequence, prompt: Token[]) {
+  let tokens = 0;
+  let seconds = 0;
+  let replies = 0;
+  while (tokens < GENERATE) {
+    await sequence.clearHistory();
+    await sequence.evaluateWithoutGeneratingNewTokens(prompt);
+    const started = performance.now();
+    const reply = await engine.reply(sequence, prompt, { sampling: { seed: replies + 1 } });
+    seconds += (performance.now() - started) / 1000;
+    tokens += reply.generatedTokens;
+    replies++;
+  }
+  return { rate: tokens / seconds, tokens, replies };
+}
 
 /** llama-bench, one repetition: prompt and generation tokens/s. */
-function llamaBench(threads: number, flash: boolean): Speeds {
+function llamaBench(model: string, threads: number, flash: boolean): Speeds {
   const out = execFileSync(
     path.join(llamaCppBin, "llama-bench"),
     [
-      ...["-m", modelPath, "-t", String(threads), "-fa", flash ? "1" : "0"],
+      ...["-m", model, "-t", String(threads), "-fa", flash ? "1" : "0"],
       ...["-p", String(PROMPT), "-n", String(GENERATE), "-r", "1", "-o", "json"],
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
@@ -101,95 +129,136 @@ function llamaBench(threads: number, flash: boolean): Speeds {
 }
 
 const ROUNDS = 3;
-const llama = await getLlama({ gpu: false, build: "never" });
-const model = await llama.loadModel({ modelPath });
-// "prebuilt" (the package's binary) or "localBuild" (`npm run engine:build`, this machine's own).
-const binary = llama.buildType;
-const promptTokens = model.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
-const single: {
-  threads: number;
-  flash: boolean;
-  engine: EngineSpeeds;
-  reference: Speeds;
-  smallContext: number;
-}[] = [];
-for (const threads of threadCounts) {
-  for (const flash of [false, true]) {
-    const context = await model.createContext({
-      contextSize: 2048,
-      sequences: 1,
-      threads,
-      batchSize: PROMPT,
-      flashAttention: flash,
-    });
-    // llama-bench generates its tg128 in a context of 128 tokens, and llama.cpp decodes faster in a
-    // small context even when few cells are used (up to 16% here at 2,048 against 256), so the
-    // engine is also measured in a context that small (node-llama-cpp rounds it up to 256).
-    const small = await model.createContext({
-      contextSize: GENERATE,
-      sequences: 1,
-      threads,
-      batchSize: GENERATE,
-      flashAttention: flash,
-    });
-    const sequence = context.getSequence();
-    const smallSequence = small.getSequence();
-    // Engine and llama-bench take turns, so both see the same minutes of a drifting machine.
-    const engine: EngineSpeeds[] = [];
-    const reference: Speeds[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      await sequence.clearHistory();
-      let started = performance.now();
-      await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
-      const pp = PROMPT / ((performance.now() - started) / 1000);
-      await sequence.clearHistory();
-      started = performance.now();
-      const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
-      const tg = produced / ((performance.now() - started) / 1000);
-      await smallSequence.clearHistory();
-      started = performance.now();
-      const producedSmall = await generate(smallSequence, promptTokens[0] as Token, GENERATE - 1);
-      engine.push({ pp, tg, tgSmall: producedSmall / ((performance.now() - started) / 1000) });
-      reference.push(llamaBench(threads, flash));
-    }
-    const middle = (runs: Speeds[]) => ({
-      pp: median(runs, (r) => r.pp).pp,
-      tg: median(runs, (r) => r.tg).tg,
-    });
-    single.push({
-      threads,
-      flash,
-      engine: { ...middle(engine), tgSmall: median(engine, (r) => r.tgSmall).tgSmall },
-      reference: middle(reference),
-      smallContext: small.contextSize,
-    });
-    await small.dispose();
-    await context.dispose();
-  }
-}
-await model.dispose();
-await llama.dispose();
+const defaults = loadConfig({}).inference;
 
-process.stdout.write(
-  `(a) single stream, ${path.basename(modelPath)}, ${cores} cores, node-llama-cpp binary: ${binary}, medians of ${ROUNDS} alternating runs\n`,
-);
-process.stdout.write(
-  "threads | flash attention | engine prompt t/s | llama-bench pp | engine gen t/s, 2,048 context | same, small context | llama-bench tg (128 context) | gen ratio, 2,048 / small context\n",
-);
-for (const { threads, flash, engine, reference, smallContext } of single) {
+/** (a) on `model` at every thread count, with flash attention as in `flashModes`; prints its table. */
+async function singleStream(model: string, flashModes: boolean[]) {
+  const llama = await getLlama({ gpu: false, build: "never" });
+  const loaded = await llama.loadModel({ modelPath: model });
+  // "prebuilt" (the package's binary) or "localBuild" (`npm run engine:build`, this machine's own).
+  const binary = llama.buildType;
+  const promptTokens = loaded.tokenize(chatText(400).join("\n"), false).slice(0, PROMPT);
+  const rows: {
+    threads: number;
+    flash: boolean;
+    engine: EngineSpeeds;
+    reference: Speeds;
+    smallContext: number;
+  }[] = [];
+  for (const threads of threadCounts) {
+    for (const flash of flashModes) {
+      const context = await loaded.createContext({
+        contextSize: 2048,
+        sequences: 1,
+        threads,
+        batchSize: PROMPT,
+        flashAttention: flash,
+      });
+      // llama-bench generates its tg128 in a context of 128 tokens, and llama.cpp can decode
+      // faster in a small context even when few cells are used (up to 16% here at 2,048 against
+      // 256), so node-llama-cpp is also measured in one that small (it rounds 128 up to 256).
+      const small = await loaded.createContext({
+        contextSize: GENERATE,
+        sequences: 1,
+        threads,
+        batchSize: GENERATE,
+        flashAttention: flash,
+      });
+      // The product's path: a sequence of an engine context as the bot gets one (the config's
+      // context size, sequences, sampling), replying through LlamaCompletion with its stop triggers.
+      const engine = await Engine.open({
+        ...defaults,
+        modelPath: model,
+        threads,
+        flashAttention: flash,
+        maxReplyTokens: GENERATE,
+      });
+      const replySequence = (await engine.context()).pool.take();
+      const replyPrompt = engine.tokenize(
+        buildPrompt({
+          header: "Telegram chat · Anna, Me · 2024-05-01 Wed 21:15",
+          history: [],
+          live: [{ speaker: "Anna", messages: ["tell me everything about your week, every detail"] }],
+          replyAs: "Me",
+          maxTokens: 1024,
+          countTokens: engine.countTokens,
+        }),
+      );
+      const sequence = context.getSequence();
+      const smallSequence = small.getSequence();
+      // Engine and llama-bench take turns, so both see the same minutes of a drifting machine.
+      const engineRuns: EngineSpeeds[] = [];
+      const reference: Speeds[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        await sequence.clearHistory();
+        let started = performance.now();
+        await sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
+        const pp = PROMPT / ((performance.now() - started) / 1000);
+        await sequence.clearHistory();
+        started = performance.now();
+        const produced = await generate(sequence, promptTokens[0] as Token, GENERATE);
+        const tg = produced / ((performance.now() - started) / 1000);
+        await smallSequence.clearHistory();
+        started = performance.now();
+        const producedSmall = await generate(smallSequence, promptTokens[0] as Token, GENERATE - 1);
+        const tgSmall = producedSmall / ((performance.now() - started) / 1000);
+        const reply = await replySpeed(engine, replySequence, replyPrompt);
+        engineRuns.push({
+          pp,
+          tg,
+          tgSmall,
+          reply: reply.rate,
+          replyTokens: reply.tokens,
+          replies: reply.replies,
+        });
+        reference.push(llamaBench(model, threads, flash));
+      }
+      const replyRun = median(engineRuns, (r) => r.reply);
+      rows.push({
+        threads,
+        flash,
+        engine: {
+          pp: median(engineRuns, (r) => r.pp).pp,
+          tg: median(engineRuns, (r) => r.tg).tg,
+          tgSmall: median(engineRuns, (r) => r.tgSmall).tgSmall,
+          reply: replyRun.reply,
+          replyTokens: replyRun.replyTokens,
+          replies: replyRun.replies,
+        },
+        reference: { pp: median(reference, (r) => r.pp).pp, tg: median(reference, (r) => r.tg).tg },
+        smallContext: small.contextSize,
+      });
+      await engine.dispose();
+      await small.dispose();
+      await context.dispose();
+    }
+  }
+  await loaded.dispose();
+  await llama.dispose();
+
   process.stdout.write(
-    `${threads} | ${flash ? "on" : "off"} | ${fmt(engine.pp)} | ${fmt(reference.pp)} | ${fmt(engine.tg)} | ${fmt(engine.tgSmall)} (${smallContext}) | ${fmt(reference.tg)} | ` +
-      `${(engine.tg / reference.tg).toFixed(2)}x / ${(engine.tgSmall / reference.tg).toFixed(2)}x\n`,
-  );
-}
-for (const threads of threadCounts) {
-  const [off, on] = [false, true].map((flash) =>
-    single.find((r) => r.threads === threads && r.flash === flash),
+    `\n(a) single stream, ${path.basename(model)}, ${cores} cores, node-llama-cpp binary: ${binary}, medians of ${ROUNDS} alternating runs\n`,
   );
   process.stdout.write(
-    `flash attention on vs off, ${threads} thread(s): prompt ${((on?.engine.pp ?? 0) / (off?.engine.pp ?? Number.NaN)).toFixed(2)}x, ` +
-      `generation ${((on?.engine.tg ?? 0) / (off?.engine.tg ?? Number.NaN)).toFixed(2)}x (the engine uses it by default)\n`,
+    "threads | flash attention | engine prompt t/s | llama-bench pp | generated t/s: node-llama-cpp, 2,048 context | same, small context | Engine.reply (tokens in replies) | llama-bench tg (128 context) | gen vs llama-bench: 2,048 / small / Engine.reply\n",
   );
+  for (const { threads, flash, engine, reference, smallContext } of rows) {
+    const ratio = (speed: number) => `${(speed / reference.tg).toFixed(2)}x`;
+    process.stdout.write(
+      `${threads} | ${flash ? "on" : "off"} | ${fmt(engine.pp)} | ${fmt(reference.pp)} | ${fmt(engine.tg)} | ${fmt(engine.tgSmall)} (${smallContext}) | ` +
+        `${fmt(engine.reply)} (${engine.replyTokens} in ${engine.replies}) | ${fmt(reference.tg)} | ${ratio(engine.tg)} / ${ratio(engine.tgSmall)} / ${ratio(engine.reply)}\n`,
+    );
+  }
+  if (flashModes.length < 2) return;
+  for (const threads of threadCounts) {
+    const [off, on] = [false, true].map((flash) =>
+      rows.find((r) => r.threads === threads && r.flash === flash),
+    );
+    process.stdout.write(
+      `flash attention on vs off, ${threads} thread(s): prompt ${((on?.engine.pp ?? 0) / (off?.engine.pp ?? Number.NaN)).toFixed(2)}x, ` +
+        `generation ${((on?.engine.tg ?? 0) / (off?.engine.tg ?? Number.NaN)).toFixed(2)}x (the engine uses it by default)\n`,
+    );
+  }
 }
 
 /** llama.cpp's own batched decoding: generated tokens/s by number of parallel sequences. */
@@ -321,16 +390,19 @@ async function concurrency(model: string, threads: number) {
   );
 }
 
-for (const threads of threadCounts) await concurrency(modelPath, threads);
-if (!args.values["no-deployment-model"]) {
-  const deploymentModel =
-    args.values["deployment-model"] ??
+const deploymentModel = args.values["no-deployment-model"]
+  ? undefined
+  : (args.values["deployment-model"] ??
     execFileSync("bash", [path.join(root, "bench/inference/synthetic-model.sh")], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "inherit"],
-    }).trim();
-  await concurrency(deploymentModel, cores);
-}
+    }).trim());
+await singleStream(modelPath, [false, true]);
+// A served 7B's shapes, with flash attention on as the engine runs: here the per-token cost of
+// node-llama-cpp's loop (two thread-pool round trips and its JavaScript) is a small share of a decode.
+if (deploymentModel) await singleStream(deploymentModel, [true]);
+for (const threads of threadCounts) await concurrency(modelPath, threads);
+if (deploymentModel) await concurrency(deploymentModel, cores);
 
 // ── (c) second turn: reuse vs re-evaluation ──────────────────────────────────────────────────
 const threads = chooseThreads(0, cores);
