@@ -155,8 +155,9 @@ async function singleStream(model: string, flashModes: boolean[]) {
         flashAttention: flash,
       });
       // llama-bench generates its tg128 in a context of 128 tokens, and llama.cpp can decode
-      // faster in a small context even when few cells are used (up to 16% here at 2,048 against
-      // 256), so node-llama-cpp is also measured in one that small (it rounds 128 up to 256).
+      // faster in a small context even when few cells are used (up to 16% at 2,048 against 256 on
+      // an Intel machine here, no difference on an AMD one), so node-llama-cpp is also measured in
+      // one that small (it rounds 128 up to 256).
       const small = await loaded.createContext({
         contextSize: GENERATE,
         sequences: 1,
