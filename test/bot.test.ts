@@ -4,7 +4,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { User } from "grammy/types";
+import type { Message, User } from "grammy/types";
 import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
 import { createBotMessagesRepository } from "../src/bot/bot-messages.repository.ts";
 import { conversationPrompt } from "../src/bot/conversation-prompt.ts";
@@ -70,6 +70,25 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
   });
   const texted = (chatId: number) =>
     server.sent("sendMessage", chatId).map((call) => String(call.params.text));
+  /** A message the bot sent to `chatId`, by index (negative: from the end), as Telegram returned it. */
+  const sentMessage = (chatId: number, index: number) =>
+    server.messageById(
+      (server.sent("sendMessage", chatId).at(index) as { result?: Message }).result?.message_id ?? 0,
+    );
+  let personalHistory: string;
+  /** The fixture supergroup (imported by /import above) as an enabled group; returns its chat id. */
+  const enableImportedGroup = async (): Promise<number> => {
+    const { rows } = await database.pool.query<{ id: string }>(
+      "SELECT id FROM chats WHERE type = 'private_supergroup'",
+    );
+    const group = Number(rows[0]?.id);
+    if (!config.bot.groups.includes(group)) {
+      await twin.stop();
+      config = { ...config, bot: { ...config.bot, groups: [group] } };
+      await startTwin();
+    }
+    return group;
+  };
   /** Waits until the replier has nothing scheduled or running, then for stragglers of the API. */
   const settled = async () => {
     await new Promise((resolve) => setTimeout(resolve, QUIET_MS + 100));
@@ -79,14 +98,14 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
   before(async () => {
     await server.start();
     database = await (backends()[0] as ReturnType<typeof backends>[number]).fresh();
-    const history = writePersonalChatExport(
+    personalHistory = writePersonalChatExport(
       tmp,
       { id: owner.id, name: "Hamid Khorshidian" },
       { id: anna.id, name: "Anna Petrova" },
     );
     await importDesktopExport(
       { historyRepository: createHistoryRepository(database) },
-      { input: history, batchSize: 1000, timeZone: "UTC" },
+      { input: personalHistory, batchSize: 1000, timeZone: "UTC" },
     );
     engine = await Engine.open({
       modelPath: testModel(),
@@ -485,18 +504,144 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
     assert.equal(modelCalls, before, "and no model time spent");
   });
 
-  it("runs on a webhook when configured, refusing calls without the secret", async () => {
+  it("in an enabled group: owner flows answer one line, no one else can drive them, the owner's words get no answer", async () => {
+    const dave: User = { id: 5004, is_bot: false, first_name: "Dave", last_name: "Forwarded" };
+    const group = await enableImportedGroup();
+    const groupTexts = () => texted(group);
+    const imports = async () =>
+      (await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM imports")).rows[0]?.n;
+    const importsBefore = await imports();
+    const getFiles = server.sent("getFile").length;
+    const ownerPrompts = texted(owner.id).filter((t) => t.includes("20 MB")).length;
+
+    server.sendMessage(owner, { text: "/import" }, group);
+    await server.waitFor("the private-only line", () => groupTexts().length > 0);
+    assert.deepEqual(groupTexts(), ["/import works only in our private chat: @twin_test_bot."]);
+    const content = fs.readFileSync(fixtures.cuda);
+    const fileId = server.addFile(content, "result.json");
+    const document = {
+      file_id: fileId,
+      file_unique_id: fileId,
+      file_name: "result.json",
+      file_size: content.length,
+    };
+    server.sendMessage(dave, { document }, group); // the attack: a friend answers the owner's /import
+    server.sendMessage(owner, { text: "/forget all" }, group);
+    server.sendMessage(owner, { text: "hello everyone, plain words of mine" }, group);
+    server.sendMessage(owner, { text: "@twin_test_bot say something" }, group);
+    await server.waitFor("the second private-only line", () => groupTexts().length > 1);
+    await settled();
+    assert.deepEqual(
+      groupTexts(),
+      [
+        "/import works only in our private chat: @twin_test_bot.",
+        "/forget works only in our private chat: @twin_test_bot.",
+      ],
+      "one line per owner command; nothing for the owner's own messages",
+    );
+    assert.equal(await imports(), importsBefore, "the friend's upload imported nothing");
+    assert.equal(
+      texted(owner.id).filter((t) => t.includes("20 MB")).length,
+      ownerPrompts,
+      "no import flow started anywhere",
+    );
+    assert.equal(server.sent("getFile").length, getFiles, "nothing was downloaded");
+
+    // Buttons pressed by the wrong person, or in a group, are answered and change nothing.
+    const presses = server.sent("answerCallbackQuery").length;
+    const privateMessage = (user: User) =>
+      ({
+        message_id: 1,
+        date: 0,
+        chat: { id: user.id, type: "private", first_name: user.first_name },
+      }) as never;
+    server.pressButton(dave, `allow:${stranger.id}`, privateMessage(dave));
+    server.pressButton(stranger, `revoke:${dave.id}`, privateMessage(stranger));
+    server.pressButton(owner, "talk:1", sentMessage(group, 0) as never);
+    await server.waitFor(
+      "three answered presses",
+      () => server.sent("answerCallbackQuery").length >= presses + 3,
+    );
+    assert.equal(await twin.services.friends.isAllowed(stranger.id), false, "a friend cannot allow anyone");
+    assert.equal(await twin.services.friends.isAllowed(dave.id), true, "a stranger cannot revoke anyone");
+  });
+
+  it("answers a friend who addresses it in a group from that group's history only, in that group", async () => {
+    const erin: User = { id: 5005, is_bot: false, first_name: "Erin" };
+    const group = await enableImportedGroup();
+    await importDesktopExport(
+      { historyRepository: createHistoryRepository(database) },
+      { input: personalHistory, batchSize: 1000, timeZone: "UTC" },
+    ); // Anna's private chat is back in the store: it must not reach the group
+    const privateBefore = await messages().count({ personId: anna.id, mode: "friend" });
+    const before = texted(group).length;
+    server.sendMessage(anna, { text: "just chatting among ourselves" }, group); // not addressed: ignored
+    server.sendMessage(
+      anna,
+      {
+        text: "@twin_test_bot which driver do you use?",
+        entities: [{ type: "mention", offset: 0, length: 14 }],
+      },
+      group,
+    );
+    await server.waitFor("the twin's answer in the group", () => texted(group).length > before + 1, 120_000);
+    await settled();
+    const ref = { personId: anna.id, mode: "friend" as const, groupId: group };
+    const stored = await messages().recent(ref, 50);
+    assert.deepEqual(
+      stored.filter((m) => !m.fromTwin).map((m) => m.text),
+      ["which driver do you use?"],
+      "the group conversation holds what was addressed, without the mention",
+    );
+    assert.equal(
+      await messages().count({ personId: anna.id, mode: "friend" }),
+      privateBefore,
+      "her private conversation is untouched",
+    );
+    assert.deepEqual(
+      texted(group).slice(before + 1),
+      stored.filter((m) => m.fromTwin).map((m) => m.text),
+      "the reply went to the group",
+    );
+    const { prompt } = await conversationPrompt(promptDeps(), ref, "Anna");
+    const text = promptText(prompt.pieces);
+    assert.match(text, /Telegram group/, "the header names a group");
+    const groupLine = (
+      await database.pool.query<{ text: string }>(
+        "SELECT text FROM messages WHERE chat_id = $1 AND kind = 'text' AND text <> '' ORDER BY sent_at DESC LIMIT 1",
+        [group],
+      )
+    ).rows[0]?.text as string;
+    assert.ok(text.includes(groupLine.split("\n")[0] as string), "the group's own history is context");
+    for (const line of ["rematch on sunday", "wanna grab pizza at 8?", "are you around tonight?"])
+      assert.ok(!text.includes(line), `nothing of the private chat reaches the group: “${line}”`);
+
+    // A second person in the same group has a conversation of their own.
+    const answered = texted(group).length;
+    server.sendMessage(erin, { text: "hey", reply_to_message: sentMessage(group, -1) } as never, group);
+    await server.waitFor("the answer to Erin", () => texted(group).length > answered + 1, 120_000);
+    await settled();
+    assert.deepEqual(
+      (await messages().recent({ personId: erin.id, mode: "friend", groupId: group }, 10))
+        .filter((m) => !m.fromTwin)
+        .map((m) => m.text),
+      ["hey"],
+      "a reply to the twin addresses it too, in its own conversation",
+    );
+  });
+
+  it("runs on a webhook with a generated secret when none is configured; calls without it reach no handler", async () => {
     await twin.stop();
     const port = await freePort();
-    const secret = "webhook-secret-0123456789";
     config = {
       ...config,
-      bot: { ...config.bot, webhook: { url: "https://twin.example.org/hook", port, secret } },
+      bot: { ...config.bot, webhook: { url: "https://twin.example.org/hook", port, secret: undefined } },
     };
     await startTwin();
     const set = server.sent("setWebhook").at(-1)?.params;
     assert.equal(set?.url, "https://twin.example.org/hook");
-    assert.equal(set?.secret_token, secret);
+    const secret = String(set?.secret_token);
+    assert.match(secret, /^[A-Za-z0-9_-]{32,256}$/, "a secret of at least 32 characters Telegram accepts");
     const update = (text: string, updateId: number) => ({
       update_id: updateId,
       message: {
@@ -508,20 +653,60 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
         entities: [{ type: "bot_command", offset: 0, length: text.length }],
       },
     });
-    const post = (body: unknown, token: string) =>
+    const post = (body: unknown, token?: string, method = "POST") =>
       fetch(`http://127.0.0.1:${port}/`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": token },
-        body: JSON.stringify(body),
+        method,
+        headers: {
+          "content-type": "application/json",
+          ...(token === undefined ? {} : { "x-telegram-bot-api-secret-token": token }),
+        },
+        ...(method === "POST" ? { body: JSON.stringify(body) } : {}),
       });
-    const forged = await post(update("/status", 900_001), "wrong");
-    assert.equal(forged.status, 401, "a call without the secret is refused");
     const before = texted(owner.id).length;
-    const real = await post(update("/status", 900_002), secret);
+    assert.equal((await post(update("/status", 900_001))).status, 401, "no secret header: refused");
+    assert.equal((await post(update("/status", 900_002), "wrong")).status, 401, "a wrong secret: refused");
+    assert.equal(
+      (await post(update("/status", 900_003), secret.slice(0, -1))).status,
+      401,
+      "all but the last character: refused",
+    );
+    assert.equal((await post(undefined, secret, "GET")).status, 405, "only POST");
+    const real = await post(update("/status", 900_004), secret);
     assert.equal(real.status, 200);
     await server.waitFor("the webhook's answer", () => texted(owner.id).length > before);
+    await settled();
     assert.equal(texted(owner.id).length, before + 1, "only the real call was answered");
     assert.match(texted(owner.id).at(-1) as string, /^History: /);
+
+    await twin.stop();
+    await startTwin();
+    assert.equal(
+      server.sent("setWebhook").at(-1)?.params.secret_token,
+      secret,
+      "the generated secret is kept across restarts",
+    );
+    assert.ok(
+      logLines.every((line) => !line.includes(secret)),
+      "the secret never reaches the log",
+    );
+
+    await twin.stop();
+    const configured = "configured-webhook-secret-0123456789abcdef";
+    config = {
+      ...config,
+      bot: { ...config.bot, webhook: { url: "https://twin.example.org/hook", port, secret: configured } },
+    };
+    await startTwin();
+    assert.equal(
+      server.sent("setWebhook").at(-1)?.params.secret_token,
+      configured,
+      "a configured secret wins",
+    );
+    assert.equal(
+      (await post(update("/status", 900_005), secret)).status,
+      401,
+      "the generated one no longer opens",
+    );
   });
 });
 

@@ -4,7 +4,8 @@ import { botMessages } from "./bot.tables.ts";
 
 export type ConversationMode = "friend" | "talk";
 export type StoredMessage = { id: number; fromTwin: boolean; text: string; sentAt: Date };
-export type ConversationRef = { personId: number; mode: ConversationMode };
+/** A conversation: one person, one mode, one chat (a group's id; none for a private chat). */
+export type ConversationRef = { personId: number; mode: ConversationMode; groupId?: number | undefined };
 
 const storedColumns = {
   id: botMessages.id,
@@ -13,8 +14,18 @@ const storedColumns = {
   sentAt: botMessages.sentAt,
 };
 
-const where = ({ personId, mode }: ConversationRef) =>
-  and(eq(botMessages.personId, personId), eq(botMessages.mode, mode));
+const where = ({ personId, mode, groupId }: ConversationRef) =>
+  and(
+    eq(botMessages.personId, personId),
+    eq(botMessages.mode, mode),
+    groupId === undefined ? isNull(botMessages.groupId) : eq(botMessages.groupId, groupId),
+  );
+
+const columnsOf = ({ personId, mode, groupId }: ConversationRef) => ({
+  personId,
+  mode,
+  groupId: groupId ?? null,
+});
 
 /** The bot's own conversations (see bot.tables.ts for how a message waits to be answered or sent). */
 export function createBotMessagesRepository({ db }: { db: Db }) {
@@ -28,7 +39,13 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
     ): Promise<number | undefined> {
       const rows = await db
         .insert(botMessages)
-        .values({ ...ref, fromTwin: false, text, updateId, answeredAt: options.answered ? sql`now()` : null })
+        .values({
+          ...columnsOf(ref),
+          fromTwin: false,
+          text,
+          updateId,
+          answeredAt: options.answered ? sql`now()` : null,
+        })
         .onConflictDoNothing()
         .returning({ id: botMessages.id });
       return rows[0]?.id;
@@ -76,7 +93,7 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
         if (messages.length === 0) return [];
         const rows = await tx
           .insert(botMessages)
-          .values(messages.map((text) => ({ ...ref, fromTwin: true, text, servedBy })))
+          .values(messages.map((text) => ({ ...columnsOf(ref), fromTwin: true, text, servedBy })))
           .returning({ id: botMessages.id });
         return rows.map((row) => row.id);
       });
@@ -98,7 +115,11 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
     /** Conversations with something left to answer or to send. */
     async unfinished(): Promise<ConversationRef[]> {
       const rows = await db
-        .selectDistinct({ personId: botMessages.personId, mode: botMessages.mode })
+        .selectDistinct({
+          personId: botMessages.personId,
+          mode: botMessages.mode,
+          groupId: botMessages.groupId,
+        })
         .from(botMessages)
         .where(
           or(
@@ -106,7 +127,11 @@ export function createBotMessagesRepository({ db }: { db: Db }) {
             and(eq(botMessages.fromTwin, true), isNull(botMessages.telegramMessageId)),
           ),
         );
-      return rows;
+      return rows.map((row) => ({
+        personId: row.personId,
+        mode: row.mode,
+        groupId: row.groupId ?? undefined,
+      }));
     },
     async count(ref: ConversationRef): Promise<number> {
       const rows = await db.select({ n: sql<number>`count(*)::int` }).from(botMessages).where(where(ref));

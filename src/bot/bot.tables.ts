@@ -20,8 +20,9 @@ export const botStorage = pgTable("bot_storage", {
 
 /**
  * The bot's own conversations: a friend with the twin (mode `friend`: the twin speaks as the
- * owner) or the owner with a simulated friend (mode `talk`: the twin speaks as that friend). They
- * are context for the next reply, and `/log` reads them. A person's message waits with
+ * owner) or the owner with a simulated friend (mode `talk`: the twin speaks as that friend), keyed by
+ * chat and person: a friend's conversation in a group is not their private one. They are context
+ * for the next reply, and `/log` reads them. A person's message waits with
  * `answered_at` unset until the reply is stored; a twin message waits with `telegram_message_id`
  * unset until it is sent — so a restart neither loses nor repeats anything.
  */
@@ -32,6 +33,8 @@ export const botMessages = pgTable(
     /** The friend (a Telegram user id, as in `people`). */
     personId: bigint("person_id", { mode: "number" }).notNull(),
     mode: text("mode", { enum: ["friend", "talk"] }).notNull(),
+    /** The group the conversation is in; null: a private chat (the friend's own, or the owner's /talk). */
+    groupId: bigint("group_id", { mode: "number" }),
     fromTwin: boolean("from_twin").notNull(),
     text: text("text").notNull(),
     /** The Telegram update a person's message came in: a redelivered update is stored once. */
@@ -43,7 +46,7 @@ export const botMessages = pgTable(
     answeredAt: timestamp("answered_at", { withTimezone: true }),
   },
   (t) => [
-    index("bot_messages_conversation").on(t.personId, t.mode, t.id),
+    index("bot_messages_conversation").on(t.personId, t.mode, t.groupId, t.id),
     uniqueIndex("bot_messages_update").on(t.updateId),
   ],
 );

@@ -6,7 +6,7 @@ import type { ReadableStream } from "node:stream/web";
 import { autoRetry } from "@grammyjs/auto-retry";
 import { conversations } from "@grammyjs/conversations";
 import { type RunnerHandle, run, sequentialize } from "@grammyjs/runner";
-import { Bot, type Context, session, webhookCallback } from "grammy";
+import { Bot, type Context, session } from "grammy";
 import { createFriendsRepository } from "../access/friends.repository.ts";
 import type { Config } from "../config/config.ts";
 import { machineTimeZone } from "../config/config.ts";
@@ -26,8 +26,9 @@ import { consent } from "./features/consent.ts";
 import { evaluation } from "./features/evaluation.ts";
 import { exportHistory, loginSecrets, type Userbot } from "./features/export.ts";
 import { forget } from "./features/forget.ts";
-import { friendChat } from "./features/friend-chat.ts";
+import { friendChat, friendInbox } from "./features/friend-chat.ts";
 import { friendsAdmin } from "./features/friends-admin.ts";
+import { groupChat } from "./features/group-chat.ts";
 import { guessGame } from "./features/guess.ts";
 import { historyJobs } from "./features/history-jobs.ts";
 import { ownerInfo } from "./features/owner-info.ts";
@@ -41,6 +42,7 @@ import type { BotServices } from "./services.ts";
 import { BotSettings } from "./settings.ts";
 import { postgresStorage } from "./storage.ts";
 import { texts } from "./texts.ts";
+import { webhookListener, webhookSecret } from "./webhook.ts";
 
 export class BotConfigError extends Error {}
 
@@ -70,6 +72,12 @@ export type TwinBot = {
 const WATCH_MS = 10_000;
 
 const retries = () => autoRetry({ maxRetryAttempts: 6, maxDelaySeconds: 60 });
+
+/**
+ * Sessions and conversations belong to one person in one chat: no one else's message can read
+ * or advance a flow someone started, in a group or anywhere.
+ */
+const chatAndUser = (ctx: Context) => (ctx.chat && ctx.from ? `${ctx.chat.id}:${ctx.from.id}` : undefined);
 
 /** Builds the bot: wiring, storage, and one Composer per feature, in the order they must see updates. */
 export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
@@ -148,14 +156,20 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     session({
       initial: (): SessionData => ({}),
       storage: postgresStorage<SessionData>(database.db, "session"),
-      getSessionKey: (ctx) => ctx.chat?.id.toString(),
+      getSessionKey: chatAndUser,
     }),
   );
   bot.use(accessControl(services));
+  const inbox = friendInbox(services);
+  bot.use(groupChat(services, inbox)); // groups end here: every feature below runs in private chats only
   bot.use(loginSecrets(services)); // before conversations: codes and passwords never reach their state
   bot.use(
     conversations<BotContext, Context>({
-      storage: { type: "key", adapter: postgresStorage(database.db, "conversation") },
+      storage: {
+        type: "key",
+        adapter: postgresStorage(database.db, "conversation"),
+        getStorageKey: chatAndUser,
+      },
       // Conversations build their own Api objects: retries must be installed on each.
       plugins: [
         async (ctx, next) => {
@@ -176,12 +190,15 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
   bot.use(exportHistory(services));
   bot.use(consent(services));
   bot.use(guessGame(services)); // before friendChat: /guess is a command, not a message to the twin
-  bot.use(friendChat(services));
+  bot.use(friendChat(services, inbox));
   bot.use(ownerInfo(services));
   bot.use(friendsAdmin(services));
   bot.use(training(services));
   bot.use(evaluation(services));
-  bot.use(talk(services)); // last: it answers unknown commands
+  bot.use(talk(services)); // it answers unknown commands
+  // Last: a press no feature took (stale, forged, or not this person's to press) still gets an
+  // answer, so Telegram stops its spinner; it changes nothing.
+  bot.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "That button does nothing now." }));
 
   bot.catch(async (error) => {
     log.error(`update ${error.ctx.update.update_id}`, error.error);
@@ -203,7 +220,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       const targets: ReplyTarget[] = await Promise.all(
         unfinished.map(async (ref) => ({
           ...ref,
-          chatId: ref.mode === "friend" ? ref.personId : ownerId,
+          chatId: ref.groupId ?? (ref.mode === "friend" ? ref.personId : ownerId),
           name: await personName(database.pool, ref.personId),
         })),
       );
@@ -220,10 +237,14 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       void services.training.kick();
       const webhook = config.bot.webhook;
       if (webhook) {
-        const handle = webhookCallback(bot, "http", { secretToken: webhook.secret });
-        server = http.createServer(handle);
+        const secret = await webhookSecret(webhook.secret, postgresStorage(database.db, "secret"));
+        server = http.createServer(webhookListener(bot, secret));
         await new Promise<void>((resolve) => server?.listen(webhook.port, resolve));
-        await bot.api.setWebhook(webhook.url, { secret_token: webhook.secret, drop_pending_updates: false });
+        await bot.api.setWebhook(webhook.url, {
+          secret_token: secret,
+          drop_pending_updates: false,
+          allowed_updates: ["message", "callback_query"],
+        });
         log.info(`webhook listening on port ${webhook.port}`);
       } else {
         await bot.api.deleteWebhook();

@@ -1,6 +1,6 @@
 import { headerLine } from "../dataset/examples.ts";
 import type { Database } from "../db/client.ts";
-import { loadConversationContextFor } from "../inference/history-context.ts";
+import { loadConversationContextFor, loadGroupContext } from "../inference/history-context.ts";
 import { buildPrompt, type Prompt, type PromptTurn } from "../inference/prompt.ts";
 import type { BotMessagesRepository, ConversationRef, StoredMessage } from "./bot-messages.repository.ts";
 
@@ -52,14 +52,24 @@ export type PromptDeps = {
 /**
  * The prompt for the twin's next turn in a bot conversation. Mode `friend`: the friend talks, the
  * twin answers as the owner. Mode `talk`: the owner talks, the twin answers as the friend. Either
- * way: header, the real history between the two, the bot's earlier sessions, the live one.
+ * way: header, the real history between the two, the bot's earlier sessions, the live one. In a
+ * group the real history is that group's, never the private chat's.
  */
 export async function conversationPrompt(
   deps: PromptDeps,
   ref: ConversationRef,
   fallbackName: string,
+  groupTitle: string | null = null,
 ): Promise<{ prompt: Prompt; replyAs: string }> {
-  const context = await loadConversationContextFor(deps.database, ref.personId, fallbackName, deps.timeZone);
+  const context =
+    ref.groupId === undefined
+      ? await privateContext(deps, ref, fallbackName)
+      : await loadGroupContext(
+          deps.database,
+          { id: ref.groupId, title: groupTitle },
+          { id: ref.personId, fallbackName },
+          deps.timeZone,
+        );
   const names =
     ref.mode === "friend"
       ? { person: context.person.name, twin: context.owner.name }
@@ -67,12 +77,7 @@ export async function conversationPrompt(
   const stored = await deps.messages.recent(ref, STORED_MESSAGES);
   const { earlier, live, liveStartedAt } = conversationTurns(stored, names);
   const prompt = buildPrompt({
-    header: headerLine(
-      { id: ref.personId, type: "personal_chat", title: null },
-      [context.person.name, context.owner.name],
-      liveStartedAt ?? Date.now(),
-      context.timeZone,
-    ),
+    header: headerLine(context.chat, context.participants, liveStartedAt ?? Date.now(), context.timeZone),
     history: [...context.history, ...earlier],
     live,
     replyAs: names.twin,
@@ -80,4 +85,13 @@ export async function conversationPrompt(
     countTokens: deps.countTokens,
   });
   return { prompt, replyAs: names.twin };
+}
+
+async function privateContext(deps: PromptDeps, ref: ConversationRef, fallbackName: string) {
+  const context = await loadConversationContextFor(deps.database, ref.personId, fallbackName, deps.timeZone);
+  return {
+    ...context,
+    chat: { id: ref.personId, type: "personal_chat", title: null },
+    participants: [context.person.name, context.owner.name],
+  };
 }

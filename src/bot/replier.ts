@@ -5,7 +5,7 @@ import type { BotMessagesRepository, ConversationRef } from "./bot-messages.repo
 import { conversationPrompt, type PromptDeps } from "./conversation-prompt.ts";
 
 /** Where a conversation's replies go, and the person's name when the history does not know them. */
-export type ReplyTarget = ConversationRef & { chatId: number; name: string };
+export type ReplyTarget = ConversationRef & { chatId: number; name: string; groupTitle?: string | undefined };
 
 export type ReplierDeps = {
   api: Api;
@@ -20,7 +20,9 @@ export type ReplierDeps = {
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const keyOf = ({ personId, mode }: ConversationRef) => `${mode}:${personId}`;
+/** One key per conversation: a friend's group conversation is not their private one. */
+const keyOf = ({ personId, mode, groupId }: ConversationRef) =>
+  groupId === undefined ? `${mode}:${personId}` : `${mode}:${personId}@${groupId}`;
 
 /**
  * Answers conversations the way a person would: after a burst of messages goes quiet, once, with
@@ -104,6 +106,7 @@ export class Replier {
         { ...this.deps.prompt, messages: this.deps.messages },
         target,
         target.name,
+        target.groupTitle ?? null,
       );
       let messages: string[] = [];
       const adapter = this.deps.adapter();

@@ -4,7 +4,13 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "./config.errors.ts";
-import { knownVariables, loadConfig } from "./config.ts";
+import {
+  childEnvironment,
+  knownVariables,
+  loadConfig,
+  secretVariables,
+  variableDescriptions,
+} from "./config.ts";
 
 describe("config", () => {
   it("fills in defaults when nothing is set", () => {
@@ -142,5 +148,77 @@ describe("config", () => {
         !error.message.includes("hunter2"),
     );
     assert.throws(() => loadConfig({ TWIN_IMPORT_BATCH: "lots" }), /TWIN_IMPORT_BATCH/);
+  });
+
+  it("refuses a webhook secret shorter than 32 characters, naming the variable and not the value", () => {
+    for (const secret of ["Qj", "a-long-random-string", "0123456789abcdef0123456789abcde"]) {
+      assert.throws(
+        () => loadConfig({ TWIN_WEBHOOK_URL: "https://twin.example.org/hook", TWIN_WEBHOOK_SECRET: secret }),
+        (error) =>
+          error instanceof ConfigError &&
+          error.variable === "TWIN_WEBHOOK_SECRET" &&
+          /32/.test(error.message) &&
+          !error.message.includes(secret),
+      );
+    }
+    const secret = "0123456789abcdef0123456789abcdef";
+    assert.equal(
+      loadConfig({ TWIN_WEBHOOK_URL: "https://t.example/h", TWIN_WEBHOOK_SECRET: secret }).bot.webhook
+        ?.secret,
+      secret,
+    );
+  });
+
+  it("hands a child process what it needs to run, and none of the secrets", () => {
+    const env = {
+      PATH: "/usr/bin",
+      HOME: "/home/u",
+      LANG: "C.UTF-8",
+      XDG_CACHE_HOME: "/c",
+      CUDA_VISIBLE_DEVICES: "0",
+      HF_TOKEN: "hf_x",
+      HF_ENDPOINT: "http://mirror",
+      PYTORCH_CUDA_ALLOC_CONF: "expandable_segments:True",
+      https_proxy: "http://proxy:3128",
+      NO_PROXY: "localhost",
+      DATABASE_URL: "postgres://u:p@h/db",
+      TWIN_MODEL_STORE: "/models",
+      TWIN_BOT_TOKEN: "123456789:AAE-secret",
+      TWIN_SESSION_KEY: "k".repeat(64),
+      TWIN_API_ID: "1234567",
+      TWIN_API_HASH: "0".repeat(32),
+      TWIN_WEBHOOK_SECRET: "w".repeat(40),
+      AWS_SECRET_ACCESS_KEY: "not ours to pass on",
+      UNSET: undefined,
+    };
+    const child = childEnvironment(env);
+    for (const name of secretVariables) assert.equal(child[name], undefined, `${name} stays behind`);
+    assert.equal(child.AWS_SECRET_ACCESS_KEY, undefined, "what the trainer does not need stays behind");
+    assert.ok(!("UNSET" in child));
+    for (const name of [
+      "PATH",
+      "HOME",
+      "LANG",
+      "XDG_CACHE_HOME",
+      "CUDA_VISIBLE_DEVICES",
+      "HF_TOKEN",
+      "HF_ENDPOINT",
+      "PYTORCH_CUDA_ALLOC_CONF",
+      "https_proxy",
+      "NO_PROXY",
+      "DATABASE_URL",
+      "TWIN_MODEL_STORE",
+    ] as const)
+      assert.equal(child[name], env[name], `${name} is kept`);
+  });
+
+  it("lists as secret every variable whose description says it is one", () => {
+    const described = Object.entries(variableDescriptions)
+      .filter(([, description]) => /a secret/.test(description))
+      .map(([name]) => name)
+      .sort();
+    assert.ok(described.length >= 4, `the secrets are described as such: ${described.join(", ")}`);
+    for (const name of described)
+      assert.ok((secretVariables as readonly string[]).includes(name), `${name} is listed as secret`);
   });
 });

@@ -131,9 +131,14 @@ const configSchema = z.object({
     .describe("port the webhook listens on"),
   TWIN_WEBHOOK_SECRET: z
     .string()
-    .regex(/^[A-Za-z0-9_-]{1,256}$/, "must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    .regex(
+      /^[A-Za-z0-9_-]{32,256}$/,
+      "must be 32-256 characters of A-Z, a-z, 0-9, _ and - (e.g. `openssl rand -hex 32`); a shorter one can be guessed",
+    )
     .optional()
-    .describe("secret Telegram sends with each webhook call (a secret: never logged)"),
+    .describe(
+      "secret Telegram sends with each webhook call; unset: generated once and kept in the database (a secret: never logged)",
+    ),
   TWIN_GROUPS: z
     .string()
     .regex(/^-\d+(,\s*-\d+)*$/, "must be a comma-separated list of group chat ids (negative numbers)")
@@ -171,7 +176,9 @@ const configSchema = z.object({
     .int()
     .positive()
     .optional()
-    .describe("the userbot's api_id from my.telegram.org (for /export and twin export)"),
+    .describe(
+      "the userbot's api_id from my.telegram.org (for /export and twin export; a secret: never logged)",
+    ),
   TWIN_API_HASH: z
     .string()
     .regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits my.telegram.org shows as api_hash")
@@ -292,6 +299,45 @@ export type InferenceConfig = {
 
 /** Variables documented in .env.example; other TWIN_ names are typos and fail the start. */
 export const knownVariables = Object.keys(configSchema.shape);
+
+/** What each variable means (its `describe` above), for help texts and checks. */
+export const variableDescriptions: Record<string, string> = Object.fromEntries(
+  Object.entries(configSchema.shape).map(([name, schema]) => [name, schema.description ?? ""]),
+);
+
+/** The variables that are credentials: never logged, never handed to a child process. */
+export const secretVariables = [
+  "TWIN_BOT_TOKEN",
+  "TWIN_WEBHOOK_SECRET",
+  "TWIN_API_ID",
+  "TWIN_API_HASH",
+  "TWIN_SESSION_KEY",
+] as const;
+
+/**
+ * What a child process (the trainer's worker, the report) may see of the environment: what
+ * Python, PyTorch, CUDA, Hugging Face and the network need, the database URL and twin's own
+ * non-secret settings. Everything else, the secrets above first, stays behind (pure).
+ */
+export function childEnvironment(env: Record<string, string | undefined>): Record<string, string> {
+  const denied = new Set<string>(secretVariables);
+  const kept = Object.entries(env).filter(
+    (entry): entry is [string, string] =>
+      entry[1] !== undefined && !denied.has(entry[0]) && CHILD_VARIABLES.test(entry[0]),
+  );
+  return Object.fromEntries(kept);
+}
+
+const CHILD_VARIABLES = new RegExp(
+  `^(${[
+    "PATH|HOME|USER|LOGNAME|SHELL|TMPDIR|TMP|TEMP|TZ|LANG|LANGUAGE|LC_\\w+|TERM|COLUMNS|NO_COLOR|FORCE_COLOR|DEBUG",
+    "XDG_\\w+|LD_LIBRARY_PATH|VIRTUAL_ENV|CONDA_\\w+|PYTHON\\w*",
+    "CUDA_\\w+|NVIDIA_\\w+|NCCL_\\w+|HIP_\\w+|ROCR_\\w+|HSA_\\w+|OMP_\\w+|MKL_\\w+|OPENBLAS_\\w+",
+    "PYTORCH_\\w+|TORCH_\\w+|TORCHINDUCTOR_\\w+|HF_\\w+|HUGGING_FACE_\\w+|TRANSFORMERS_\\w+|TOKENIZERS_\\w+",
+    "(HTTP|HTTPS|NO|ALL)_PROXY|(http|https|no|all)_proxy|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE",
+    "DATABASE_URL|PG\\w+|TWIN_\\w+",
+  ].join("|")})$`,
+);
 
 export function machineTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone;

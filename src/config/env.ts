@@ -1,8 +1,13 @@
 import { config as loadDotenv } from "dotenv";
-import { type Config, loadConfig } from "./config.ts";
+import { type Config, childEnvironment, loadConfig } from "./config.ts";
 
 /** The one reader of process.env: `.env` in the working directory first, real variables win. */
 export function configFromEnvironment(): Config {
   loadDotenv({ quiet: true });
   return loadConfig(process.env);
+}
+
+/** The environment a child process of twin starts with: this one's, less every secret (see `childEnvironment`). */
+export function environmentForChild(extra: Record<string, string> = {}): Record<string, string> {
+  return { ...childEnvironment(process.env), ...extra };
 }

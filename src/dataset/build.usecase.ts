@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createFriendsRepository } from "../access/friends.repository.ts";
 import type { Database } from "../db/client.ts";
+import { makePrivate, PRIVATE_FILE_MODE, privateDir } from "../files/private.ts";
 import { HistoryError } from "../history/history.errors.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
@@ -194,9 +195,10 @@ export async function buildDataset(database: Database, options: DatasetOptions):
 }
 
 async function openJsonl(outDir: string) {
-  await fs.promises.mkdir(outDir, { recursive: true });
+  await privateDir(outDir);
   const files = { train: path.join(outDir, "train.jsonl"), eval: path.join(outDir, "eval.jsonl") };
-  const streams = { train: fs.createWriteStream(files.train), eval: fs.createWriteStream(files.eval) };
+  const open = (file: string) => fs.createWriteStream(file, { mode: PRIVATE_FILE_MODE });
+  const streams = { train: open(files.train), eval: open(files.eval) };
   return {
     async write(examples: Example[]) {
       for (const split of ["train", "eval"] as const) {
@@ -210,8 +212,12 @@ async function openJsonl(outDir: string) {
     async finish(manifest: Manifest) {
       await Promise.all(Object.values(streams).map((s) => new Promise((resolve) => s.end(resolve))));
       const manifestFile = path.join(outDir, "manifest.json");
-      await fs.promises.writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
-      return [files.train, files.eval, manifestFile];
+      await fs.promises.writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, {
+        mode: PRIVATE_FILE_MODE,
+      });
+      const written = [files.train, files.eval, manifestFile];
+      await makePrivate(written);
+      return written;
     },
     async abort() {
       for (const s of Object.values(streams)) s.destroy();

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import type { TrainingConfig } from "../config/config.ts";
+import { environmentForChild } from "../config/env.ts";
 import { trainerDir, trainerPython } from "../training/local-worker.ts";
 
 /**
@@ -16,8 +17,9 @@ export async function runReport(
   if (out) args.push("--out", out);
   const child = spawn(trainerPython(training.python), args, {
     cwd: trainerDir,
-    // The connection string carries the password: the environment, never argv or logs.
-    env: { ...process.env, DATABASE_URL: databaseUrl },
+    // The connection string carries the password: the environment, never argv or logs. The bot's
+    // own secrets stay behind.
+    env: environmentForChild({ DATABASE_URL: databaseUrl }),
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";

@@ -3,7 +3,8 @@ import {
   datasetMessageColumns,
   datasetMessageFromRow,
 } from "../dataset/dataset.repository.ts";
-import { sanitizeName } from "../dataset/names.ts";
+import type { ChatInfo } from "../dataset/examples.ts";
+import { buildNameTable, sanitizeName } from "../dataset/names.ts";
 import { buildSessions } from "../dataset/sessions.ts";
 import type { Database } from "../db/client.ts";
 import type { PromptTurn } from "./prompt.ts";
@@ -105,4 +106,68 @@ async function withHistory(
     .filter((turn) => names.has(turn.speakerId))
     .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
   return context;
+}
+
+/** A group conversation's context: the group and its real history, if it was imported. */
+export type GroupContext = {
+  owner: { id: number; name: string };
+  person: { id: number; name: string };
+  chat: ChatInfo;
+  timeZone: string;
+  /** Everyone whose name the prompt shows, the owner and the person first. */
+  participants: string[];
+  /** Real turns of the group (every speaker), oldest first; none for a group the history lacks. */
+  history: PromptTurn[];
+};
+
+/**
+ * The context of a friend's conversation with the twin in a group: that group's own imported
+ * history and nothing else. A private chat's content never enters it, so nothing said in private
+ * is shown to a group.
+ */
+export async function loadGroupContext(
+  { pool }: Pick<Database, "pool">,
+  group: { id: number; title: string | null },
+  person: { id: number; fallbackName: string },
+  fallbackTimeZone: string,
+): Promise<GroupContext> {
+  const owner = await loadOwner({ pool });
+  const chat = (
+    await pool.query<{ type: string; title: string | null }>("SELECT type, title FROM chats WHERE id = $1", [
+      group.id,
+    ])
+  ).rows[0];
+  const { rows } = await pool.query<DatasetMessageRow>(
+    `SELECT ${datasetMessageColumns}
+     FROM messages WHERE chat_id = $1 AND kind <> 'service'
+     ORDER BY sent_at DESC, message_id DESC LIMIT $2`,
+    [group.id, HISTORY_MESSAGES],
+  );
+  const messages = rows.reverse().map(datasetMessageFromRow);
+  const speakers = new Set<number>([owner.id, person.id]);
+  for (const message of messages) if (message.senderId !== null) speakers.add(message.senderId);
+  const people = await pool.query<{ id: string; name: string | null }>(
+    "SELECT id, name FROM people WHERE id = ANY($1::bigint[])",
+    [[...speakers]],
+  );
+  const known = new Map(people.rows.map((row) => [Number(row.id), row.name]));
+  known.set(owner.id, owner.name);
+  if (!known.get(person.id)) known.set(person.id, person.fallbackName);
+  const names = buildNameTable(
+    [...speakers].map((id) => ({ id, name: known.get(id) ?? null })),
+    new Map(),
+    owner.id,
+  );
+  const history = buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag" })
+    .flatMap((session) => session.turns)
+    .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
+  const participants = [...new Set([owner.id, person.id, ...speakers])].map((id) => names.get(id) as string);
+  return {
+    owner: { id: owner.id, name: names.get(owner.id) as string },
+    person: { id: person.id, name: names.get(person.id) as string },
+    chat: { id: group.id, type: chat?.type ?? "private_group", title: chat?.title ?? group.title },
+    timeZone: owner.timeZone ?? fallbackTimeZone,
+    participants,
+    history,
+  };
 }

@@ -4,6 +4,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { TrainingConfig } from "../config/config.ts";
+import { environmentForChild } from "../config/env.ts";
 import type { RunsRepository } from "./runs.repository.ts";
 
 export const trainerDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../trainer");
@@ -62,7 +63,14 @@ export class LocalWorker {
     return true;
   }
 
-  private start(): void {
+  /** The worker's process id while it runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts a worker now (`kick` starts one only when runs wait). */
+  start(): void {
+    if (this.child) return;
     const { config } = this.options;
     const heartbeat = Math.max(0.5, config.staleSeconds / 6);
     const child = spawn(
@@ -80,7 +88,11 @@ export class LocalWorker {
       {
         cwd: trainerDir,
         // The connection string carries the password: it goes in the environment, never argv or logs.
-        env: { ...process.env, DATABASE_URL: this.options.databaseUrl, TWIN_MODEL_STORE: config.modelStore },
+        // The bot's own secrets (token, session key, API hash) stay behind.
+        env: environmentForChild({
+          DATABASE_URL: this.options.databaseUrl,
+          TWIN_MODEL_STORE: config.modelStore,
+        }),
         stdio: ["ignore", "pipe", "pipe"],
       },
     );

@@ -3,6 +3,7 @@ import { createReadStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { PRIVATE_FILE_MODE, privateDir } from "../files/private.ts";
 import type { AdapterChoice } from "../inference/engine.ts";
 import type { Adapter, RunsRepository } from "./runs.repository.ts";
 
@@ -144,9 +145,9 @@ export async function adapterFile(runs: RunsRepository, dir: string, adapter: Ad
     throw new StoredModelError(`adapter ${adapter.id} has no file in the database`);
   const file = path.join(dir, `adapter-${adapter.id}-${adapter.name}.gguf`);
   if (await fs.stat(file).catch(() => undefined)) return file;
-  await fs.mkdir(dir, { recursive: true });
+  await privateDir(dir);
   const partial = `${file}.partial`;
-  await fs.writeFile(partial, await runs.readFile(adapter.fileId));
+  await fs.writeFile(partial, await runs.readFile(adapter.fileId), { mode: PRIVATE_FILE_MODE });
   await fs.rename(partial, file);
   return file;
 }

@@ -20,6 +20,7 @@ export class BotApiServer {
   private readonly files = new Map<string, { path: string; content: Buffer }>();
   private readonly failures: { method: string; status: number; retryAfter?: number }[] = [];
   private nextUpdateId = 1;
+  private confirmedBelow = 0;
   private nextMessageId = 1000;
   private server: http.Server | undefined;
 
@@ -172,7 +173,9 @@ export class BotApiServer {
       });
     }
     if (method === "getUpdates") {
-      const offset = Number(params.offset ?? 0);
+      // As Telegram does: an offset confirms every update below it, and they are never sent again.
+      this.confirmedBelow = Math.max(this.confirmedBelow, Number(params.offset ?? 0));
+      const offset = this.confirmedBelow;
       const limit = Number(params.limit ?? 100);
       const ready = this.updates.filter((u) => u.update_id >= offset).slice(0, limit);
       if (ready.length > 0 || !params.timeout) return reply(200, { ok: true, result: ready });

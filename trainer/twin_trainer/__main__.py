@@ -148,6 +148,14 @@ def _report(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from .privacy import guard_output
+
+    # Nothing printed may show a connection string or token, and everything written (datasets,
+    # adapters, checkpoints, reports: people's messages) is readable by this user alone.
+    guard_output()
+    os.umask(0o077)
     parser = argparse.ArgumentParser(prog="python -m twin_trainer")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("train", help="LoRA fine-tuning on a dataset (folder or postgres:<id>)")

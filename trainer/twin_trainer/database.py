@@ -5,16 +5,25 @@ Connection strings carry passwords: errors name the database by host and name on
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from .data import DatasetFormatError
+from .privacy import redact
 
 
 def describe(url: str) -> str:
-    """host:port/name of a connection string, without user or password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+    """host:port/name of a connection string, without user or password (even when it cannot be parsed)."""
+    if "://" not in url:  # libpq's keyword form: host=… port=… dbname=…
+        keys = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\S+)", url))
+        host, port, name = (keys.get(key, "").strip("'") for key in ("host", "port", "dbname"))
+        return f"{host or 'localhost'}:{port or 5432}/{name}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+    except ValueError:
+        return "an unreadable DATABASE_URL"
 
 
 def connect(url: str) -> Any:
@@ -22,11 +31,10 @@ def connect(url: str) -> Any:
 
     try:
         return psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError as error:
-        # psycopg's message can quote the connection string; keep only its first line's gist.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        for secret in filter(None, [urlsplit(url).password]):
-            reason = reason.replace(secret, "***")
+    except (psycopg.Error, ValueError, TypeError) as error:
+        # Any failure, not just OperationalError: a malformed URL raises ProgrammingError, and
+        # psycopg's message can quote the whole connection string. Keep the first line, redacted.
+        reason = redact(str(error).splitlines()[0]) if str(error) else type(error).__name__
         raise ConnectionError(f"cannot connect to PostgreSQL at {describe(url)}: {reason}") from None
 
 

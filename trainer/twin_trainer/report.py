@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .style import discriminator_auc, length_distance, style_metrics, turn_lengths, turn_text
+from .privacy import private_dir
 
 # The metrics compared with the real turns, in the report's order, with how to print them.
 COMPARED = [
@@ -338,7 +339,7 @@ def write_report(url: str, evaluation_id: int, out: Path | None = None) -> dict[
                 (text, Jsonb(without_nan(summary)), evaluation_id),
             )
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        private_dir(out)
         (out / "report.md").write_text(text)
         for name, data in pictures.items():
             (out / name).write_bytes(data)

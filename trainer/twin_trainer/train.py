@@ -26,6 +26,7 @@ from .forward import supervised_loss
 from .memory import GIB, check_fits, model_shape
 from .model import load_base, pick_device, pick_dtype, quantization_for
 from .packing import group_by_length, pack, pack_greedily, pad
+from .privacy import private_dir
 from .sharding import Cluster, join_cluster, load_sharded, local_value, save_full_model, save_sharded, shard
 
 Emit = Callable[[dict[str, Any]], None]
@@ -157,7 +158,7 @@ def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
     full = config.method == "full"
     estimate = memory_estimate(config, int(os.environ.get("WORLD_SIZE", "1")) if full else 1)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
+    private_dir(output)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)

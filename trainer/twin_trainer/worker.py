@@ -29,6 +29,7 @@ from typing import Any
 from . import run_queue
 from .config import TrainConfig, load_config
 from .database import connect
+from .privacy import private_dir
 
 TRAINER = Path(__file__).resolve().parents[1]
 CONFIGS = TRAINER / "configs"
@@ -249,7 +250,7 @@ class Worker:
             output = Path(config.output)
             if not full:
                 shutil.rmtree(output, ignore_errors=True)  # the database holds the truth: start from its checkpoint
-            output.mkdir(parents=True, exist_ok=True)
+            private_dir(output)
             self.current_stop = output / "STOP"
             self.current_stop.unlink(missing_ok=True)
             if self.shutting_down:

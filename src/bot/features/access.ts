@@ -18,7 +18,7 @@ export function accessControl(services: BotServices): Composer<BotContext> {
     const from = ctx.from;
     const chat = ctx.chat;
     if (!from || !chat || from.is_bot) return;
-    if (chat.type !== "private" && !services.config.bot.groups.includes(chat.id)) return;
+    if (chat.type !== "private" && !services.config.bot.groups.includes(chat.id)) return answerPress(ctx);
     if (from.id === services.ownerId) {
       ctx.role = "owner";
       return next();
@@ -27,12 +27,13 @@ export function accessControl(services: BotServices): Composer<BotContext> {
       ctx.role = "friend";
       const verdict = limiter.hit(from.id);
       if (verdict === "limited" && ctx.message) await ctx.reply(texts.rateLimited);
-      if (verdict !== "ok") return;
+      if (verdict !== "ok") return answerPress(ctx);
       return next();
     }
     ctx.role = "stranger";
     // Anyone may ask not to be imitated: leaving must not need the owner's permission.
     if (CONSENT_COMMANDS.test(ctx.message?.text ?? "")) return next();
+    await answerPress(ctx); // a stranger's button press: answered, so no spinner, and nothing done
     if (chat.type !== "private" || !ctx.message) return;
     const today = new Date().toISOString().slice(0, 10);
     if ((await services.refusals.read(String(from.id))) === today) return;
@@ -40,4 +41,9 @@ export function accessControl(services: BotServices): Composer<BotContext> {
     await ctx.reply(texts.refusal(await services.ownerName()));
   });
   return composer;
+}
+
+/** Ends a button press this middleware stops, so Telegram's spinner stops too. */
+async function answerPress(ctx: BotContext): Promise<void> {
+  if (ctx.callbackQuery) await ctx.answerCallbackQuery().catch(() => undefined);
 }

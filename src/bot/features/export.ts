@@ -22,6 +22,7 @@ export type Userbot = {
 };
 
 const SUBMITTED = "kp:submitted";
+const PASSWORD_CANCEL = "login:cancel";
 const QR_POLL_MS = 1000;
 /** A QR picture is replaced this long before its token expires. */
 const QR_REFRESH_MARGIN_MS = 3000;
@@ -67,8 +68,9 @@ export function loginSecrets(services: BotServices): Composer<BotContext> {
     (ctx.update.callback_query as { data: string }).data = SUBMITTED;
     await next();
   });
+  // While the password is awaited, every text is the password, "/…" included: it is never a command.
   owner.on("message:text", async (ctx, next) => {
-    if (userbot.logins.stage(ctx.from.id) !== "password" || ctx.msg.text.startsWith("/")) return next();
+    if (userbot.logins.stage(ctx.from.id) !== "password") return next();
     const password = ctx.msg.text;
     await ctx.deleteMessage().catch((error) => services.log.error("deleting the password message", error));
     await userbot.logins.submitPassword(ctx.from.id, password);
@@ -87,7 +89,7 @@ function outcomeText(outcome: Outcome): string {
     case "code_expired":
       return "That code expired; Telegram is sending a new one.";
     case "password_invalid":
-      return "That password is wrong. Send it again (I delete it right away), or /cancel.";
+      return "That password is wrong. Send it again (I delete it right away), or press Cancel.";
     case "flood_wait":
       return `Telegram asks to wait ${outcome.seconds} s before trying again. /export later.`;
     case "phone_invalid":
@@ -256,17 +258,25 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
       }
       break;
     }
+    // Any text is taken as the password (even "/cancel"), so leaving is a button here.
+    const cancel = new InlineKeyboard().text("Cancel", PASSWORD_CANCEL);
     while (outcome.status === "password_needed" || outcome.status === "password_invalid") {
-      if (outcome.status === "password_needed") {
-        await ctx.reply(
-          `Two-step verification is on. Send your password${outcome.hint ? ` (hint: ${outcome.hint})` : ""}; I delete your message as soon as I read it.`,
-        );
-      } else {
-        await ctx.reply(outcomeText(outcome));
-      }
-      await conversation.waitFor("message:text", {
-        otherwise: (other) => other.reply("Send your password, or /cancel."),
+      await ctx.reply(
+        outcome.status === "password_needed"
+          ? `Two-step verification is on. Send your password${outcome.hint ? ` (hint: ${outcome.hint})` : ""}; I delete your message as soon as I read it.`
+          : outcomeText(outcome),
+        { reply_markup: cancel },
+      );
+      const answer = await conversation.waitFor(["message:text", "callback_query:data"], {
+        otherwise: (other) => other.reply("Send your password, or press Cancel."),
       });
+      if (answer.callbackQuery) {
+        await answer.answerCallbackQuery();
+        if (answer.callbackQuery.data !== PASSWORD_CANCEL) continue;
+        await conversation.external(() => userbot.logins.cancel(ownerId));
+        await answer.reply("Cancelled: the userbot is not logged in. /export to start again.");
+        return;
+      }
       outcome = await conversation.external(() => userbot.logins.outcome(ownerId));
     }
     if (outcome.status !== "logged_in") {

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { secretVariables } from "../src/config/config.ts";
+import { runReport } from "../src/evaluation/report-runner.ts";
+import { LocalWorker } from "../src/training/local-worker.ts";
+import { createRunsRepository } from "../src/training/runs.repository.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+
+/**
+ * The trainer's worker and the evaluation report run as child processes. They get what Python
+ * needs and the database URL, never the bot token, the session key or the API credentials: read
+ * from the child's own /proc/<pid>/environ, as anyone on the machine with its rights could.
+ */
+describe("child processes start without twin's secrets", { timeout: 120_000 }, () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "twin-child-env-"));
+  // Stands in for the trainer's Python: records its environment as /proc shows it; "worker" stays up.
+  const python = path.join(tmp, "python");
+  const secrets: Record<string, string> = {
+    TWIN_BOT_TOKEN: "123456789:AAE-child_env_test_token_0123456789",
+    TWIN_SESSION_KEY: "ab".repeat(32),
+    TWIN_API_ID: "7654321",
+    TWIN_API_HASH: "0123456789abcdef0123456789abcdef",
+    TWIN_WEBHOOK_SECRET: "child-env-test-webhook-secret-0123456789",
+  };
+  const saved = { ...process.env };
+  let database: TestDatabase;
+
+  const environ = (file: string) =>
+    Object.fromEntries(
+      fs
+        .readFileSync(file, "utf8")
+        .split("\0")
+        .filter(Boolean)
+        .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+    );
+  const assertClean = (env: Record<string, string>, databaseUrl: string) => {
+    for (const name of secretVariables) assert.equal(env[name], undefined, `${name} is not passed on`);
+    const all = Object.values(env).join("\n");
+    for (const value of Object.values(secrets))
+      assert.ok(!all.includes(value), "no secret value under any name");
+    assert.equal(env.DATABASE_URL, databaseUrl, "the database URL is");
+    assert.equal(env.PATH, process.env.PATH, "PATH is");
+    assert.equal(env.HF_HOME, "/tmp/hf-home", "Hugging Face's settings are");
+  };
+
+  before(async () => {
+    fs.writeFileSync(
+      python,
+      `#!/bin/sh\ncat /proc/$$/environ > "$(dirname "$0")/environ-$3"\n[ "$3" = worker ] && exec sleep 60\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    Object.assign(process.env, secrets, { HF_HOME: "/tmp/hf-home" });
+    database = await (backends()[0] as ReturnType<typeof backends>[number]).fresh();
+  });
+  after(async () => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+    await database?.close();
+    await stopEmbedded();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("the training worker", async () => {
+    const worker = new LocalWorker({
+      config: { ...database.config.training, python },
+      databaseUrl: database.url,
+      runs: createRunsRepository(database),
+    });
+    worker.start();
+    const pid = worker.pid as number;
+    assert.ok(pid > 0);
+    const deadline = Date.now() + 10_000;
+    while (!fs.existsSync(path.join(tmp, "environ-worker")) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    try {
+      assertClean(environ(`/proc/${pid}/environ`), database.url);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it("the evaluation report", async () => {
+    await runReport({ ...database.config.training, python }, database.url, 1);
+    assertClean(environ(path.join(tmp, "environ-report")), database.url);
+  });
+});
