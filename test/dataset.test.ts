@@ -166,6 +166,11 @@ for (const backend of backends()) {
       const outDir = path.join(scratch, backend.name);
       before(async () => {
         await importOnly(fixtures.irc);
+        // An earlier run's folder and file, readable by anyone: the new output is not.
+        fs.mkdirSync(outDir, { recursive: true });
+        fs.chmodSync(outDir, 0o755);
+        fs.writeFileSync(path.join(outDir, "train.jsonl"), "{}\n");
+        fs.chmodSync(path.join(outDir, "train.jsonl"), 0o644);
         result = await buildDataset(
           database,
           defaults({ loss: { kind: "owner" }, outDir, excludePeople: [41893988], redact: true }),
@@ -245,6 +250,12 @@ for (const backend of backends()) {
         assert.equal(manifest.owner.name, "ActionParsnip");
         assert.equal(manifest.formatVersion, 1);
         assert.ok(manifest.speakers[0].messageShare > 0, "per-speaker shares");
+      });
+
+      it("writes its files for the owner alone: 0600 in a 0700 folder, even over an earlier run's", () => {
+        const mode = (file: string) => fs.statSync(file).mode & 0o777;
+        assert.equal(mode(outDir), 0o700, "the folder");
+        assert.deepEqual(result.files.map(mode), [0o600, 0o600, 0o600], "train, eval and the manifest");
       });
     });
   });

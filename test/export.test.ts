@@ -138,7 +138,11 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       /Two-step verification is on\. Send your password \(hint: our first pet\)/,
     );
 
-    const wrong = server.sendMessage(owner, { text: "wrong-password-guess" });
+    // A password may start with "/": while it is awaited, every text is the password, never a command.
+    const wrong = server.sendMessage(owner, {
+      text: "/wrong-password-guess",
+      entities: [{ type: "bot_command", offset: 0, length: 21 }],
+    });
     await waitText("the wrong password", /That password is wrong/);
     await snapshot();
     const right = server.sendMessage(owner, { text: telegram.password });
@@ -170,7 +174,7 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
     assert.match(snapshots[1] as string, /conversation:/, "the waiting login's state was in PostgreSQL");
     for (const secret of [
       telegram.password,
-      "wrong-password-guess",
+      "/wrong-password-guess",
       ...telegram.codes.slice(0, 2),
       "11111",
       telegram.session,
@@ -271,5 +275,35 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       telegram.session,
       "the session is stored",
     );
+  });
+
+  it("leaves the password step with its Cancel button, since any text there is the password", async () => {
+    server.sendMessage(owner, { text: "/logout" });
+    await server.waitFor(
+      "the logout",
+      () => texted().filter((t) => /^Logged out at Telegram/.test(t)).length === 2,
+    );
+    telegram.qrScanned = true; // the phone has scanned: the QR login goes straight to the password
+    const prompts = () =>
+      server.sent("sendMessage", owner.id).filter((c) => /Send your phone number/.test(c.params.text));
+    const asked = prompts().length;
+    server.sendMessage(owner, { text: "/export" });
+    await server.waitFor("the phone prompt", () => prompts().length > asked);
+    const prompt = prompts().at(-1) as unknown as { result: Message };
+    const passwordPrompts = () =>
+      server.sent("sendMessage", owner.id).filter((c) => /Two-step verification is on/.test(c.params.text));
+    const before = passwordPrompts().length;
+    server.pressButton(owner, "login:qr", server.messageById(prompt.result.message_id) as Message);
+    await server.waitFor("the password prompt", () => passwordPrompts().length > before);
+    const passwordPrompt = passwordPrompts().at(-1) as unknown as {
+      params: Record<string, any>;
+      result: Message;
+    };
+    const button = passwordPrompt.params.reply_markup.inline_keyboard[0][0];
+    assert.equal(button.text, "Cancel");
+    server.pressButton(owner, button.callback_data, passwordPrompt.result);
+    await waitText("the cancel", /^Cancelled: the userbot is not logged in/);
+    assert.equal(logins.stage(owner.id), undefined, "the login in memory is gone");
+    assert.equal(await createSessionStore(database.db, key).exists(owner.id), false, "no session was stored");
   });
 });

@@ -237,6 +237,15 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       [anna.id],
     );
     assert.deepEqual(rows, [{ served_by: `adapter:${active.id}` }], "the tuned model answered Anna");
+    const adapters = path.join(tmp, "adapters");
+    const served = fs.readdirSync(adapters).filter((name) => name.endsWith(".gguf"));
+    assert.equal(served.length, 1, "the served adapter was written out");
+    assert.equal(fs.statSync(adapters).mode & 0o777, 0o700, "in a folder of the owner's alone");
+    assert.equal(
+      fs.statSync(path.join(adapters, served[0] as string)).mode & 0o777,
+      0o600,
+      "readable by them alone",
+    );
   });
 
   it("cancels a running run from the status message and keeps the previous adapter active", async () => {
