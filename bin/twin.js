@@ -4,10 +4,6 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { register } from "tsx/esm/api";
 
-// Everything twin and its children write (datasets, adapters, reports, the embedded database)
-// holds people's messages: readable by this user alone.
-process.umask(0o077);
-
 // node-llama-cpp runs every llama_decode on libuv's thread pool. When successive decodes land on
 // different pool threads, ggml's compute threads run about 3× slower on 2 cores (bench/inference:
 // one stream at 2 threads, 55 → 167 tokens/s). One pool thread keeps every decode on the same

@@ -12,6 +12,7 @@ import type { Config } from "../config/config.ts";
 import { machineTimeZone } from "../config/config.ts";
 import { sanitizeName } from "../dataset/names.ts";
 import type { Database } from "../db/client.ts";
+import { PRIVATE_FILE_MODE } from "../files/private.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { Engine } from "../inference/engine.ts";
@@ -146,7 +147,10 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       const response = await fetch(`${config.bot.apiRoot}/file/bot${token}/${file.file_path}`);
       if (!response.ok || !response.body)
         throw new Error(`Telegram refused the download (HTTP ${response.status})`);
-      await pipeline(Readable.fromWeb(response.body as ReadableStream), fs.createWriteStream(to));
+      await pipeline(
+        Readable.fromWeb(response.body as ReadableStream),
+        fs.createWriteStream(to, { mode: PRIVATE_FILE_MODE }), // someone's whole history
+      );
     },
   };
 

@@ -2,9 +2,9 @@ import fs from "node:fs/promises";
 
 /**
  * Files that hold people's messages (dataset output, adapters, conversation states, reports) are
- * readable by this user alone: 0600, in 0700 folders. bin/twin.js also sets the umask to 077, so
- * every file twin and its children create starts that way; these make sure of it where a folder
- * or file may already exist with wider rights.
+ * readable by this user alone: 0600, in 0700 folders, even where a folder or file already existed
+ * with wider rights. (Not a process-wide umask: the embedded PostgreSQL, started as its own user
+ * when twin runs as root, must read what it is handed.)
  */
 export const PRIVATE_FILE_MODE = 0o600;
 export const PRIVATE_DIR_MODE = 0o700;

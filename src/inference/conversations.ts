@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
-import { privateDir } from "../files/private.ts";
+import { makePrivate, privateDir } from "../files/private.ts";
 import { type AdapterChoice, contextKey, type Engine, type Reply, type ReplyOptions } from "./engine.ts";
 import { type Prompt, piecesFrom, promptText } from "./prompt.ts";
 import type { SequencePool } from "./sequence-pool.ts";
@@ -140,6 +140,7 @@ export class Conversations {
     if (this.options.stateDir) {
       await privateDir(this.options.stateDir); // a sequence's state is its conversation, in another form
       await held.sequence.saveStateToFile(this.statePath(held.key));
+      await makePrivate([this.statePath(held.key)]);
     }
     await held.pool.give(held.sequence);
   }
