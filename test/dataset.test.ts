@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -250,6 +251,40 @@ for (const backend of backends()) {
         assert.equal(manifest.owner.name, "ActionParsnip");
         assert.equal(manifest.formatVersion, 1);
         assert.ok(manifest.speakers[0].messageShare > 0, "per-speaker shares");
+      });
+
+      it("records each file's line count and sha256, and a rebuild stopped midway leaves the folder as it was", async () => {
+        const read = (name: string) => fs.readFileSync(path.join(outDir, name));
+        const manifest = JSON.parse(read("manifest.json").toString("utf8"));
+        for (const name of ["train.jsonl", "eval.jsonl"]) {
+          const content = read(name);
+          assert.deepEqual(manifest.files[name], {
+            lines: content.toString("utf8").split("\n").length - 1,
+            sha256: createHash("sha256").update(content).digest("hex"),
+          });
+        }
+        const before = ["train.jsonl", "eval.jsonl", "manifest.json"].map((name) =>
+          read(name).toString("hex"),
+        );
+        const stop = new AbortController();
+        const rebuild = buildDataset(database, {
+          ...defaults({ loss: { kind: "all" }, outDir }),
+          onProgress: ({ examples }) => {
+            if (examples > 200) stop.abort(); // midway, with part of the new files written
+          },
+          signal: stop.signal,
+        });
+        await assert.rejects(rebuild, /cancelled/);
+        assert.deepEqual(
+          ["train.jsonl", "eval.jsonl", "manifest.json"].map((name) => read(name).toString("hex")),
+          before,
+          "the previous folder is whole and unchanged",
+        );
+        assert.deepEqual(
+          fs.readdirSync(scratch).filter((name) => name.includes(".partial-")),
+          [],
+          "no staging folder is left behind",
+        );
       });
 
       it("writes its files for the owner alone: 0600 in a 0700 folder, even over an earlier run's", () => {

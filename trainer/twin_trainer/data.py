@@ -8,7 +8,9 @@ tokenizer's offsets are off, training would silently learn the wrong thing, so w
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -153,7 +155,46 @@ def load_dataset(spec: str, database_url: str | None = None) -> Dataset:
             f"dataset={spec}: not a folder; give the folder `twin dataset --out` wrote, or postgres:<id>"
         )
     manifest = read_manifest(folder)
+    check_files(folder, manifest)
     return Dataset(manifest, list(read_examples(folder / "train.jsonl")), list(read_examples(folder / "eval.jsonl")))
+
+
+def check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuses a folder whose data files are not the ones its manifest describes (a truncated or
+    mixed folder), naming the file. Manifests from before the checksums are read with a warning."""
+    described = manifest.get("files")
+    if described is None:
+        print(
+            f"warning: {folder / 'manifest.json'} has no line counts or checksums (written by an older twin): "
+            "its files are not verified; rebuild the dataset to have them checked",
+            file=sys.stderr,
+        )
+        return
+    for name in ("train.jsonl", "eval.jsonl"):
+        expected = described.get(name)
+        if not isinstance(expected, dict):
+            raise DatasetFormatError(f"{folder / 'manifest.json'}: names no line count and checksum for {name}")
+        path = folder / name
+        try:
+            found = describe_file(path)
+        except FileNotFoundError as error:
+            raise DatasetFormatError(f"{path}: missing, though manifest.json describes it") from error
+        if found != {"lines": expected.get("lines"), "sha256": expected.get("sha256")}:
+            raise DatasetFormatError(
+                f"{path}: does not match manifest.json ({found['lines']:,} lines, the manifest says "
+                f"{expected.get('lines')}; sha256 {'matches' if found['sha256'] == expected.get('sha256') else 'differs'}): "
+                "the folder is incomplete or mixed from two runs — run `twin dataset --out` again"
+            )
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """A data file's line count and sha256, as the manifest of a dataset folder records them."""
+    digest, lines = hashlib.sha256(), 0
+    with path.open("rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+    return {"lines": lines, "sha256": digest.hexdigest()}
 
 
 def check_chat_tokens(tokenizer: Any) -> tuple[int, int]:
