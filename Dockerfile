@@ -34,7 +34,7 @@ RUN --mount=type=cache,target=/root/.npm CUDA_MAJOR="${CUDA_MAJOR}" scripts/dock
 
 # ── cpu ─────────────────────────────────────────────────────────────────────────────────────────
 FROM ${NODE_IMAGE} AS cpu
-# bin/twin.js starts itself again with UV_THREADPOOL_SIZE=1 (see there why): leave it unset.
+# bin/twin.js sets UV_THREADPOOL_SIZE=1 itself (see there why): leave it unset.
 ENV NODE_ENV=production \
     NODE_LLAMA_CPP_POSTINSTALL=skip \
     TWIN_DATA_DIR=/data

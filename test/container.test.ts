@@ -22,7 +22,7 @@ const APP_FILES = ["package.json", "package-lock.json", "bin", "src", "migration
 function cleanEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    // The image sets no UV_THREADPOOL_SIZE: bin/twin.js restarts itself with 1, as in production.
+    // The image sets no UV_THREADPOOL_SIZE: bin/twin.js sets 1 itself, as in production.
     if (key.startsWith("TWIN_") || key === "DATABASE_URL" || key === "UV_THREADPOOL_SIZE") continue;
     if (key.startsWith("npm_")) continue; // npm test's settings must not steer the inner npm ci
     env[key] = value;

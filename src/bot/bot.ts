@@ -260,7 +260,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       clearInterval(watch);
       if (runner?.isRunning()) await runner.stop();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      await replier.idle();
+      await replier.stop(); // a reply in progress is cut short and answered after the restart
       await options.worker?.stop(); // its run goes back to the queue with a checkpoint
       await services.jobs.idle();
     },

@@ -35,6 +35,7 @@ export class Replier {
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private readonly targets = new Map<string, ReplyTarget>();
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: ReplierDeps) {}
 
@@ -71,12 +72,25 @@ export class Replier {
     return this.timers.size + this.running.size;
   }
 
+  /**
+   * Stops at once (SIGTERM): a generation in progress is aborted and nothing more is sent. What was
+   * not answered stays pending in the database, and what was stored but not sent stays unsent:
+   * `resume()` after the restart answers and sends it, so nothing is lost and nothing sent twice.
+   */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    await Promise.allSettled([...this.running.values()]);
+  }
+
   /** Resolves once nothing is scheduled or running (tests, shutdown). */
   async idle(): Promise<void> {
     while (this.busy > 0) await sleep(20);
   }
 
   private run(key: string): Promise<void> {
+    if (this.stopping.signal.aborted) return Promise.resolve();
     const current = this.running.get(key);
     if (current) {
       this.again.add(key); // answered after the running reply, as a second round
@@ -111,11 +125,14 @@ export class Replier {
       let messages: string[] = [];
       const adapter = this.deps.adapter();
       try {
-        messages = (await this.deps.conversations.reply(key, prompt, adapter)).messages;
+        messages = (
+          await this.deps.conversations.reply(key, prompt, adapter, { signal: this.stopping.signal })
+        ).messages;
       } catch (error) {
         if (!(error instanceof EmptyReplyError)) throw error;
         this.deps.onError(error, target); // said nothing twice: leave it unanswered, as people do
       }
+      if (this.stopping.signal.aborted) return; // cut short: still pending, answered after the restart
       await this.deps.messages.storeReply(target, last.id, messages, adapter?.label ?? "base");
       await this.sendUnsent(target);
     } catch (error) {
@@ -125,6 +142,7 @@ export class Replier {
 
   private async sendUnsent(target: ReplyTarget): Promise<void> {
     for (const message of await this.deps.messages.unsent(target)) {
+      if (this.stopping.signal.aborted) return; // sent after the restart
       await this.deps.api.sendChatAction(target.chatId, "typing").catch(() => undefined);
       await sleep(Math.min(this.deps.typing.maxMs, message.text.length * this.deps.typing.msPerChar));
       const sent = await this.deps.api.sendMessage(target.chatId, message.text);

@@ -99,6 +99,7 @@ export function registerDatasetCommand(program: Command): void {
         bar.start(1, 0, { examples: 0 });
         try {
           return await buildDataset(database, {
+            staleSeconds: config.training.staleSeconds,
             gapMinutes: flags.gap,
             media: flags.media,
             header: flags.header,

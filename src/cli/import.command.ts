@@ -38,6 +38,7 @@ export function registerImportCommand(program: Command): void {
               owner: options.owner,
               timeZone: config.timeZone,
               batchSize: config.importBatchSize,
+              staleSeconds: config.training.staleSeconds,
               onProgress: ({ bytes, totalBytes, messages }) => {
                 const seconds = (performance.now() - started) / 1000;
                 bar.setTotal(Math.ceil(totalBytes / MB));

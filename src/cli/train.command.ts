@@ -68,10 +68,10 @@ export function registerTrainCommand(program: Command): void {
             "no dataset yet: building one with the defaults (`twin dataset` has the options)…\n",
           );
           const owner = await createHistoryRepository(database).getOwner();
-          const built = await buildDataset(
-            database,
-            defaultDatasetOptions(config.timeZone ?? owner?.timeZone ?? machineTimeZone()),
-          );
+          const built = await buildDataset(database, {
+            ...defaultDatasetOptions(config.timeZone ?? owner?.timeZone ?? machineTimeZone()),
+            staleSeconds: config.training.staleSeconds,
+          });
           process.stdout.write(`built dataset ${built.datasetId}\n`);
           return planRun(database, config, { datasetId: built.datasetId, method });
         });

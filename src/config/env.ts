@@ -7,7 +7,11 @@ export function configFromEnvironment(): Config {
   return loadConfig(process.env);
 }
 
-/** The environment a child process of twin starts with: this one's, less every secret (see `childEnvironment`). */
+/**
+ * The environment a child process of twin starts with: this one's, less every secret (see
+ * `childEnvironment`), and this process's id, by which the trainer dies with it (its parent-death
+ * signal), even when twin is killed with SIGKILL.
+ */
 export function environmentForChild(extra: Record<string, string> = {}): Record<string, string> {
-  return { ...childEnvironment(process.env), ...extra };
+  return { ...childEnvironment(process.env), TWIN_PARENT_PID: String(process.pid), ...extra };
 }

@@ -30,6 +30,8 @@ export type DatasetOptions = ExampleSettings & {
   signal?: AbortSignal | undefined;
   /** Plant a leakage canary (canary.ts) in this chat, or in the chat where the owner wrote most. */
   canary?: { chatId?: number | undefined } | undefined;
+  /** A build silent this long has lost its process (TWIN_WORKER_STALE_S); default 60. */
+  staleSeconds?: number | undefined;
 };
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
@@ -110,6 +112,8 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     names: Object.fromEntries(options.names),
     tokenizer: options.tokenizer?.name ?? "estimate",
   };
+  const staleSeconds = options.staleSeconds ?? 60;
+  await repository.failAbandonedBuilds(staleSeconds); // killed builds: failed, their rows removed
   const datasetId = await repository.create(recorded);
   const canaryChat = options.canary
     ? (options.canary.chatId ??
@@ -126,6 +130,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   const counts = { train: 0, eval: 0 };
   const writer = options.outDir ? await openDatasetFolder(options.outDir) : undefined;
   const sink = await repository.openExampleSink(datasetId);
+  const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
   try {
     let done = 0;
     await repository.forEachChatMessages(
@@ -183,6 +188,8 @@ export async function buildDataset(database: Database, options: DatasetOptions):
     await writer?.abort();
     await repository.fail(datasetId, (error as Error).message).catch(() => undefined);
     throw error;
+  } finally {
+    heartbeat.stop();
   }
 }
 

@@ -2,6 +2,7 @@ import { pipeline } from "node:stream/promises";
 import { desc, eq } from "drizzle-orm";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Database } from "../db/client.ts";
+import { startHeartbeat } from "../db/heartbeat.ts";
 import { copyText } from "../history/copy-format.ts";
 import type { MessageKind } from "../history/history.tables.ts";
 import { FORMAT_VERSION } from "./chatml.ts";
@@ -173,6 +174,33 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
       .where(eq(datasets.id, datasetId));
   }
 
+  /**
+   * Builds whose process is gone (building, heartbeat older than `staleSeconds`) are marked failed,
+   * and the examples they had written are removed. Returns their ids.
+   */
+  async function failAbandonedBuilds(staleSeconds: number): Promise<number[]> {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const { rows } = await client.query<{ id: number }>(
+        `UPDATE datasets SET status = 'failed', finished_at = now(),
+           error = 'its process stopped (no heartbeat for ' || $1 || ' s); build it again'
+         WHERE status = 'building' AND heartbeat_at < now() - make_interval(secs => $1) RETURNING id`,
+        [staleSeconds],
+      );
+      const ids = rows.map((row) => row.id);
+      if (ids.length > 0)
+        await client.query("DELETE FROM dataset_examples WHERE dataset_id = ANY($1::int[])", [ids]);
+      await client.query("COMMIT");
+      return ids;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
   /** The chat among `chatIds` where the owner wrote the most messages. */
   async function busiestChat(ownerId: number, chatIds: number[]): Promise<number | undefined> {
     const { rows } = await pool.query<{ chat_id: string }>(
@@ -216,6 +244,9 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
     people,
     forEachChatMessages,
     create,
+    /** Beats the build's heartbeat until stopped (see db/heartbeat.ts). */
+    keepBuildAlive: (id: number, staleSeconds: number) => startHeartbeat(pool, "datasets", id, staleSeconds),
+    failAbandonedBuilds,
     openExampleSink,
     finish,
     fail,

@@ -20,6 +20,8 @@ export const datasets = pgTable("datasets", {
   manifest: jsonb("manifest").$type<Record<string, unknown>>(),
   error: text("error"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  /** Beaten while it builds: a building dataset whose heartbeat is stale has lost its process. */
+  heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
   finishedAt: timestamp("finished_at", { withTimezone: true }),
 });
 

@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Database } from "../db/client.ts";
+import { startHeartbeat } from "../db/heartbeat.ts";
 import { messageCopyColumns } from "./copy-format.ts";
 import { HistoryError } from "./history.errors.ts";
 import { type ImportCounts, imports, owner, people } from "./history.tables.ts";
@@ -74,6 +75,23 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .values({ ...input, status: "running" })
       .returning({ id: imports.id });
     return (row as { id: number }).id;
+  }
+
+  /**
+   * Marks imports whose process is gone (running, heartbeat older than `staleSeconds`) as
+   * interrupted; what they committed stays, and the same import again resumes them.
+   */
+  async function markInterruptedImports(
+    staleSeconds: number,
+  ): Promise<{ id: number; fileName: string | null }[]> {
+    const { rows } = await pool.query<{ id: number; file_name: string | null }>(
+      `UPDATE imports SET status = 'interrupted', finished_at = now(),
+         error = 'its process stopped (no heartbeat for ' || $1 || ' s); import the same file again to resume'
+       WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+       RETURNING id, file_name`,
+      [staleSeconds],
+    );
+    return rows.map((row) => ({ id: row.id, fileName: row.file_name }));
   }
 
   async function finishImport(
@@ -151,6 +169,9 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
 
   return {
     startImport,
+    /** Beats the import's heartbeat until stopped (see db/heartbeat.ts). */
+    keepImportAlive: (id: number, staleSeconds: number) => startHeartbeat(pool, "imports", id, staleSeconds),
+    markInterruptedImports,
     finishImport,
     getOwner,
     setOwner,

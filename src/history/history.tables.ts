@@ -54,8 +54,11 @@ export const imports = pgTable("imports", {
   fileName: text("file_name"),
   fileBytes: bigint("file_bytes", { mode: "number" }),
   ownerId: markedId("owner_id"),
-  status: text("status", { enum: ["running", "succeeded", "failed"] }).notNull(),
+  /** interrupted: its process died mid-way (no heartbeat); the same import again resumes it. */
+  status: text("status", { enum: ["running", "succeeded", "failed", "interrupted"] }).notNull(),
   startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  /** Beaten while it runs: a running import whose heartbeat is stale has lost its process. */
+  heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
   finishedAt: timestamp("finished_at", { withTimezone: true }),
   /** Bytes of the file read and committed so far; a failed import tells how far it got. */
   committedBytes: bigint("committed_bytes", { mode: "number" }).notNull().default(0),

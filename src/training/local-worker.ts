@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -114,9 +115,22 @@ export class LocalWorker {
     });
   }
 
-  /** Stops the worker gracefully (its run is re-queued with a checkpoint) and waits for it. */
-  async stop(): Promise<void> {
-    this.child?.kill("SIGTERM");
+  /**
+   * Stops the worker within `graceMs`: SIGTERM first (it re-queues its run, with a checkpoint when
+   * it can save one in time), then SIGKILL, after which its run goes back to the queue from here
+   * and resumes from its last stored checkpoint. A container's stop grace is often 10 s in all.
+   */
+  async stop(graceMs = 3_000): Promise<void> {
+    const child = this.child;
+    if (!child?.pid) return;
+    child.kill("SIGTERM");
+    const stopped = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), graceMs).unref()),
+    ]);
+    if (stopped) return;
+    child.kill("SIGKILL");
     await this.exited;
+    await this.options.runs.requeueRunsOf(`${os.hostname()}:${child.pid}`);
   }
 }

@@ -101,6 +101,21 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
       return rows.length > 0;
     },
 
+    /**
+     * A worker process that had to be killed (it did not stop in time) leaves its run marked running:
+     * back to the queue at once, to resume from its last stored checkpoint. `worker` is the id's
+     * "host:pid" start, as the trainer's worker ids begin.
+     */
+    async requeueRunsOf(worker: string): Promise<number[]> {
+      const rows = await db
+        .update(trainingRuns)
+        .set({ status: "queued", worker: null, heartbeatAt: null })
+        .where(and(eq(trainingRuns.status, "running"), sql`${trainingRuns.worker} LIKE ${`${worker}:%`}`))
+        .returning({ id: trainingRuns.id });
+      for (const { id } of rows) await event(id, "requeued", { reason: `worker ${worker} was stopped` });
+      return rows.map((row) => row.id);
+    },
+
     /** Is there work a worker should pick up: a queued run, or a running one whose worker went silent? */
     async hasWork(staleSeconds: number): Promise<boolean> {
       const { rows } = await pool.query(

@@ -150,8 +150,10 @@ def _report(arguments: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from .parent import follow_twin
     from .privacy import guard_output
 
+    follow_twin()
     # Nothing printed may show a connection string or token, and everything written (datasets,
     # adapters, checkpoints, reports: people's messages) is readable by this user alone.
     guard_output()

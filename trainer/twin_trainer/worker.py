@@ -29,6 +29,7 @@ from typing import Any
 from . import run_queue
 from .config import TrainConfig, load_config
 from .database import connect
+from .parent import die_with_parent
 from .privacy import private_dir
 
 TRAINER = Path(__file__).resolve().parents[1]
@@ -60,17 +61,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _die_with_parent() -> None:
-    """In the launched child: SIGTERM when the worker dies, even by SIGKILL (Linux's parent-death
-    signal), so no orphaned training goes on writing a run another worker may have resumed."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the launcher still stops when the worker stops it
-
-
 def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seconds: float = 1.0) -> dict[str, Any]:
     """`train` over `processes` processes (torchrun), its events followed from the file rank 0 writes."""
     import yaml
@@ -86,7 +76,7 @@ def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seco
     last: dict[str, Any] = {}
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            command, cwd=TRAINER, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            command, cwd=TRAINER, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         read = 0
         while True:

@@ -23,6 +23,7 @@ export function startDatasetJob(
     const owned = await createHistoryRepository(services.database).getOwner();
     const result = await buildDataset(services.database, {
       ...defaultDatasetOptions(services.config.timeZone ?? owned?.timeZone ?? services.timeZone),
+      staleSeconds: services.config.training.staleSeconds,
       signal,
       onProgress: ({ chats, totalChats, examples }) =>
         report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
@@ -56,6 +57,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
             owner: String(services.ownerId),
             timeZone: services.config.timeZone,
             batchSize: services.config.importBatchSize,
+            staleSeconds: services.config.training.staleSeconds,
             signal,
             onProgress: ({ bytes, totalBytes, messages }) =>
               report(`${progressBar(bytes, totalBytes)} · ${messages.toLocaleString("en-US")} messages`),

@@ -25,6 +25,8 @@ export type ImportOptions = {
   onProgress?: (progress: ImportProgress) => void;
   /** Stops between read chunks; every batch committed before stays. */
   signal?: AbortSignal | undefined;
+  /** An import silent this long has lost its process (TWIN_WORKER_STALE_S); default 60. */
+  staleSeconds?: number | undefined;
 };
 
 export type ImportSummary = ImportCounts & {
@@ -78,11 +80,15 @@ export async function importDesktopExport(
     counts.skipped[reason] = (counts.skipped[reason] ?? 0) + 1;
   };
 
+  const staleSeconds = options.staleSeconds ?? 60;
+  for (const gone of await historyRepository.markInterruptedImports(staleSeconds))
+    debug("import %d of %s lost its process: marked interrupted", gone.id, gone.fileName);
   const importId = await historyRepository.startImport({
     source: "desktop_export",
     fileName: path.basename(file),
     fileBytes: totalBytes,
   });
+  const heartbeat = historyRepository.keepImportAlive(importId, staleSeconds);
   const batch = new BatchBuilder(importId, () => openChat);
   const session = await historyRepository.openImportSession();
   let inFlight: Promise<void> = Promise.resolve();
@@ -165,6 +171,7 @@ export async function importDesktopExport(
       .catch(() => undefined);
     throw error;
   } finally {
+    heartbeat.stop();
     await session.release();
   }
 
