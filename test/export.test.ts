@@ -48,6 +48,16 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
   };
   const waitText = (what: string, pattern: RegExp) =>
     server.waitFor(what, () => texted().some((t) => pattern.test(t)));
+  /** Sends /export and returns the phone prompt it answers with (its QR button is pressed on it). */
+  const exportPrompt = async (): Promise<Message> => {
+    const prompts = () =>
+      server.sent("sendMessage", owner.id).filter((c) => /Send your phone number/.test(c.params.text));
+    const asked = prompts().length;
+    server.sendMessage(owner, { text: "/export" });
+    await server.waitFor("the phone prompt", () => prompts().length > asked);
+    const prompt = prompts().at(-1) as unknown as { result: Message };
+    return server.messageById(prompt.result.message_id) as Message;
+  };
   /** What bot_storage holds, taken while the login conversation waits (its state is stored then). */
   const snapshots: string[] = [];
   const snapshot = async () => {
@@ -235,13 +245,7 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
 
   it("logs in with a QR code instead, refreshing the picture as tokens expire", async () => {
     telegram.qrTtlMs = 3500; // refreshed 3 s before it expires: within a second
-    const prompts = () =>
-      server.sent("sendMessage", owner.id).filter((c) => /Send your phone number/.test(c.params.text));
-    const asked = prompts().length;
-    server.sendMessage(owner, { text: "/export" });
-    await server.waitFor("the phone prompt", () => prompts().length > asked);
-    const prompt = prompts().at(-1) as unknown as { result: Message };
-    server.pressButton(owner, "login:qr", server.messageById(prompt.result.message_id) as Message);
+    server.pressButton(owner, "login:qr", await exportPrompt());
     await server.waitFor("the QR picture", () => server.sent("sendPhoto", owner.id).length > 0);
     const photo = server.sent("sendPhoto", owner.id)[0] as unknown as {
       params: Record<string, any>;
@@ -284,16 +288,11 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       () => texted().filter((t) => /^Logged out at Telegram/.test(t)).length === 2,
     );
     telegram.qrScanned = true; // the phone has scanned: the QR login goes straight to the password
-    const prompts = () =>
-      server.sent("sendMessage", owner.id).filter((c) => /Send your phone number/.test(c.params.text));
-    const asked = prompts().length;
-    server.sendMessage(owner, { text: "/export" });
-    await server.waitFor("the phone prompt", () => prompts().length > asked);
-    const prompt = prompts().at(-1) as unknown as { result: Message };
+    const prompt = await exportPrompt();
     const passwordPrompts = () =>
       server.sent("sendMessage", owner.id).filter((c) => /Two-step verification is on/.test(c.params.text));
     const before = passwordPrompts().length;
-    server.pressButton(owner, "login:qr", server.messageById(prompt.result.message_id) as Message);
+    server.pressButton(owner, "login:qr", prompt);
     await server.waitFor("the password prompt", () => passwordPrompts().length > before);
     const passwordPrompt = passwordPrompts().at(-1) as unknown as {
       params: Record<string, any>;
