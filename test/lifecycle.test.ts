@@ -218,6 +218,28 @@ describe("lifecycle: a twin killed with SIGKILL locks nobody out", { timeout: 60
       assert.equal(rows[1]?.examples, 0, "and the rows it wrote are removed");
     });
   });
+  it("refuses a server in the folder that does not let twin in, naming its pid, at once", async () => {
+    const other = path.join(work, "other");
+    const server = await startEmbeddedPostgres({ dataDir: other, port: 0 });
+    const secret = path.join(other, "postgres.secret");
+    const kept = fs.readFileSync(secret);
+    try {
+      fs.writeFileSync(secret, "not-this-server-s-password\n"); // as another cluster's server would be
+      const began = Date.now();
+      const refused = await start({ ...env, TWIN_DATA_DIR: other }, "stats").done;
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.output,
+        new RegExp(`held by PostgreSQL process ${server.pid}, which is not twin's or not healthy`),
+        refused.output,
+      );
+      assert.ok(Date.now() - began < 20_000, "without waiting for a server that will never let it in");
+    } finally {
+      fs.writeFileSync(secret, kept);
+      await server.stop();
+    }
+    assert.ok(!alive(server.pid), "the last twin on it stopped it");
+  });
 });
 
 /** Runs `work` on the embedded server of `dataDir`, started (or joined) through the product's own code. */

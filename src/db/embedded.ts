@@ -48,9 +48,10 @@ export async function startEmbeddedPostgres(options: {
   while (Date.now() < deadline) {
     const running = await postmaster(clusterDir);
     if (running && isAlive(running.pid)) {
-      const presence = await join(running.port, password);
-      if (presence) return onServer(running, password, presence);
-      failure = `PostgreSQL process ${running.pid} holds ${clusterDir} but does not let twin in on port ${running.port}`;
+      const joined = await join(running.port, password);
+      if (joined instanceof pg.Client) return onServer(running, password, joined);
+      failure = `it does not let twin in on port ${running.port}: ${joined.reason}`;
+      if (joined.refused) break; // not our password: not twin's server, waiting will not help
       await sleep(250); // starting up or shutting down: try again
       continue;
     }
@@ -108,8 +109,11 @@ async function onServer(
   };
 }
 
-/** A presence on the server at `port`, or undefined if it does not let twin in (yet). */
-async function join(port: number, password: string): Promise<pg.Client | undefined> {
+/**
+ * A presence on the server at `port`; else why not, and whether it refused twin's credentials
+ * (another cluster's server) rather than not answering yet.
+ */
+async function join(port: number, password: string): Promise<pg.Client | { reason: string; refused: boolean }> {
   const client = new pg.Client({
     host: "127.0.0.1",
     port,
@@ -128,7 +132,8 @@ async function join(port: number, password: string): Promise<pg.Client | undefin
   } catch (error) {
     debug("cannot join the server on port %d: %s", port, (error as Error).message);
     await client.end().catch(() => undefined);
-    return undefined;
+    const code = (error as { code?: string }).code ?? "";
+    return { reason: (error as Error).message, refused: code === "28P01" || code === "28000" };
   }
 }
 
