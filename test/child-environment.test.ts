@@ -44,6 +44,11 @@ describe("child processes start without twin's secrets", { timeout: 120_000 }, (
     assert.equal(env.DATABASE_URL, databaseUrl, "the database URL is");
     assert.equal(env.PATH, process.env.PATH, "PATH is");
     assert.equal(env.HF_HOME, "/tmp/hf-home", "Hugging Face's settings are");
+    assert.equal(
+      env.TWIN_PARENT_PID,
+      String(process.pid),
+      "and twin's pid, by which the trainer dies with it",
+    );
   };
 
   before(async () => {

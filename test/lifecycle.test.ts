@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { generateExport } from "../bench/import/generate-export.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { testModel } from "./support/models.ts";
 
 /**
  * A crash never locks the owner out: real `twin` processes are killed with SIGKILL mid-work, and
@@ -218,6 +219,24 @@ describe("lifecycle: a twin killed with SIGKILL locks nobody out", { timeout: 60
       assert.equal(rows[1]?.examples, 0, "and the rows it wrote are removed");
     });
   });
+  it("the training worker a twin started dies with it when the twin is killed", async () => {
+    const added = await start(env, "model", "add", testModel()).done;
+    assert.equal(added.code, 0, added.output);
+    const training = start({ ...env, TWIN_WORKER: "local" }, "train", "--yes", "--set", "max_steps=500");
+    const python = () =>
+      processesOf(dataDir).filter(
+        (pid) =>
+          pid !== training.child.pid &&
+          fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("twin_trainer"),
+      );
+    await waitUntil("the training worker", () => python().length > 0, 120_000);
+    const killedAt = Date.now();
+    training.child.kill("SIGKILL");
+    await training.done;
+    await waitUntil("no trainer process left", () => processesOf(dataDir).length === 0, 5_000);
+    assert.ok(Date.now() - killedAt < 5_000, "within 5 s of the kill");
+  });
+
   it("refuses a server in the folder that does not let twin in, naming its pid, at once", async () => {
     const other = path.join(work, "other");
     const server = await startEmbeddedPostgres({ dataDir: other, port: 0 });

@@ -113,7 +113,10 @@ async function onServer(
  * A presence on the server at `port`; else why not, and whether it refused twin's credentials
  * (another cluster's server) rather than not answering yet.
  */
-async function join(port: number, password: string): Promise<pg.Client | { reason: string; refused: boolean }> {
+async function join(
+  port: number,
+  password: string,
+): Promise<pg.Client | { reason: string; refused: boolean }> {
   const client = new pg.Client({
     host: "127.0.0.1",
     port,
