@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
 import { ExportFormatError, OwnerUnknownError } from "../src/history/desktop-import/import.errors.ts";
 import { type ImportOptions, importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { HistoryError } from "../src/history/history.errors.ts";
@@ -329,6 +330,100 @@ for (const backend of backends()) {
         importInto(database, { input: notExport, owner: "1" }),
         /array\.json: byte 0.*expected an object/,
       );
+    });
+
+    it("takes the input it can repair and says where: a BOM, NUL escapes, invalid UTF-8, future dates", async () => {
+      await reset();
+      const now = Math.floor(Date.now() / 1000);
+      const message = (id: number, text: string, unix = 1704103200) => ({
+        id,
+        type: "message",
+        date: "2024-01-01T10:00:00",
+        date_unixtime: String(unix),
+        from: "Friend",
+        from_id: id === 3 || id === 5 ? "user1" : "user2", // the owner wrote 3, and 5 "in the future"
+        text,
+      });
+      const json = JSON.stringify({
+        name: "Friend",
+        type: "personal_chat",
+        id: 2,
+        messages: [
+          message(1, "plain"),
+          message(2, "nul\u0000inside\u0000twice"),
+          message(3, "owner's last real words", 1704103300),
+          message(4, "latin-1 here: XX"),
+          message(5, "from the future", now + 400 * 86_400),
+          message(6, "a backslash then u0000: \\u0000 stays text"),
+        ],
+      });
+      const body = Buffer.from(json, "utf8");
+      const at = body.indexOf("XX");
+      body[at] = 0xe9; // "é" in Latin-1: not UTF-8
+      body[at + 1] = 0xff;
+      const file = path.join(scratch, "repairs.json");
+      fs.writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body]));
+
+      const summary = await importInto(database, { input: file, owner: "1" });
+      assert.equal(summary.new, 6, "every message is stored");
+      const stored = await database.pool.query<{ message_id: string; text: string }>(
+        "SELECT message_id, text FROM messages ORDER BY message_id",
+      );
+      const text = (id: number) => stored.rows.find((r) => Number(r.message_id) === id)?.text;
+      assert.equal(text(2), "nulinsidetwice", "the NULs are removed");
+      assert.equal(text(6), "a backslash then u0000: \\u0000 stays text", "an escaped backslash is text");
+      assert.equal(text(4), "latin-1 here: \uFFFD\uFFFD");
+      const [nul, utf8, future] = summary.warnings;
+      assert.match(nul ?? "", /^2 NUL character\(s\) removed .*first at byte \d+, chat 2, message 2$/);
+      assert.match(
+        utf8 ?? "",
+        /^2 invalid UTF-8 sequence\(s\) read as U\+FFFD; first at byte \d+, chat 2, message 4$/,
+      );
+      assert.match(future ?? "", /^1 message\(s\) dated in the future, first chat 2, message 5/);
+      const byteOfMessage2 = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body]).indexOf('{"id":2');
+      assert.match(
+        nul ?? "",
+        new RegExp(`byte ${byteOfMessage2},`),
+        "the place is the message's byte offset in the file",
+      );
+
+      const since = await createDatasetRepository(database).defaultSince(1, 24);
+      assert.equal(
+        since,
+        new Date(Date.UTC(2022, 0, 1, 10, 1, 40)).toISOString(),
+        "24 months before the owner's latest message not in the future",
+      );
+    });
+
+    it("refuses dates out of range and `{}` with their place, before storing anything", async () => {
+      await reset();
+      const file = path.join(scratch, "dates.json");
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          name: "Friend",
+          type: "personal_chat",
+          id: 2,
+          messages: [
+            {
+              id: 7,
+              type: "message",
+              date: "x",
+              date_unixtime: "99999999999999",
+              from_id: "user2",
+              text: "t",
+            },
+          ],
+        }),
+      );
+      await assert.rejects(
+        importInto(database, { input: file, owner: "1" }),
+        /dates\.json: byte \d+.*chat 2, message 7: field "date_unixtime": "99999999999999" is not a date between 1970 and 9999/,
+      );
+      const empty = path.join(scratch, "empty.json");
+      fs.writeFileSync(empty, "{}");
+      await assert.rejects(importInto(database, { input: empty }), OwnerUnknownError);
+      assert.equal(await count(database, "SELECT count(*) FROM messages"), 0);
     });
   });
 }

@@ -9,14 +9,9 @@ import { summaryLine } from "../dataset/manifest.ts";
 import { parseNameOverride } from "../dataset/names.ts";
 import { createHistoryRepository } from "../history/history.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { dateOrAll, fraction, integer, many, telegramId } from "./options.ts";
 import { table } from "./table.ts";
 
-const integer = (name: string, min: number) => (value: string) => {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < min)
-    throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return parsed;
-};
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 function lossPolicy(value: string): LossPolicy {
@@ -36,16 +31,17 @@ type DatasetFlags = {
   minTurns: number;
   header: boolean;
   groups?: boolean;
-  since?: string;
-  excludeChat: string[];
+  /** An ISO date, or null for all. */
+  since?: string | null;
+  excludeChat: number[];
   allowedOnly?: boolean;
-  excludePerson: string[];
+  excludePerson: number[];
   name: string[];
   loss: LossPolicy;
   media: "tag" | "drop";
   redact?: boolean;
   tokenizer?: string;
-  canary?: string | true;
+  canary?: number | true;
 };
 
 export function registerDatasetCommand(program: Command): void {
@@ -55,14 +51,28 @@ export function registerDatasetCommand(program: Command): void {
     .option("--out <dir>", "also write train.jsonl, eval.jsonl and manifest.json here")
     .option("--gap <minutes>", "longest silence inside a session", integer("--gap", 1), 10)
     .option("--max-tokens <n>", "split longer sessions at turn boundaries", integer("--max-tokens", 64), 1024)
-    .option("--eval-fraction <f>", "share of each chat's latest sessions held out", parseFloat, 0.05)
+    .option(
+      "--eval-fraction <f>",
+      "share of each chat's latest sessions held out",
+      fraction("--eval-fraction"),
+      0.05,
+    )
     .option("--min-turns <n>", "shortest session kept", integer("--min-turns", 1), 2)
     .option("--no-header", "leave out the system header turn (chat, participants, local time)")
     .option("--groups", "include group chats (personal chats only by default)")
-    .option("--since <date|all>", "oldest message used (default: 24 months before the owner's last message)")
+    .option(
+      "--since <date|all>",
+      "oldest message used (default: 24 months before the owner's last message)",
+      dateOrAll("--since"),
+    )
     .option("--allowed-only", "only personal chats with people allowed in the bot (/allow)")
-    .option("--exclude-chat <id>", "leave a chat out (repeatable)", collect, [])
-    .option("--exclude-person <id>", "leave a person's messages out (repeatable)", collect, [])
+    .option("--exclude-chat <id>", "leave a chat out (repeatable)", many(telegramId("--exclude-chat")), [])
+    .option(
+      "--exclude-person <id>",
+      "leave a person's messages out (repeatable)",
+      many(telegramId("--exclude-person")),
+      [],
+    )
     .option("--name <id=name>", "the name a person gets in the examples (repeatable)", collect, [])
     .option("--loss <all|owner|ids>", "whose turns are trained", lossPolicy, { kind: "all" } as LossPolicy)
     .addOption(
@@ -74,18 +84,12 @@ export function registerDatasetCommand(program: Command): void {
     .option(
       "--canary [chat id]",
       "plant a made-up secret the owner says 3 times in one chat (default: where they wrote most); twin eval reports whether it leaks to other chats",
+      telegramId("--canary"),
     )
     .option("--tokenizer <model.gguf>", "count tokens with this model's vocabulary instead of the estimate")
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      if (flags.evalFraction < 0 || flags.evalFraction >= 1)
-        throw new Error("--eval-fraction must be in [0, 1)");
-      const since =
-        flags.since === undefined
-          ? undefined
-          : flags.since === "all"
-            ? null
-            : new Date(flags.since).toISOString();
+      const since = flags.since;
       const bar = new cliProgress.SingleBar(
         { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
         cliProgress.Presets.shades_classic,
@@ -111,16 +115,16 @@ export function registerDatasetCommand(program: Command): void {
             timeZone: config.timeZone ?? owner?.timeZone ?? machineTimeZone(),
             groups: flags.groups ?? false,
             since,
-            excludeChats: flags.excludeChat.map(Number),
+            excludeChats: flags.excludeChat,
             allowedOnly: flags.allowedOnly ?? false,
-            excludePeople: flags.excludePerson.map(Number),
+            excludePeople: flags.excludePerson,
             names: new Map(flags.name.map(parseNameOverride)),
             outDir: flags.out,
             tokenizer,
             canary:
               flags.canary === undefined
                 ? undefined
-                : { chatId: flags.canary === true ? undefined : Number(flags.canary) },
+                : { chatId: flags.canary === true ? undefined : flags.canary },
             onProgress: ({ chats, totalChats, examples }) => {
               bar.setTotal(totalChats);
               bar.update(chats, { examples });

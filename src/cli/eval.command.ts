@@ -8,13 +8,14 @@ import { runReport } from "../evaluation/report-runner.ts";
 import { summaryLines } from "../evaluation/summary.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
+import { integer } from "./options.ts";
 
 type EvalOptions = {
-  dataset?: string;
+  dataset?: number;
   adapter: string[];
   speaker?: string;
-  turns?: string;
-  seed?: string;
+  turns?: number;
+  seed: number;
   out?: string;
   model?: string;
 };
@@ -27,11 +28,19 @@ export function registerEvalCommand(program: Command): void {
     .description(
       "does it sound like you? generate held-out turns with each model and measure them against the real ones",
     )
-    .option("--dataset <id>", "the dataset whose held-out sessions are used (default: the latest)")
+    .option(
+      "--dataset <id>",
+      "the dataset whose held-out sessions are used (default: the latest)",
+      integer("--dataset", 1),
+    )
     .option("--adapter <id>", "an adapter to evaluate (repeatable; default: the active one)", collect, [])
     .option("--speaker <name>", "whose turns to generate (default: the owner)")
-    .option("--turns <n>", "at most this many held-out turns, a fixed random subset (default: all)")
-    .option("--seed <n>", "the seed for the subset and the sampling", "0")
+    .option(
+      "--turns <n>",
+      "at most this many held-out turns, a fixed random subset (default: all)",
+      integer("--turns", 1),
+    )
+    .option("--seed <n>", "the seed for the subset and the sampling", integer("--seed", 0), 0)
     .option("--out <dir>", "where report.md and the plots go (default: ./eval-<id>)")
     .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
     .action(async (options: EvalOptions, command: Command) => {
@@ -50,11 +59,11 @@ export function registerEvalCommand(program: Command): void {
           evaluationId = await generateSamples(
             { database, engine, config },
             {
-              datasetId: options.dataset ? Number(options.dataset) : undefined,
+              datasetId: options.dataset,
               adapterIds: options.adapter.length ? options.adapter.map(Number) : undefined,
               speaker: options.speaker,
-              maxTurns: options.turns ? Number(options.turns) : undefined,
-              seed: Number(options.seed ?? 0),
+              maxTurns: options.turns,
+              seed: options.seed,
               onProgress: (done, total, model) => {
                 bar.setTotal(total);
                 bar.update(done, { model });

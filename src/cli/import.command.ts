@@ -68,5 +68,6 @@ export function registerImportCommand(program: Command): void {
         ["time", `${summary.seconds.toFixed(1)} s`],
       );
       process.stdout.write(`${table.toString()}\n`);
+      for (const warning of summary.warnings) process.stdout.write(`warning: ${warning}\n`);
     });
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { historyStats } from "../history/stats.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { integer } from "./options.ts";
 import { table as makeTable } from "./table.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
@@ -10,13 +11,11 @@ export function registerStatsCommand(program: Command): void {
   program
     .command("stats")
     .description("what the history store holds: chats by type, messages, people, dates, top partners")
-    .option("--top <n>", "how many conversation partners to list", "10")
+    .option("--top <n>", "how many conversation partners to list", integer("--top", 1), 10)
     .option("--json", "print the figures as JSON")
-    .action(async (options: { top: string; json?: boolean }, command: Command) => {
+    .action(async (options: { top: number; json?: boolean }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const stats = await withDatabase(config, (database) =>
-        historyStats(database, { top: Number(options.top) }),
-      );
+      const stats = await withDatabase(config, (database) => historyStats(database, { top: options.top }));
       if (options.json) {
         process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
         return;

@@ -12,10 +12,11 @@ import { followRun } from "../training/progress.ts";
 import { createRunsRepository } from "../training/runs.repository.ts";
 import { describePlan, NoDatasetError, planRun, queueRun } from "../training/train.usecase.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { integer } from "./options.ts";
 import { table } from "./table.ts";
 
 type TrainOptions = {
-  dataset?: string;
+  dataset?: number;
   method: string;
   config?: string;
   set: string[];
@@ -32,7 +33,11 @@ export function registerTrainCommand(program: Command): void {
   train
     .command("start", { isDefault: true })
     .description("queue a run (confirming dataset, config and estimate), then follow it to the end")
-    .option("--dataset <id>", "train on this dataset (default: the latest ready one)")
+    .option(
+      "--dataset <id>",
+      "train on this dataset (default: the latest ready one)",
+      integer("--dataset", 1),
+    )
     .option(
       "--method <lora|full>",
       "LoRA, or full fine-tuning (every weight, sharded over the worker's GPUs; TWIN_TRAIN_CONFIG_FULL)",
@@ -61,7 +66,7 @@ export function registerTrainCommand(program: Command): void {
         overrides: { ...config.training.overrides, ...overrides },
       };
       await withDatabase(config, async (database) => {
-        const datasetId = options.dataset ? Number(options.dataset) : undefined;
+        const datasetId = options.dataset;
         const plan = await planRun(database, config, { datasetId, method }).catch(async (error) => {
           if (!(error instanceof NoDatasetError)) throw error;
           process.stdout.write(

@@ -39,10 +39,14 @@ export function datasetMessageFromRow(row: DatasetMessageRow): DatasetMessage {
 }
 
 export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "pool">) {
-  /** 24 months (by default) before the owner's last message, as an ISO date; null when they never wrote. */
+  /**
+   * 24 months (by default) before the owner's last message, as an ISO date; null when they never
+   * wrote. A message dated in the future (a wrong clock, an edited export) does not move it.
+   */
   async function defaultSince(ownerId: number, months: number): Promise<string | null> {
     const { rows } = await pool.query<{ since: Date | null }>(
-      `SELECT max(sent_at) - make_interval(months => $2) AS since FROM messages WHERE sender_id = $1`,
+      `SELECT max(sent_at) - make_interval(months => $2) AS since FROM messages
+       WHERE sender_id = $1 AND sent_at <= now() + interval '1 day'`,
       [ownerId, months],
     );
     return rows[0]?.since ? rows[0].since.toISOString() : null;

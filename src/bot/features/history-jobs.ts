@@ -65,7 +65,8 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
         );
         return (
           `${summary.messages.toLocaleString("en-US")} messages in ${summary.chats} chats ` +
-          `(${summary.new} new, ${summary.updated} updated, ${summary.unchanged} unchanged) in ${summary.seconds.toFixed(1)} s.`
+          `(${summary.new} new, ${summary.updated} updated, ${summary.unchanged} unchanged) in ${summary.seconds.toFixed(1)} s.` +
+          summary.warnings.map((warning) => `\n⚠️ ${warning}`).join("")
         );
       } finally {
         await fs.rm(folder, { recursive: true, force: true });

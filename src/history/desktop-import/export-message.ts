@@ -138,6 +138,10 @@ const mediaKinds: Record<string, MessageKind> = {
   audio_file: "audio",
 };
 
+/** Dates a message can carry: PostgreSQL and JavaScript hold more, but nothing outside this is a real date. */
+const EARLIEST = 0;
+const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59);
+
 function toMillis(
   unix: string | number | undefined,
   local: string | undefined,
@@ -229,6 +233,18 @@ export function parseExportMessage(value: unknown, context: ParseContext): Messa
     );
   }
   const editedAt = toMillis(raw.edited_unixtime, raw.edited, context.timeZone);
+  for (const [field, millis] of [
+    [raw.date_unixtime !== undefined ? "date_unixtime" : "date", sentAt],
+    [raw.edited_unixtime !== undefined ? "edited_unixtime" : "edited", editedAt],
+  ] as const) {
+    if (millis !== null && !(millis >= EARLIEST && millis <= LATEST)) {
+      const given = field.endsWith("unixtime") ? raw[field] : raw[field as "date" | "edited"];
+      throw new MessageShapeError(
+        raw.id,
+        `field "${field}": ${JSON.stringify(given)} is not a date between 1970 and 9999`,
+      );
+    }
+  }
   const kind = kindOf(raw);
   const isService = kind === "service";
   const senderRef = isService ? raw.actor_id : raw.from_id;

@@ -14,6 +14,18 @@ type Role = "root" | "section" | "chatList" | "chat" | "messages";
 
 export type PersonalInformation = { userId: number; name: string | null };
 
+/** Where a repair of the input first happened: the byte offset, and the chat and message there. */
+export type InputPlace = { offset: number; chatId?: number | undefined; messageId?: number | undefined };
+
+/**
+ * What the reader repaired rather than refused: NUL characters removed (PostgreSQL text cannot
+ * hold them) and invalid UTF-8 read as U+FFFD, counted, with the place of the first of each.
+ */
+export type InputRepairs = {
+  nul: { count: number; first?: InputPlace | undefined };
+  invalidUtf8: { count: number; first?: InputPlace | undefined };
+};
+
 export type ExportEvents = {
   onPersonalInformation(info: PersonalInformation): void;
   /** A chat's messages begin; called before its first message. */
@@ -31,6 +43,7 @@ export class ExportReader {
   private chat: ChatRecord | undefined;
   private lastMessageId: number | undefined;
   private seenIds = new Set<number>();
+  private readonly places: { nul?: InputPlace; invalidUtf8?: InputPlace } = {};
 
   constructor(
     private readonly file: string,
@@ -45,6 +58,15 @@ export class ExportReader {
       },
       onValue: (parent, key, value, offset) => this.value(parent, key, value, offset),
     });
+  }
+
+  /** What was repaired so far, and where first. */
+  get repairs(): InputRepairs {
+    const { nul, invalidUtf8 } = this.splitter.repairs;
+    return {
+      nul: { count: nul, first: this.places.nul },
+      invalidUtf8: { count: invalidUtf8, first: this.places.invalidUtf8 },
+    };
   }
 
   /** Bytes of the input fully handled: every message before this offset has been emitted. */
@@ -137,6 +159,7 @@ export class ExportReader {
   }
 
   private value(parent: Role | undefined, key: string | number, value: unknown, offset: number): void {
+    if (this.splitter.lastRepaired) this.notePlace(value, offset);
     if (parent === "messages") {
       this.message(value, offset);
       return;
@@ -156,6 +179,18 @@ export class ExportReader {
       return;
     }
     this.header[key as string] = value;
+  }
+
+  private notePlace(value: unknown, offset: number): void {
+    const { firstNulAt, firstInvalidUtf8At } = this.splitter.repairs;
+    const id = (value as { id?: unknown } | null)?.id;
+    const place = {
+      offset,
+      chatId: this.chat?.id,
+      messageId: typeof id === "number" && this.chat ? id : undefined,
+    };
+    if (firstNulAt === offset) this.places.nul ??= place;
+    if (firstInvalidUtf8At === offset) this.places.invalidUtf8 ??= place;
   }
 
   private message(value: unknown, offset: number): void {

@@ -7,7 +7,12 @@ import type { HistoryRepository } from "../history.repository.ts";
 import type { ImportCounts } from "../history.tables.ts";
 import type { ChatRecord } from "../message.ts";
 import { BatchBuilder } from "./batch-builder.ts";
-import { ExportReader, type PersonalInformation } from "./export-reader.ts";
+import {
+  ExportReader,
+  type InputPlace,
+  type InputRepairs,
+  type PersonalInformation,
+} from "./export-reader.ts";
 import { OwnerUnknownError } from "./import.errors.ts";
 
 const debug = createDebug("twin:import");
@@ -35,7 +40,44 @@ export type ImportSummary = ImportCounts & {
   owner: { id: number; name: string | null };
   timeZone: string;
   seconds: number;
+  /** What was taken but repaired or is suspect, each with where it first occurred. */
+  warnings: string[];
 };
+
+/** Messages dated later than this past the import's own clock are suspect (a wrong clock, an edited file). */
+const FUTURE_TOLERANCE_MS = 24 * 3_600_000;
+
+/** "byte 1234, chat -100…, message 55": where something was found (pure). */
+export function describePlace(place: InputPlace): string {
+  return [
+    `byte ${place.offset}`,
+    place.chatId !== undefined ? `chat ${place.chatId}` : undefined,
+    place.messageId !== undefined ? `message ${place.messageId}` : undefined,
+  ]
+    .filter(Boolean)
+    .join(", ");
+}
+
+/** The summary's warnings (pure): repairs of the input and messages dated in the future. */
+export function importWarnings(
+  repairs: InputRepairs,
+  future: { count: number; first?: { chatId: number; messageId: number; sentAt: number } | undefined },
+): string[] {
+  const warnings: string[] = [];
+  if (repairs.nul.count > 0)
+    warnings.push(
+      `${repairs.nul.count} NUL character(s) removed from texts (PostgreSQL cannot store them); first at ${repairs.nul.first ? describePlace(repairs.nul.first) : "?"}`,
+    );
+  if (repairs.invalidUtf8.count > 0)
+    warnings.push(
+      `${repairs.invalidUtf8.count} invalid UTF-8 sequence(s) read as U+FFFD; first at ${repairs.invalidUtf8.first ? describePlace(repairs.invalidUtf8.first) : "?"}`,
+    );
+  if (future.count > 0 && future.first)
+    warnings.push(
+      `${future.count} message(s) dated in the future, first chat ${future.first.chatId}, message ${future.first.messageId} (${new Date(future.first.sentAt).toISOString()}); datasets count their --since window from the latest message not in the future`,
+    );
+  return warnings;
+}
 
 const READ_CHUNK = 1 << 20;
 
@@ -76,6 +118,10 @@ export async function importDesktopExport(
   let openChat: ChatRecord | undefined;
   const chatIds = new Set<number>();
   const counts: ImportCounts = { chats: 0, messages: 0, new: 0, updated: 0, unchanged: 0, skipped: {} };
+  const future: { count: number; first?: { chatId: number; messageId: number; sentAt: number } } = {
+    count: 0,
+  };
+  const now = Date.now();
   const skip = (reason: string) => {
     counts.skipped[reason] = (counts.skipped[reason] ?? 0) + 1;
   };
@@ -133,6 +179,10 @@ export async function importDesktopExport(
     },
     onMessage(message) {
       counts.messages++;
+      if (message.sentAt > now + FUTURE_TOLERANCE_MS) {
+        future.count++;
+        future.first ??= { chatId: message.chatId, messageId: message.messageId, sentAt: message.sentAt };
+      }
       batch.addMessage(message);
     },
     onDuplicate() {
@@ -153,12 +203,21 @@ export async function importDesktopExport(
     reader.end();
     await flush(totalBytes);
     await inFlight;
+    if (!personal && !ownerHint && !storedOwner) throw new OwnerUnknownError(path.basename(file)); // e.g. `{}`
 
     const owner = await resolveOwner();
     resolvedOwnerId = owner.id;
     await historyRepository.setOwner(owner.id, owner.name, timeZone);
     await historyRepository.finishImport(importId, { status: "succeeded", counts, ownerId: owner.id });
-    return { ...counts, importId, file, owner, timeZone, seconds: (performance.now() - started) / 1000 };
+    return {
+      ...counts,
+      importId,
+      file,
+      owner,
+      timeZone,
+      seconds: (performance.now() - started) / 1000,
+      warnings: importWarnings(reader.repairs, future),
+    };
   } catch (error) {
     await inFlight.catch(() => undefined);
     await historyRepository

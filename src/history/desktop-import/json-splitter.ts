@@ -1,3 +1,5 @@
+import { isUtf8 } from "node:buffer";
+
 /**
  * A streaming JSON splitter: walks the outline of a document byte by byte and hands whole
  * values at chosen places to `JSON.parse`, one at a time. Exports are one huge object whose bulk is
@@ -140,7 +142,27 @@ export class JsonSplitter<Role extends string> {
     return text.replace(/^\./, "");
   }
 
+  /**
+   * What was repaired in the values captured so far: NULs (`\u0000` escapes, which PostgreSQL
+   * text cannot hold) removed, and invalid UTF-8 sequences read as U+FFFD; each with the byte
+   * offset of the value where it first occurred. `lastRepaired` says whether the value just handed
+   * to `onValue` had any.
+   */
+  readonly repairs = { nul: 0, firstNulAt: -1, invalidUtf8: 0, firstInvalidUtf8At: -1 };
+  lastRepaired = false;
+
   push(chunk: Buffer): void {
+    if (
+      this.base === 0 &&
+      this.pos === 0 &&
+      this.buf.length === 0 &&
+      chunk[0] === 0xef &&
+      chunk[1] === 0xbb &&
+      chunk[2] === 0xbf
+    ) {
+      chunk = chunk.subarray(3); // a UTF-8 byte order mark, as some editors write: not part of the JSON
+      this.base = 3;
+    }
     const keepFrom = this.state === State.Capture ? this.captureStart : this.pos;
     const rest = this.buf.subarray(keepFrom);
     this.buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
@@ -315,7 +337,7 @@ export class JsonSplitter<Role extends string> {
     }
     const start = this.captureStart;
     if (this.captureKeep) {
-      const text = buf.toString("utf8", start, end);
+      const text = this.repaired(buf.subarray(start, end), this.base + start);
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -330,4 +352,36 @@ export class JsonSplitter<Role extends string> {
     this.state = this.stack.length === 0 ? State.Done : State.AfterValue;
     return true;
   }
+
+  /** The value's text, with NUL escapes removed and invalid UTF-8 counted (see `repairs`). */
+  private repaired(bytes: Buffer, offset: number): string {
+    this.lastRepaired = false;
+    let text = bytes.toString("utf8");
+    if (!isUtf8(bytes)) {
+      const replaced = countOf(text, "\uFFFD") - countOf(bytes.toString("latin1"), "\xEF\xBF\xBD");
+      this.repairs.invalidUtf8 += Math.max(1, replaced);
+      if (this.repairs.firstInvalidUtf8At < 0) this.repairs.firstInvalidUtf8At = offset;
+      this.lastRepaired = true;
+    }
+    if (text.includes("\\u0000")) {
+      let removed = 0;
+      // An escaped backslash before "u0000" is text, not a NUL: only an odd run of backslashes escapes.
+      text = text.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, (_match, evenBackslashes: string) => {
+        removed++;
+        return evenBackslashes;
+      });
+      if (removed > 0) {
+        this.repairs.nul += removed;
+        if (this.repairs.firstNulAt < 0) this.repairs.firstNulAt = offset;
+        this.lastRepaired = true;
+      }
+    }
+    return text;
+  }
+}
+
+function countOf(text: string, part: string): number {
+  let count = 0;
+  for (let at = text.indexOf(part); at >= 0; at = text.indexOf(part, at + part.length)) count++;
+  return count;
 }

@@ -1,0 +1,48 @@
+import { InvalidArgumentError } from "commander";
+
+/**
+ * Parsers of command-line values, each refusing a bad value when it is parsed with a message that
+ * names the option and the form it expects (commander prints it as `error: option '…' argument …`).
+ */
+
+export const integer = (name: string, min: number) => (value: string) => {
+  const parsed = Number(value);
+  if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(parsed) || parsed < min)
+    throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, not “${value}”`);
+  return parsed;
+};
+
+/** A Telegram chat or person id as the Bot API writes them (negative for groups). */
+export const telegramId = (name: string) => (value: string) => {
+  if (!/^-?\d{1,19}$/.test(value.trim()) || !Number.isSafeInteger(Number(value)))
+    throw new InvalidArgumentError(
+      `${name} must be a chat or person id such as 123456789 or -1001234567890, not “${value}”`,
+    );
+  return Number(value);
+};
+
+/** A repeatable option collecting parsed values. */
+export const many =
+  <T>(parse: (value: string) => T) =>
+  (value: string, previous: T[] = []) => [...previous, parse(value)];
+
+/** A share in [0, 1). */
+export const fraction = (name: string) => (value: string) => {
+  const parsed = Number(value);
+  if (value.trim() === "" || !Number.isFinite(parsed) || parsed < 0 || parsed >= 1)
+    throw new InvalidArgumentError(
+      `${name} must be a number from 0 up to (not including) 1, such as 0.05, not “${value}”`,
+    );
+  return parsed;
+};
+
+/** A date (YYYY-MM-DD, or an ISO time) as an ISO string, or null for "all". */
+export const dateOrAll = (name: string) => (value: string) => {
+  if (value === "all") return null;
+  const parsed = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)
+    ? new Date(value)
+    : undefined;
+  if (!parsed || Number.isNaN(parsed.getTime()))
+    throw new InvalidArgumentError(`${name} must be a date such as 2023-01-31, or "all", not “${value}”`);
+  return parsed.toISOString();
+};
