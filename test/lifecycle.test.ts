@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { generateExport } from "../bench/import/generate-export.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { testModel } from "./support/models.ts";
 
 /**
@@ -282,4 +283,79 @@ function messagesIn(file: string): number {
     (n: number, chat: { messages: { id: number }[] }) => n + new Set(chat.messages.map((m) => m.id)).size,
     0,
   );
+}
+
+/**
+ * On any server, embedded or at DATABASE_URL: killed work is told from live work by its heartbeat,
+ * so processes sharing one database never mark each other's live import.
+ */
+for (const backend of backends()) {
+  describe(`lifecycle on ${backend.name} PostgreSQL: heartbeats`, { timeout: 600_000 }, () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "twin-heartbeat-"));
+    fs.chmodSync(work, 0o755);
+    const big = path.join(work, "big.json");
+    const small = path.join(work, "small.json");
+    let database: TestDatabase;
+    let env: NodeJS.ProcessEnv;
+    const imports = async () =>
+      (
+        await database.pool.query<{ status: string; file_name: string }>(
+          "SELECT status, file_name FROM imports ORDER BY id",
+        )
+      ).rows;
+
+    before(async () => {
+      await generateExport(big, { messages: MESSAGES, chats: 40, seed: 7 });
+      await generateExport(small, { messages: 2_000, chats: 3, seed: 8 });
+      database = await backend.fresh();
+      env = {
+        ...process.env,
+        DATABASE_URL: database.url,
+        TWIN_WORKER_STALE_S: String(STALE_S),
+        TWIN_IMPORT_BATCH: "5000",
+        TWIN_TZ: "UTC",
+      };
+      delete env.UV_THREADPOOL_SIZE;
+    });
+    after(async () => {
+      await database?.close();
+      await stopEmbedded();
+      fs.rmSync(work, { recursive: true, force: true });
+    });
+
+    it("a live import is never marked by another process; a killed one is marked interrupted, and resumes", async () => {
+      const live = start(env, "import", big);
+      await waitUntil("the big import under way", async () => (await imports()).length > 0);
+      await new Promise((resolve) => setTimeout(resolve, STALE_S * 1000 + 500)); // older than the limit: only its heartbeat keeps it live
+      const beside = await start(env, "import", small).done;
+      assert.equal(beside.code, 0, beside.output);
+      const finished = await live.done;
+      assert.equal(finished.code, 0, finished.output);
+      assert.deepEqual(
+        (await imports()).map((row) => row.status),
+        ["succeeded", "succeeded"],
+        "the import beside it did not mark the live one",
+      );
+
+      await database.pool.query("TRUNCATE messages, chats, people, owner, imports");
+      const killed = start(env, "import", big);
+      await waitUntil("a committed batch", async () => {
+        const { rows } = await database.pool.query<{ committed: string }>(
+          "SELECT committed_bytes AS committed FROM imports ORDER BY id DESC LIMIT 1",
+        );
+        return Number(rows[0]?.committed ?? 0) > 0;
+      });
+      killed.child.kill("SIGKILL");
+      await killed.done;
+      await new Promise((resolve) => setTimeout(resolve, STALE_S * 1000 + 500));
+      const again = await start(env, "import", big).done;
+      assert.equal(again.code, 0, again.output);
+      assert.deepEqual(
+        (await imports()).map((row) => row.status),
+        ["interrupted", "succeeded"],
+      );
+      const { rows } = await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages");
+      assert.equal(rows[0]?.n, messagesIn(big), "every message once");
+    });
+  });
 }

@@ -31,8 +31,8 @@ type DatasetFlags = {
   minTurns: number;
   header: boolean;
   groups?: boolean;
-  /** An ISO date, or null for all. */
-  since?: string | null;
+  /** An ISO date, or "all". */
+  since?: string;
   excludeChat: number[];
   allowedOnly?: boolean;
   excludePerson: number[];
@@ -89,7 +89,7 @@ export function registerDatasetCommand(program: Command): void {
     .option("--tokenizer <model.gguf>", "count tokens with this model's vocabulary instead of the estimate")
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const since = flags.since;
+      const since = flags.since === "all" ? null : flags.since;
       const bar = new cliProgress.SingleBar(
         { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
         cliProgress.Presets.shades_classic,

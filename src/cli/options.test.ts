@@ -14,7 +14,7 @@ describe("command-line values", () => {
   it("dates: a day or an ISO time, or all; anything else names the option and the form", () => {
     assert.equal(dateOrAll("--since")("2023-01-31"), "2023-01-31T00:00:00.000Z");
     assert.equal(dateOrAll("--since")("2023-01-31T10:00:00Z"), "2023-01-31T10:00:00.000Z");
-    assert.equal(dateOrAll("--since")("all"), null);
+    assert.equal(dateOrAll("--since")("all"), "all");
     for (const bad of ["notadate", "2023-13-45", "yesterday", ""])
       refuses(dateOrAll("--since"), bad, /^--since must be a date such as 2023-01-31, or "all"/);
   });

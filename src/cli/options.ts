@@ -36,9 +36,9 @@ export const fraction = (name: string) => (value: string) => {
   return parsed;
 };
 
-/** A date (YYYY-MM-DD, or an ISO time) as an ISO string, or null for "all". */
+/** A date (YYYY-MM-DD, or an ISO time) as an ISO string, or "all" (commander turns a parsed null into ""). */
 export const dateOrAll = (name: string) => (value: string) => {
-  if (value === "all") return null;
+  if (value === "all") return "all";
   const parsed = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)
     ? new Date(value)
     : undefined;
