@@ -184,6 +184,72 @@ describe("the twin command on the embedded database", () => {
     }
   });
 
+  it("stops the bot within 10 s of SIGTERM mid-reply; the cut reply is answered after the restart, once", async () => {
+    const token = "123456789:AAE-cli_test_token_for_the_local_api_0123";
+    const server = new BotApiServer(token);
+    await server.start();
+    const owner = { id: Number(fixtureOwners.cuda), is_bot: false, first_name: "Hamid" };
+    const friend = { id: 5001, is_bot: false, first_name: "Fay" };
+    const startBot = (extra: NodeJS.ProcessEnv) => {
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        TWIN_DATA_DIR: dataDir,
+        TWIN_BOT_TOKEN: token,
+        TWIN_OWNER_ID: fixtureOwners.cuda,
+        TWIN_BOT_API_ROOT: server.apiRoot,
+        TWIN_REPLY_QUIET_MS: "0",
+        TWIN_TYPING_MAX_MS: "0",
+        TWIN_WORKER: "external",
+        ...extra,
+      };
+      delete env.DATABASE_URL;
+      const bot = spawn(process.execPath, [path.join(root, "bin/twin.js"), "bot"], { cwd: root, env });
+      let stderr = "";
+      bot.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      const exited = new Promise<number | null>((resolve) => bot.on("exit", (code) => resolve(code)));
+      return { bot, exited, stderr: () => stderr };
+    };
+    try {
+      // Sampling as wide as it goes: the reply runs to its 4,096-token limit (tens of seconds here).
+      const rambling = startBot({
+        TWIN_MAX_REPLY_TOKENS: "4096",
+        TWIN_CONTEXT_SIZE: "8192",
+        TWIN_TEMPERATURE: "2",
+        TWIN_TOP_K: "0",
+        TWIN_TOP_P: "1",
+        TWIN_MIN_P: "0",
+      });
+      await server.waitFor("the bot polling", () => server.sent("getUpdates").length > 0);
+      server.sendMessage(owner, { text: `/allow ${friend.id}` });
+      await server.waitFor("the friend allowed", () => server.sent("sendMessage", owner.id).length > 0);
+      server.sendMessage(friend, { text: "tell me everything" });
+      await server.waitFor("the reply under way", () => server.sent("sendChatAction", friend.id).length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // well inside the generation
+      const stopping = Date.now();
+      rambling.bot.kill("SIGTERM");
+      assert.equal(await rambling.exited, 0, `a clean stop: ${rambling.stderr()}`);
+      const took = Date.now() - stopping;
+      assert.ok(took < 10_000, `stopped in ${took} ms`);
+      const before = server.sent("sendMessage", friend.id).length;
+
+      const again = startBot({ TWIN_MAX_REPLY_TOKENS: "24", TWIN_TEMPERATURE: "0" });
+      await server.waitFor(
+        "the answer after the restart",
+        () => server.sent("sendMessage", friend.id).length > before,
+        120_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      again.bot.kill("SIGTERM");
+      assert.equal(await again.exited, 0, again.stderr());
+      const sent = server.sent("sendMessage", friend.id).map((call) => String(call.params.text));
+      assert.equal(new Set(sent).size, sent.length, `nothing sent twice: ${JSON.stringify(sent)}`);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("works in the one process the user starts: no child to outlive it, exit status and SIGTERM as they are", async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, TWIN_DATA_DIR: dataDir };
     delete env.UV_THREADPOOL_SIZE;
