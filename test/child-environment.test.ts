@@ -5,16 +5,20 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { secretVariables } from "../src/config/config.ts";
 import { runReport } from "../src/evaluation/report-runner.ts";
+import { createModelsRepository } from "../src/models/models.repository.ts";
 import { LocalWorker } from "../src/training/local-worker.ts";
 import { createRunsRepository } from "../src/training/runs.repository.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { testModel } from "./support/models.ts";
 
 /**
  * The trainer's worker and the evaluation report run as child processes. They get what Python
  * needs and the database URL, never the bot token, the session key or the API credentials: read
  * from the child's own /proc/<pid>/environ, as anyone on the machine with its rights could.
  */
-describe("child processes start without twin's secrets", { timeout: 120_000 }, () => {
+describe("child processes: started without twin's secrets, stopped within their grace", {
+  timeout: 120_000,
+}, () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "twin-child-env-"));
   // Stands in for the trainer's Python: records its environment as /proc shows it; "worker" stays up.
   const python = path.join(tmp, "python");
@@ -90,5 +94,40 @@ describe("child processes start without twin's secrets", { timeout: 120_000 }, (
   it("the evaluation report", async () => {
     await runReport({ ...database.config.training, python }, database.url, 1);
     assertClean(environ(path.join(tmp, "environ-report")), database.url);
+  });
+
+  it("a worker that does not stop within its grace is killed, and its run goes back to the queue", async () => {
+    const stubborn = path.join(tmp, "stubborn-python");
+    fs.writeFileSync(stubborn, "#!/bin/sh\ntrap '' TERM\nsleep 60 & wait\nsleep 60\n", { mode: 0o755 });
+    const runs = createRunsRepository(database);
+    const model = await createModelsRepository(database).add({ ggufPath: testModel() });
+    const { rows } = await database.pool.query<{ id: number }>(
+      "INSERT INTO datasets (status, format_version, settings) VALUES ('ready', 1, '{}') RETURNING id",
+    );
+    const run = await runs.queue({
+      datasetId: rows[0]?.id as number,
+      baseModelId: model.id,
+      config: {} as never,
+      method: "lora",
+      estimate: { steps: 1, seconds: null },
+    });
+    const worker = new LocalWorker({
+      config: { ...database.config.training, python: stubborn },
+      databaseUrl: database.url,
+      runs,
+    });
+    worker.start();
+    const pid = worker.pid as number;
+    // The run is this worker's, as the trainer's worker marks a run it claims (its id begins host:pid).
+    await database.pool.query(
+      "UPDATE training_runs SET status = 'running', worker = $1, heartbeat_at = now() WHERE id = $2",
+      [`${os.hostname()}:${pid}:abc123`, run.id],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200)); // its SIGTERM trap is set
+    const began = Date.now();
+    await worker.stop(1_000);
+    assert.ok(Date.now() - began < 3_000, "within its grace and a moment");
+    assert.throws(() => process.kill(pid, 0), "the worker process is gone");
+    assert.equal((await runs.get(run.id))?.status, "queued", "its run is back in the queue");
   });
 });
