@@ -261,6 +261,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       if (runner?.isRunning()) await runner.stop();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       await replier.stop(); // a reply in progress is cut short and answered after the restart
+      await options.conversations.close(); // their states saved, their sequences free for the next start
       await options.worker?.stop(); // its run goes back to the queue with a checkpoint
       await services.jobs.idle();
     },

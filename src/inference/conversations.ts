@@ -63,6 +63,15 @@ export class Conversations {
     if (this.options.stateDir) await fs.rm(this.statePath(key), { force: true });
   }
 
+  /**
+   * Gives every sequence back (their states saved first, when a state folder is set), for a stop:
+   * the next Conversations on the same engine, or the next process, starts with all of them.
+   * Call it once no reply is running.
+   */
+  async close(): Promise<void> {
+    for (const held of [...this.held.values()]) await this.release(held);
+  }
+
   get activeCount(): number {
     return this.held.size;
   }
