@@ -124,6 +124,12 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
       assert.ok(image.subarray(0, 8).equals(PNG), `${name} is a PNG`);
       assert.ok(image.length > 10_000, `${name} is a real picture (${image.length} bytes)`);
     }
+    for (const name of ["report.md", "lengths.png"])
+      assert.equal(
+        fs.statSync(path.join(out, name)).mode & 0o777,
+        0o600,
+        `${name} is readable by its owner alone`,
+      );
     const { rows } = await database.pool.query<{ status: string; files: number; turns: number }>(
       `SELECT status, (SELECT count(*)::int FROM evaluation_files WHERE evaluation_id = e.id) AS files,
               (summary->>'turns')::int AS turns FROM evaluations e WHERE id = $1`,

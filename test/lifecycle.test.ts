@@ -224,11 +224,16 @@ describe("lifecycle: a twin killed with SIGKILL locks nobody out", { timeout: 60
     const added = await start(env, "model", "add", testModel()).done;
     assert.equal(added.code, 0, added.output);
     const training = start({ ...env, TWIN_WORKER: "local" }, "train", "--yes", "--set", "max_steps=500");
+    const commandLine = (pid: number) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      } catch {
+        return ""; // gone meanwhile
+      }
+    };
     const python = () =>
       processesOf(dataDir).filter(
-        (pid) =>
-          pid !== training.child.pid &&
-          fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("twin_trainer"),
+        (pid) => pid !== training.child.pid && commandLine(pid).includes("twin_trainer"),
       );
     await waitUntil("the training worker", () => python().length > 0, 120_000);
     const killedAt = Date.now();

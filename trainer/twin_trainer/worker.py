@@ -180,11 +180,13 @@ class Heartbeat(threading.Thread):
 class Worker:
     def __init__(self, url: str, *, workdir: Path, heartbeat_seconds: float, stale_seconds: float, out=sys.stdout):
         self.url = url
-        self.workdir = workdir
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.out = out
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # This worker's own folder: workers of other databases on the machine number their runs
+        # from 1 too, and must never share (or delete) each other's run folders.
+        self.scratch = workdir / self.id.replace(":", "-")
         self.shutting_down = False
         self.current_stop: Path | None = None
 
@@ -221,6 +223,7 @@ class Worker:
                         break
             finally:
                 run_queue.worker_heartbeat(connection, self.id, stopped=True)
+                shutil.rmtree(self.scratch, ignore_errors=True)
         return 0
 
     def process(self, connection: Any, run: run_queue.Run) -> None:
@@ -233,7 +236,7 @@ class Worker:
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
         try:
             check_base(run)
-            config = run_config(run, self.workdir / f"run-{run.id}")
+            config = run_config(run, self.scratch / f"run-{run.id}")
             full = config.method == "full"
             if full:
                 config.output = str(model_store() / f"run-{run.id}")
