@@ -41,6 +41,26 @@ function twinWithInput(input: string | undefined, ...args: string[]) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** `twin bot` against the local Bot API server, on the scratch data folder. */
+function startBot(server: BotApiServer, extra: NodeJS.ProcessEnv = {}) {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TWIN_DATA_DIR: dataDir,
+    TWIN_BOT_TOKEN: server.token,
+    TWIN_OWNER_ID: fixtureOwners.cuda,
+    TWIN_BOT_API_ROOT: server.apiRoot,
+    ...extra,
+  };
+  delete env.DATABASE_URL;
+  const bot = spawn(process.execPath, [path.join(root, "bin/twin.js"), "bot"], { cwd: root, env });
+  let stderr = "";
+  bot.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => bot.on("exit", (code) => resolve(code)));
+  return { bot, exited, stderr: () => stderr };
+}
+
 describe("the twin command on the embedded database", () => {
   it("imports an export, prints a summary, and stats describe the store", () => {
     const imported = twin("import", fixtures.cuda, "--owner", fixtureOwners.cuda, "--tz", "Asia/Tehran");
@@ -157,28 +177,15 @@ describe("the twin command on the embedded database", () => {
     const server = new BotApiServer(token);
     await server.start();
     try {
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        TWIN_DATA_DIR: dataDir,
-        TWIN_BOT_TOKEN: token,
-        TWIN_OWNER_ID: fixtureOwners.cuda,
-        TWIN_BOT_API_ROOT: server.apiRoot,
-      };
-      delete env.DATABASE_URL;
-      const bot = spawn(process.execPath, [path.join(root, "bin/twin.js"), "bot"], { cwd: root, env });
-      let stderr = "";
-      bot.stderr.on("data", (chunk) => {
-        stderr += chunk;
-      });
-      const exited = new Promise<number | null>((resolve) => bot.on("exit", (code) => resolve(code)));
+      const { bot, exited, stderr } = startBot(server);
       const owner = { id: Number(fixtureOwners.cuda), is_bot: false, first_name: "Hamid" };
       await server.waitFor("the bot polling", () => server.sent("getUpdates").length > 0);
       server.sendMessage(owner, { text: "/status" });
       await server.waitFor("the status", () => server.sent("sendMessage", owner.id).length > 0);
       assert.match(String(server.sent("sendMessage", owner.id)[0]?.params.text), /^History: 218 messages/);
       bot.kill("SIGTERM");
-      assert.equal(await exited, 0, `a clean stop: ${stderr}`);
-      assert.ok(!stderr.includes(token.split(":")[1] as string), "the token never reaches the output");
+      assert.equal(await exited, 0, `a clean stop: ${stderr()}`);
+      assert.ok(!stderr().includes(token.split(":")[1] as string), "the token never reaches the output");
     } finally {
       await server.close();
     }
@@ -190,30 +197,11 @@ describe("the twin command on the embedded database", () => {
     await server.start();
     const owner = { id: Number(fixtureOwners.cuda), is_bot: false, first_name: "Hamid" };
     const friend = { id: 5001, is_bot: false, first_name: "Fay" };
-    const startBot = (extra: NodeJS.ProcessEnv) => {
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        TWIN_DATA_DIR: dataDir,
-        TWIN_BOT_TOKEN: token,
-        TWIN_OWNER_ID: fixtureOwners.cuda,
-        TWIN_BOT_API_ROOT: server.apiRoot,
-        TWIN_REPLY_QUIET_MS: "0",
-        TWIN_TYPING_MAX_MS: "0",
-        TWIN_WORKER: "external",
-        ...extra,
-      };
-      delete env.DATABASE_URL;
-      const bot = spawn(process.execPath, [path.join(root, "bin/twin.js"), "bot"], { cwd: root, env });
-      let stderr = "";
-      bot.stderr.on("data", (chunk) => {
-        stderr += chunk;
-      });
-      const exited = new Promise<number | null>((resolve) => bot.on("exit", (code) => resolve(code)));
-      return { bot, exited, stderr: () => stderr };
-    };
+    const quick = { TWIN_REPLY_QUIET_MS: "0", TWIN_TYPING_MAX_MS: "0", TWIN_WORKER: "external" };
     try {
       // Sampling as wide as it goes: the reply runs to its 4,096-token limit (tens of seconds here).
-      const rambling = startBot({
+      const rambling = startBot(server, {
+        ...quick,
         TWIN_MAX_REPLY_TOKENS: "4096",
         TWIN_CONTEXT_SIZE: "8192",
         TWIN_TEMPERATURE: "2",
@@ -234,7 +222,7 @@ describe("the twin command on the embedded database", () => {
       assert.ok(took < 10_000, `stopped in ${took} ms`);
       const before = server.sent("sendMessage", friend.id).length;
 
-      const again = startBot({ TWIN_MAX_REPLY_TOKENS: "24", TWIN_TEMPERATURE: "0" });
+      const again = startBot(server, { ...quick, TWIN_MAX_REPLY_TOKENS: "24", TWIN_TEMPERATURE: "0" });
       await server.waitFor(
         "the answer after the restart",
         () => server.sent("sendMessage", friend.id).length > before,

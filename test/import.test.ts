@@ -76,6 +76,9 @@ function importInto(database: TestDatabase, options: Partial<ImportOptions> & { 
   );
 }
 
+/** A single-chat export of the personal chat with "Friend" (id 2), as Telegram Desktop writes one. */
+const friendChat = (messages: unknown[]) => ({ name: "Friend", type: "personal_chat", id: 2, messages });
+
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "twin-import-test-"));
 after(async () => {
   fs.rmSync(scratch, { recursive: true, force: true });
@@ -236,15 +239,7 @@ for (const backend of backends()) {
         from_id: "user2",
         text,
       });
-      fs.writeFileSync(
-        file,
-        JSON.stringify({
-          name: "Friend",
-          type: "personal_chat",
-          id: 2,
-          messages: [message(1, "a"), message(2, "b"), message(1, "c")],
-        }),
-      );
+      fs.writeFileSync(file, JSON.stringify(friendChat([message(1, "a"), message(2, "b"), message(1, "c")])));
       const summary = await importInto(database, { input: file, owner: "1" });
       assert.equal(summary.new, 2);
       assert.deepEqual(summary.skipped, { "duplicate message id in the same chat": 1 });
@@ -344,19 +339,16 @@ for (const backend of backends()) {
         from_id: id === 3 || id === 5 ? "user1" : "user2", // the owner wrote 3, and 5 "in the future"
         text,
       });
-      const json = JSON.stringify({
-        name: "Friend",
-        type: "personal_chat",
-        id: 2,
-        messages: [
+      const json = JSON.stringify(
+        friendChat([
           message(1, "plain"),
           message(2, "nul\u0000inside\u0000twice"),
           message(3, "owner's last real words", 1704103300),
           message(4, "latin-1 here: XX"),
           message(5, "from the future", now + 400 * 86_400),
           message(6, "a backslash then u0000: \\u0000 stays text"),
-        ],
-      });
+        ]),
+      );
       const body = Buffer.from(json, "utf8");
       const at = body.indexOf("XX");
       body[at] = 0xe9; // "é" in Latin-1: not UTF-8
@@ -400,11 +392,8 @@ for (const backend of backends()) {
       const file = path.join(scratch, "dates.json");
       fs.writeFileSync(
         file,
-        JSON.stringify({
-          name: "Friend",
-          type: "personal_chat",
-          id: 2,
-          messages: [
+        JSON.stringify(
+          friendChat([
             {
               id: 7,
               type: "message",
@@ -413,8 +402,8 @@ for (const backend of backends()) {
               from_id: "user2",
               text: "t",
             },
-          ],
-        }),
+          ]),
+        ),
       );
       await assert.rejects(
         importInto(database, { input: file, owner: "1" }),
