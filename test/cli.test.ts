@@ -89,7 +89,9 @@ describe("the twin command on the embedded database", () => {
     const out = path.join(dataDir, "dataset");
     const built = twin("dataset", "--groups", "--since", "all", "--out", out);
     assert.equal(built.code, 0, built.stderr);
-    assert.match(built.stdout, /^dataset \d+: \d+ sessions from 1 chats, \d+\.\d\d messages per session/);
+    assert.match(built.stdout, /^dataset \d+: \d+ sessions from 1 chat, \d+\.\d\d messages per session/);
+    // The summary table starts with its first figure, not a blank header row.
+    assert.match(built.stdout, /messages per session\n┌[─┬]+┐\n│ examples \(train \/ eval\) │/, built.stdout);
     for (const file of ["train.jsonl", "eval.jsonl", "manifest.json"]) {
       assert.ok(fs.existsSync(path.join(out, file)), file);
     }
@@ -108,7 +110,10 @@ describe("the twin command on the embedded database", () => {
   it("fails with one clear line, not a stack trace, on a missing file or a bad setting", () => {
     const missing = twin("import", "/nonexistent/result.json");
     assert.equal(missing.code, 1);
-    assert.equal(missing.stderr.trim(), "twin: /nonexistent/result.json: no such file or folder");
+    assert.equal(
+      missing.stderr.trim(),
+      "twin: HistoryError: /nonexistent/result.json: no such file or folder",
+    );
 
     const env = { ...process.env, TWIN_DATA_DIR: dataDir, TWIN_TIMEZONE: "UTC" };
     const typo = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), "stats"], {
@@ -116,7 +121,7 @@ describe("the twin command on the embedded database", () => {
       encoding: "utf8",
     });
     assert.equal(typo.status, 1);
-    assert.match(typo.stderr, /^twin: Configuration error in TWIN_TIMEZONE: unknown variable/);
+    assert.match(typo.stderr, /^twin: ConfigError: Configuration error in TWIN_TIMEZONE: unknown variable/);
 
     const noUserbot = twin("export");
     assert.equal(noUserbot.code, 1);
@@ -140,9 +145,14 @@ describe("the twin command on the embedded database", () => {
     const none = twin("chat");
     assert.notEqual(none.code, 0, "chat needs --with or --as");
     assert.match(none.stderr, /exactly one of --with/, none.stderr);
-    const chat = twinWithInput("hey, how are you?\n/quit\n", "chat", "--with", "Somebody New");
+    // Two lines at once: one burst, as a friend's messages typed in a row are.
+    const chat = twinWithInput("hey, how are you?\nstill there?\n/quit\n", "chat", "--with", "Reza Behboodi");
     assert.equal(chat.code, 0, chat.stderr);
-    assert.match(chat.stdout, /You are Somebody New; the twin is Hamid Khorshidian/, chat.stdout);
+    assert.match(
+      chat.stdout,
+      /You are Reza Behboodi; the twin is Hamid Khorshidian \([1-9]\d* turns of real history/,
+      "their group sessions are the history",
+    );
     assert.match(chat.stdout, /Hamid Khorshidian: \S/, `the twin answered: ${chat.stdout}`);
   });
 
@@ -155,12 +165,21 @@ describe("the twin command on the embedded database", () => {
     assert.equal(queued.code, 0, queued.stderr);
     assert.match(queued.stdout, /^Dataset \d+: .*sessions/m, "the plan names the dataset");
     assert.match(queued.stdout, /3 steps of 1,024 tokens; time: roughly \d+/, "steps and a rough time");
+    assert.match(
+      queued.stdout,
+      /time: roughly .* \(\d+.*–\d+ (s|min), from the model's size and this hardware\)\.\nWhere the time goes: loading \d+ s, 3 steps × [\d.]+ s, (2 held-out passes × .*, )?export \d+ s;/,
+      "a range, and the fixed costs beside the steps",
+    );
     const run = /queued run (\d+)/.exec(queued.stdout)?.[1];
     assert.ok(run, `a run was queued: ${queued.stdout}`);
     assert.match(twin("train", "list").stdout, new RegExp(`${run}\\s*│\\s*queued`), "list shows it queued");
     const cancelled = twin("train", "cancel", run);
     assert.equal(cancelled.stdout, `run ${run} cancelled\n`, cancelled.stderr);
     assert.match(twin("train", "list").stdout, new RegExp(`${run}\\s*│\\s*cancelled`));
+    const log = twin("train", "log", run);
+    assert.equal(log.code, 0, log.stderr);
+    assert.equal(log.stdout, `run ${run} (cancelled) has printed nothing besides its progress\n`);
+    assert.match(twin("train", "log", "999").stderr, /NoSuchRunError: there is no run 999/);
     assert.match(
       twin("train", "cancel", run).stdout,
       /is not queued or running/,
@@ -173,7 +192,7 @@ describe("the twin command on the embedded database", () => {
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /TWIN_BOT_TOKEN is not set/, missing.stderr);
 
-    const token = "123456789:AAE-cli_test_token_for_the_local_api_0123";
+    const token = "123456789:AAE-cli_test_token_for_local_api_01";
     const server = new BotApiServer(token);
     await server.start();
     try {
@@ -192,7 +211,7 @@ describe("the twin command on the embedded database", () => {
   });
 
   it("stops the bot within 10 s of SIGTERM mid-reply; the cut reply is answered after the restart, once", async () => {
-    const token = "123456789:AAE-cli_test_token_for_the_local_api_0123";
+    const token = "123456789:AAE-cli_test_token_for_local_api_01";
     const server = new BotApiServer(token);
     await server.start();
     const owner = { id: Number(fixtureOwners.cuda), is_bot: false, first_name: "Hamid" };
@@ -248,7 +267,7 @@ describe("the twin command on the embedded database", () => {
     assert.match(typo.stderr, /unknown command 'stast'/, typo.stderr);
 
     // A chat waits on its input; SIGTERM to the launcher must reach the chat, or this never ends.
-    const chat = spawn(process.execPath, [bin, "chat", "--with", "Somebody New"], { cwd: root, env });
+    const chat = spawn(process.execPath, [bin, "chat", "--with", "Reza Behboodi"], { cwd: root, env });
     let output = "";
     chat.stdout.on("data", (chunk) => {
       output += chunk;
@@ -257,10 +276,10 @@ describe("the twin command on the embedded database", () => {
       chat.on("exit", (code, signal) => resolve({ code, signal })),
     );
     const deadline = Date.now() + 60_000;
-    while (!output.includes("You are Somebody New") && Date.now() < deadline) {
+    while (!output.includes("You are Reza Behboodi") && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    assert.match(output, /You are Somebody New/, `the chat started: ${output}`);
+    assert.match(output, /You are Reza Behboodi/, `the chat started: ${output}`);
     const children = fs
       .readdirSync("/proc")
       .filter((entry) => /^\d+$/.test(entry))

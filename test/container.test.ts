@@ -16,7 +16,17 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const x64 = process.arch === "x64" && process.platform === "linux";
 
 /** What the Dockerfile copies into the image besides node_modules (.dockerignore drops tests). */
-const APP_FILES = ["package.json", "package-lock.json", "bin", "src", "migrations", "scripts/docker"];
+/** What the Dockerfile copies into the bot image (checked against it below). */
+const APP_FILES = [
+  "package.json",
+  "package-lock.json",
+  "bin",
+  "src",
+  "migrations",
+  "scripts/docker",
+  "trainer/configs",
+  "trainer/twin_trainer",
+];
 
 /** The environment of a container started by docker-compose.yml minus what this test sets. */
 function cleanEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -117,7 +127,7 @@ describe("the bot image's install and prune (scripts/docker/install-app.sh cpu)"
       for (const entry of APP_FILES) {
         fs.cpSync(path.join(root, entry), path.join(scratch, entry), {
           recursive: true,
-          filter: (source) => !source.endsWith(".test.ts"),
+          filter: (source) => !source.endsWith(".test.ts") && !source.includes("__pycache__"),
         });
       }
       fs.chmodSync(scratch, 0o755);
@@ -147,6 +157,30 @@ describe("the bot image's install and prune (scripts/docker/install-app.sh cpu)"
     { timeout: 660_000 },
   );
   after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it("copies what the Dockerfile copies, and plans a run from the trainer files it holds", () => {
+    const dockerfile = fs.readFileSync(path.join(root, "Dockerfile"), "utf8");
+    const cpuTarget = dockerfile.slice(
+      dockerfile.indexOf(" AS cpu\n"),
+      dockerfile.indexOf(" AS node-binary"),
+    );
+    const copied = [...cpuTarget.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
+      (m[1] as string).split(" "),
+    );
+    assert.deepEqual(
+      copied.sort(),
+      APP_FILES.filter((file) => file !== "scripts/docker").sort(),
+      "the test's copy is the image's",
+    );
+    // The image's Python has PyYAML only: the config command must need nothing else of the trainer.
+    const config = spawnSync(
+      path.join(root, "trainer/.venv/bin/python"),
+      ["-m", "twin_trainer", "config", "--config", "configs/smollm2-135m-lora-cpu.yaml"],
+      { cwd: path.join(scratch, "trainer"), encoding: "utf8" },
+    );
+    assert.equal(config.status, 0, output(config));
+    assert.equal(typeof JSON.parse(config.stdout).tokens_per_batch, "number");
+  });
 
   it("installs the production dependencies and prunes them to a fraction", (t) => {
     assert.equal(install.status, 0, output(install));
@@ -254,7 +288,7 @@ describe("the bot image's install and prune (scripts/docker/install-app.sh cpu)"
     assert.notEqual(missing.status, 0, output(missing));
     assert.match(missing.stderr, /TWIN_BOT_TOKEN is not set/, output(missing));
 
-    const token = "123456789:AAE-container_test_token_for_the_local_api";
+    const token = "123456789:AAE-container_test_token_local_api_";
     const owner = { id: 424242, is_bot: false, first_name: "Owner" };
     const server = new BotApiServer(token);
     await server.start();

@@ -11,6 +11,7 @@ import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
 import { loadGgufTokenizer } from "../src/dataset/tokenizer.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
+import { appOf } from "./support/app.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtureOwners, fixtures, readJson } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
@@ -102,7 +103,7 @@ for (const backend of backends()) {
         const expected = independentSessionCounts(file, Number(owner), gap);
         assert.ok(expected.sessions > 0, "the fixture has sessions where the owner answers");
         const { manifest } = await buildDataset(
-          database,
+          appOf(database),
           defaults({ maxTokens: 100_000, evalFraction: 0, gapMinutes: gap }),
         );
         assert.equal(manifest.counts.sessions, expected.sessions);
@@ -146,10 +147,10 @@ for (const backend of backends()) {
       await friends.allow(2);
       await friends.allow(3);
       await friends.revoke(3);
-      const everyone = await buildDataset(database, defaults({ groups: false, evalFraction: 0 }));
+      const everyone = await buildDataset(appOf(database), defaults({ groups: false, evalFraction: 0 }));
       assert.equal(everyone.manifest.counts.chats, 2);
       const allowed = await buildDataset(
-        database,
+        appOf(database),
         defaults({ groups: false, evalFraction: 0, allowedOnly: true }),
       );
       const examples = await createDatasetRepository(database).examples(allowed.datasetId);
@@ -158,8 +159,55 @@ for (const backend of backends()) {
 
     it("needs --groups for group chats", async () => {
       await importOnly(fixtures.cuda, fixtureOwners.cuda);
-      const { manifest } = await buildDataset(database, defaults({ groups: false }));
+      const { manifest } = await buildDataset(appOf(database), defaults({ groups: false }));
       assert.equal(manifest.counts.examples, 0);
+    });
+
+    it("a channel owner's posts reach a dataset only with --channels, each session a trained monologue", async () => {
+      const post = (id: number, minutes: number, text: string) => ({
+        id,
+        type: "message",
+        date: "2024-03-01T10:00:00",
+        date_unixtime: String(1709287200 + minutes * 60),
+        from: "Daily Notes",
+        from_id: "channel1500",
+        text,
+      });
+      const file = path.join(scratch, "channel.json");
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          name: "Daily Notes",
+          type: "public_channel",
+          id: 1500,
+          // Two sessions: three posts within minutes, then one three hours later.
+          messages: [
+            post(1, 0, "morning"),
+            post(2, 2, "coffee first"),
+            post(3, 4, "then code"),
+            post(4, 180, "night"),
+          ],
+        }),
+      );
+      await importOnly(file, "1500");
+      await assert.rejects(
+        buildDataset(appOf(database), defaults()),
+        /channel Daily Notes \(-1000000001500\).*--channels/,
+      );
+      const { datasetId, manifest } = await buildDataset(
+        appOf(database),
+        defaults({ channels: true, evalFraction: 0 }),
+      );
+      assert.equal(manifest.counts.examples, 2);
+      const examples = await createDatasetRepository(database).examples(datasetId);
+      const first = examples.find((e) => joinSegments(e.segments).includes("morning"));
+      assert.ok(first, "the first session is an example");
+      assert.match(
+        joinSegments(first.segments),
+        /^<\|im_start\|>system\nTelegram channel “Daily Notes” · Daily Notes · 2024-03-01/,
+      );
+      const trained = first.segments.filter((segment) => segment.train).map((segment) => segment.text);
+      assert.deepEqual(trained, [`>>> morning\n>>> coffee first\n>>> then code${IM_END}`]);
     });
 
     describe("on the #ubuntu IRC export", () => {
@@ -173,7 +221,7 @@ for (const backend of backends()) {
         fs.writeFileSync(path.join(outDir, "train.jsonl"), "{}\n");
         fs.chmodSync(path.join(outDir, "train.jsonl"), 0o644);
         result = await buildDataset(
-          database,
+          appOf(database),
           defaults({ loss: { kind: "owner" }, outDir, excludePeople: [41893988], redact: true }),
         );
       });
@@ -216,7 +264,7 @@ for (const backend of backends()) {
       it("with a real tokenizer, keeps every example within --max-tokens as that tokenizer counts", async () => {
         const tokenizer = await loadGgufTokenizer(testModel());
         try {
-          const counted = await buildDataset(database, defaults({ maxTokens: 512, tokenizer }));
+          const counted = await buildDataset(appOf(database), defaults({ maxTokens: 512, tokenizer }));
           const examples = await createDatasetRepository(database).examples(counted.datasetId);
           const lengths = examples.map((e) => tokenizer.tokenize(joinSegments(e.segments)));
           assert.ok(Math.max(...lengths) <= 512, `longest example: ${Math.max(...lengths)} tokens`);
@@ -249,7 +297,7 @@ for (const backend of backends()) {
         const manifest = JSON.parse(fs.readFileSync(path.join(outDir, "manifest.json"), "utf8"));
         assert.equal(manifest.counts.examples, examples.length);
         assert.equal(manifest.owner.name, "ActionParsnip");
-        assert.equal(manifest.formatVersion, 1);
+        assert.equal(manifest.formatVersion, 2, "markers: format version 2");
         assert.ok(manifest.speakers[0].messageShare > 0, "per-speaker shares");
       });
 
@@ -267,7 +315,7 @@ for (const backend of backends()) {
           read(name).toString("hex"),
         );
         const stop = new AbortController();
-        const rebuild = buildDataset(database, {
+        const rebuild = buildDataset(appOf(database), {
           ...defaults({ loss: { kind: "all" }, outDir }),
           onProgress: ({ examples }) => {
             if (examples > 200) stop.abort(); // midway, with part of the new files written

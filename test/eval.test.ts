@@ -1,22 +1,27 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { Config } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
-import { EvaluationError, generateSamples } from "../src/evaluation/generate.usecase.ts";
+import { EvaluationError } from "../src/evaluation/evaluation.errors.ts";
+import { generateSamples } from "../src/evaluation/generate.usecase.ts";
 import { createGuessRepository } from "../src/evaluation/guess.repository.ts";
 import { runReport } from "../src/evaluation/report-runner.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { Engine } from "../src/inference/engine.ts";
+import { appOf } from "./support/app.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
 import { writePersonalChatExport } from "./support/personal-chat-export.ts";
 
 const PNG = Buffer.from("89504e470d0a1a0a", "hex");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** twin eval end to end on the IRC fixture with SmolLM2: samples, then the report and its plots. */
 describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
@@ -41,7 +46,7 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
       { historyRepository: createHistoryRepository(database) },
       { input: personal, batchSize: 1000, timeZone: "UTC" },
     );
-    await buildDataset(database, {
+    await buildDataset(appOf(database), {
       ...defaultDatasetOptions("UTC"),
       groups: true,
       since: null,
@@ -72,7 +77,7 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
   let evaluationId = 0;
 
   it("generates held-out turns with each model and writes a report with real PNG plots", async () => {
-    const id = await generateSamples({ database, engine, config }, { maxTurns: 6, seed: 1 });
+    const id = await generateSamples({ ...appOf(database), engine, config }, { maxTurns: 6, seed: 1 });
     evaluationId = id;
     const { rows: samples } = await database.pool.query<{ model: string; seed: number; turn: string }>(
       "SELECT model, seed, example_id || '#' || turn_index AS turn FROM evaluation_samples WHERE evaluation_id = $1",
@@ -142,9 +147,41 @@ describe("twin eval on the IRC fixture", { timeout: 600_000 }, () => {
     );
   });
 
+  it("twin eval puts its report in the data folder, says what it generates and prints progress lines when piped", () => {
+    const dataDir = path.join(out, "data");
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: database.url,
+      TWIN_DATA_DIR: dataDir,
+      TWIN_MODEL: testModel(),
+      TWIN_CONTEXT_SIZE: "1024",
+      TWIN_MAX_REPLY_TOKENS: "16",
+    };
+    const run = spawnSync(process.execPath, [path.join(root, "bin/twin.js"), "eval", "--turns", "2"], {
+      cwd: out,
+      env,
+      encoding: "utf8",
+      timeout: 500_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /^generating 2 of \d+ held-out turns of ActionParsnip with each of 2 models \(base model, base model \+ real history\), plus \d+ leakage probes per model$/m,
+      run.stdout,
+    );
+    const id = /^report: .*eval-(\d+)\/report\.md$/m.exec(run.stdout)?.[1];
+    assert.ok(id, run.stdout);
+    const report = path.join(dataDir, "reports", `eval-${id}`, "report.md");
+    assert.ok(fs.existsSync(report), `the default report lands in the data folder: ${run.stdout}`);
+    assert.ok(!fs.existsSync(path.join(out, `eval-${id}`)), "nothing in the working directory");
+    // stderr is a pipe here: a line per model instead of a bar that would print nothing.
+    assert.match(run.stderr, /^generating \d+\/\d+ turns \| base model$/m, run.stderr);
+    assert.match(run.stderr, /^generating \d+\/\d+ turns \| base model \+ real history$/m, run.stderr);
+  });
+
   it("names the speakers there are when asked for one the dataset does not have", async () => {
     await assert.rejects(
-      generateSamples({ database, engine, config }, { speaker: "Nobody", maxTurns: 2 }),
+      generateSamples({ ...appOf(database), engine, config }, { speaker: "Nobody", maxTurns: 2 }),
       (error: Error) =>
         error instanceof EvaluationError &&
         /no held-out trained turn of Nobody \(speakers there include /.test(error.message),

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Message, User } from "grammy/types";
+import { createRepositories } from "../src/app.ts";
 import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
 import { createLog } from "../src/bot/log.ts";
 import { createServing } from "../src/cli/engine-setup.ts";
@@ -106,7 +107,7 @@ describe("/export: the userbot logs in through the bot and pulls the history", {
       database,
       conversations: new Conversations(engine),
       countTokens: engine.countTokens,
-      model: createServing(config, database, engine),
+      model: createServing({ config, repositories: createRepositories(database) }, engine),
       log: createLog([TOKEN], (line) => logLines.push(line)),
       userbot: {
         logins,

@@ -3,12 +3,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createDatasetRepository } from "../src/dataset/dataset.repository.ts";
 import { ExportFormatError, OwnerUnknownError } from "../src/history/desktop-import/import.errors.ts";
 import { type ImportOptions, importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { HistoryError } from "../src/history/history.errors.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
-import { historyStats } from "../src/history/stats.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtureOwners, fixtures, readJson } from "./support/fixtures.ts";
 
@@ -172,9 +170,13 @@ for (const backend of backends()) {
       await reset();
       const byName = await importInto(database, { input: fixtures.cuda, owner: "Hamid Khorshidian" });
       assert.equal(byName.owner.id, 121569222);
-      const stats = await historyStats(database);
+      const stats = await createHistoryRepository(database).stats({ gapMinutes: 10 });
       assert.equal(stats.owner?.id, 121569222);
-      assert.ok(stats.topRepliers.length > 0, "the owner's reply partners in the group are listed");
+      assert.ok(stats.partners.length > 0, "the owner's partners in the group are listed");
+      assert.ok(
+        stats.partners.every((p) => p.personalMessages === 0 && p.groupMessages > 0),
+        "from the group alone",
+      );
     });
 
     it("refuses an export without an owner before storing anything, and says how to pass one", async () => {
@@ -184,8 +186,8 @@ for (const backend of backends()) {
         assert.match(error.message, /--owner/);
         return true;
       });
-      assert.equal(await count(database, "SELECT count(*) FROM messages"), 0);
-      assert.equal((await database.pool.query("SELECT status FROM imports")).rows[0].status, "failed");
+      for (const table of ["messages", "chats", "people", "owner", "imports"])
+        assert.equal(await count(database, `SELECT count(*) FROM ${table}`), 0, `no row in ${table}`);
     });
 
     it("refuses another account's export into a database that has an owner", async () => {
@@ -379,7 +381,7 @@ for (const backend of backends()) {
         "the place is the message's byte offset in the file",
       );
 
-      const since = await createDatasetRepository(database).defaultSince(1, 24);
+      const since = await createHistoryRepository(database).monthsBeforeLastOwnMessage(1, 24);
       assert.equal(
         since,
         new Date(Date.UTC(2022, 0, 1, 10, 1, 40)).toISOString(),
@@ -413,6 +415,98 @@ for (const backend of backends()) {
       fs.writeFileSync(empty, "{}");
       await assert.rejects(importInto(database, { input: empty }), OwnerUnknownError);
       assert.equal(await count(database, "SELECT count(*) FROM messages"), 0);
+    });
+
+    it("takes a channel as the owner of its export (by id, -100 id or name) and refuses an owner it cannot find before a row is written", async () => {
+      const file = path.join(scratch, "channel.json");
+      const post = (id: number, text: string) => ({
+        id,
+        type: "message",
+        date: "2024-03-01T10:00:00",
+        date_unixtime: String(1709287200 + id * 60),
+        from: "Daily Notes",
+        from_id: "channel1500",
+        text,
+      });
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          name: "Daily Notes",
+          type: "public_channel",
+          id: 1500,
+          messages: [post(1, "first post"), post(2, "second post")],
+        }),
+      );
+      const channel = -1_000_000_001_500;
+      for (const owner of ["1500", "-1000000001500", "channel1500", "Daily Notes"]) {
+        await reset();
+        const summary = await importInto(database, { input: file, owner });
+        assert.deepEqual(summary.owner, { id: channel, name: "Daily Notes" }, `--owner ${owner}`);
+        assert.equal(summary.new, 2);
+        assert.equal((await createHistoryRepository(database).getOwner())?.personId, channel);
+      }
+
+      const nothingStored = async () => {
+        for (const table of ["messages", "chats", "people", "owner", "imports"])
+          assert.equal(await count(database, `SELECT count(*) FROM ${table}`), 0, `no row in ${table}`);
+      };
+      for (const [owner, expected] of [
+        [
+          "Somebody Else",
+          /--owner Somebody Else: nobody of that name wrote in channel\.json \(most active: Daily Notes \(channel -1000000001500\) 2 messages\)/,
+        ],
+        ["-1000000009999", /--owner -1000000009999: no channel of that id wrote in channel\.json/],
+        ["channel9999", /no channel of that id/],
+      ] as const) {
+        await reset();
+        await assert.rejects(importInto(database, { input: file, owner }), expected);
+        await nothingStored();
+      }
+      // Two senders of one name: ambiguous, named both, before a row is written.
+      await reset();
+      const twins = path.join(scratch, "twins.json");
+      fs.writeFileSync(
+        twins,
+        JSON.stringify(
+          friendChat([
+            { ...post(1, "a"), from: "Sam", from_id: "user2" },
+            { ...post(2, "b"), from: "Sam", from_id: "user3" },
+          ]),
+        ),
+      );
+      await assert.rejects(
+        importInto(database, { input: twins, owner: "Sam" }),
+        /ambiguous.*Sam \(2\) or Sam \(3\)/,
+      );
+      await nothingStored();
+      // A user who only read is still an owner (the other side of a personal chat), with a warning.
+      const reader = await importInto(database, { input: twins, owner: "1" });
+      assert.equal(reader.owner.id, 1);
+      assert.match(reader.warnings.join("\n"), /the owner \(1\) wrote nothing in twins\.json/);
+    });
+
+    it("an import stopped by its signal keeps every committed batch, is marked interrupted, and the same import resumes it", async () => {
+      await reset();
+      const total = expectationsOf(fixtures.irc).messages.size;
+      const stop = new AbortController();
+      await assert.rejects(
+        importInto(database, {
+          input: fixtures.irc,
+          batchSize: 2000,
+          signal: stop.signal,
+          onProgress: ({ bytes, totalBytes }) => {
+            if (bytes > totalBytes / 2) stop.abort();
+          },
+        }),
+        /import of ubuntu_irc_as_telegram_export\.json stopped; what was committed stays: import the same file again to resume/,
+      );
+      const { rows: stopped } = await database.pool.query("SELECT status, error FROM imports");
+      assert.equal(stopped[0].status, "interrupted");
+      const kept = await count(database, "SELECT count(*) FROM messages");
+      assert.ok(kept > 0 && kept < total, `kept ${kept} of ${total}`);
+      const again = await importInto(database, { input: fixtures.irc, batchSize: 2000 });
+      assert.equal(again.new, total - kept);
+      assert.equal(await count(database, "SELECT count(*) FROM messages"), total);
     });
   });
 }

@@ -6,7 +6,8 @@ import { after, before, describe, it } from "node:test";
 import type { LlamaContextSequence } from "node-llama-cpp";
 import { sequenceIdOf } from "../src/inference/batching.ts";
 import { Conversations } from "../src/inference/conversations.ts";
-import { AdapterMismatchError, Engine } from "../src/inference/engine.ts";
+import { Engine } from "../src/inference/engine.ts";
+import { AdapterMismatchError } from "../src/inference/inference.errors.ts";
 import { buildPrompt, type PromptTurn } from "../src/inference/prompt.ts";
 import { testModel } from "./support/models.ts";
 

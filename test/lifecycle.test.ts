@@ -309,6 +309,14 @@ for (const backend of backends()) {
         )
       ).rows;
 
+    const untilACommittedBatch = () =>
+      waitUntil("a committed batch", async () => {
+        const { rows } = await database.pool.query<{ committed: string }>(
+          "SELECT committed_bytes AS committed FROM imports ORDER BY id DESC LIMIT 1",
+        );
+        return Number(rows[0]?.committed ?? 0) > 0;
+      });
+
     before(async () => {
       await generateExport(big, { messages: MESSAGES, chats: 40, seed: 7 });
       await generateExport(small, { messages: 2_000, chats: 3, seed: 8 });
@@ -344,12 +352,7 @@ for (const backend of backends()) {
 
       await database.pool.query("TRUNCATE messages, chats, people, owner, imports");
       const killed = start(env, "import", big);
-      await waitUntil("a committed batch", async () => {
-        const { rows } = await database.pool.query<{ committed: string }>(
-          "SELECT committed_bytes AS committed FROM imports ORDER BY id DESC LIMIT 1",
-        );
-        return Number(rows[0]?.committed ?? 0) > 0;
-      });
+      await untilACommittedBatch();
       killed.child.kill("SIGKILL");
       await killed.done;
       await new Promise((resolve) => setTimeout(resolve, STALE_S * 1000 + 500));
@@ -359,6 +362,28 @@ for (const backend of backends()) {
         (await imports()).map((row) => row.status),
         ["interrupted", "succeeded"],
       );
+      const { rows } = await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages");
+      assert.equal(rows[0]?.n, messagesIn(big), "every message once");
+    });
+
+    it("SIGTERM stops an import within 10 s: its batch committed or dropped, marked interrupted at once, resumed by the same import", async () => {
+      await database.pool.query("TRUNCATE messages, chats, people, owner, imports");
+      const stopped = start(env, "import", big);
+      await untilACommittedBatch();
+      const signalledAt = Date.now();
+      stopped.child.kill("SIGTERM");
+      const ended = await stopped.done;
+      const seconds = (Date.now() - signalledAt) / 1000;
+      assert.ok(seconds < 10, `ended ${seconds.toFixed(1)} s after SIGTERM`);
+      assert.equal(ended.code, 130, ended.output);
+      assert.match(ended.output, /import the same file again to resume/);
+      assert.deepEqual(
+        (await imports()).map((row) => row.status),
+        ["interrupted"],
+        "interrupted at once, without waiting for its heartbeat to go stale",
+      );
+      const again = await start(env, "import", big).done;
+      assert.equal(again.code, 0, again.output);
       const { rows } = await database.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages");
       assert.equal(rows[0]?.n, messagesIn(big), "every message once");
     });

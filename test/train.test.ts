@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { Message, User } from "grammy/types";
 import { createFriendsRepository } from "../src/access/friends.repository.ts";
+import { createRepositories } from "../src/app.ts";
 import { createTwinBot, type TwinBot } from "../src/bot/bot.ts";
 import { createLog } from "../src/bot/log.ts";
 import { createServing } from "../src/cli/engine-setup.ts";
@@ -17,12 +20,14 @@ import { Engine } from "../src/inference/engine.ts";
 import { createModelsRepository } from "../src/models/models.repository.ts";
 import { LocalWorker } from "../src/training/local-worker.ts";
 import { createRunsRepository } from "../src/training/runs.repository.ts";
+import { appOf } from "./support/app.ts";
 import { type ApiCall, BotApiServer } from "./support/bot-api-server.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
 import { writePersonalChatExport } from "./support/personal-chat-export.ts";
 
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const TOKEN = "123456789:AAE-test_token_for_the_local_bot_api_0123";
 const owner: User = { id: 64232718, is_bot: false, first_name: "ActionParsnip" }; // the IRC fixture's owner
 const anna: User = { id: 5001, is_bot: false, first_name: "Anna" };
@@ -111,7 +116,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       { historyRepository: history },
       { input: fixtures.irc, batchSize: 25_000, timeZone: "UTC" },
     );
-    await buildDataset(database, {
+    await buildDataset(appOf(database), {
       ...defaultDatasetOptions("UTC"),
       groups: true,
       since: null,
@@ -170,7 +175,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       conversations: new Conversations(engine),
       engine,
       countTokens: engine.countTokens,
-      model: createServing(config, database, engine),
+      model: createServing({ config, repositories: createRepositories(database) }, engine),
       worker,
       log: createLog([TOKEN], (line) => logLines.push(line)),
     });
@@ -217,6 +222,28 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
     for (const name of ["queued", "claimed", "start", "log", "eval", "checkpoint", "done", "succeeded"]) {
       assert.ok(events.includes(name), `the run's events include ${name}: ${events.join(",")}`);
     }
+    const phases = (await runs.events(runId)).filter((e) => e.event === "phase").map((e) => e.data.phase);
+    assert.deepEqual(
+      [...new Set(phases)],
+      ["loading", "tokenizing", "evaluating", "exporting", "storing"],
+      "the worker names what it does between steps",
+    );
+    assert.ok(
+      ownerTexts("editMessageText").some((text) => /step \d\/4\n.*ETA \d+ (s|min)/.test(text)),
+      "the status shows an ETA beside the steps",
+    );
+    // What the trainer printed besides its events (library warnings) is the run's log, not the
+    // worker's output that twin shows or logs.
+    const printed = (await runs.log(runId))
+      .filter((e) => e.event === "log_line")
+      .map((e) => String(e.data.line));
+    const outside = workerLines.filter((line) => !line.startsWith("{"));
+    for (const line of printed) assert.ok(!outside.includes(line), `“${line}” stayed in the run's log`);
+    assert.deepEqual(
+      outside.filter((line) => /Warning|%\||Traceback/.test(line)),
+      [],
+      "no warning or progress bar reaches twin",
+    );
     const active = await runs.activeAdapter();
     assert.ok(active && active.runId === runId, "the run's adapter is the active one");
     firstAdapter = active.id;
@@ -461,11 +488,15 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
 
       const before = server.sent("sendMessage", anna.id).length;
       server.sendMessage(anna, { text: "what are you up to this weekend?" });
-      await server.waitFor(
-        "the full model's answer to Anna",
-        () => server.sent("sendMessage", anna.id).length > before,
-        120_000,
-      );
+      await server
+        .waitFor(
+          "the full model's answer to Anna",
+          () => server.sent("sendMessage", anna.id).length > before,
+          120_000,
+        )
+        .catch((error: Error) => {
+          throw new Error(`${error.message}\nlog: ${logLines.slice(-5).join("")}`);
+        });
       const { rows } = await database.pool.query<{ served_by: string }>(
         "SELECT served_by FROM bot_messages WHERE from_twin AND person_id = $1 ORDER BY id DESC LIMIT 1",
         [anna.id],
@@ -478,5 +509,47 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
     } finally {
       await database.pool.query("UPDATE training_workers SET stopped_at = now() WHERE id = 'gpu-box:1'");
     }
+  });
+
+  it("says why a run failed with the last lines of its log, which twin train log prints whole", async () => {
+    const { overrides } = twin.services.config.training;
+    overrides.max_steps = "2";
+    overrides.attn_implementation = "no_such_attention"; // refused by transformers as the base loads
+    let runId = 0;
+    try {
+      runId = await startRun();
+      await waitForText(
+        "editMessageText",
+        "the failed run",
+        (text) => text.startsWith(`Training run ${runId} failed`),
+        300_000,
+      );
+    } finally {
+      delete overrides.attn_implementation;
+    }
+    const message = ownerTexts("editMessageText").find((text) =>
+      text.startsWith(`Training run ${runId} failed`),
+    );
+    assert.match(message ?? "", /no_such_attention/, "the reason");
+    assert.match(
+      message ?? "",
+      /\nThe last lines of its log:\n( {2}.*\n)+The whole log: twin train log \d+$/,
+      message,
+    );
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [path.join(root, "bin/twin.js"), ...args], {
+        cwd: root,
+        env: { ...process.env, DATABASE_URL: database.url, TWIN_DATA_DIR: tmp, TWIN_WORKER: "external" },
+        encoding: "utf8",
+      });
+    const log = cli("train", "log", String(runId));
+    assert.equal(log.status, 0, log.stderr);
+    assert.match(log.stdout, /^── attempt 1 on worker .* UTC ──\n/, log.stdout);
+    assert.match(log.stdout, /Traceback \(most recent call last\):\n/, "the traceback is in the log");
+    assert.match(log.stdout, /── failed: .*no_such_attention.* ──\n$/, log.stdout);
+    assert.match(
+      cli("train", "list").stdout,
+      new RegExp(`${runId}\\s*│\\s*failed.*\\(log: twin train log ${runId}\\)`),
+    );
   });
 });

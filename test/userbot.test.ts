@@ -7,13 +7,9 @@ import type { Api } from "telegram";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { pullCursorReader } from "../src/userbot/cursors.ts";
-import {
-  MIGRATED_ID_SHIFT,
-  type PullOptions,
-  PullPausedError,
-  type PullProgress,
-  pullHistory,
-} from "../src/userbot/pull.ts";
+import { MIGRATED_ID_SHIFT } from "../src/userbot/dialogs.ts";
+import { type PullOptions, type PullProgress, pullHistory } from "../src/userbot/pull.ts";
+import { PullPausedError } from "../src/userbot/userbot.errors.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { ScriptedAccount, type ScriptedChat } from "./support/scripted-account.ts";
 

@@ -9,12 +9,14 @@
  *
  *   npm run bench:bot [-- <friends>]        (default 20)
  */
+
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { User } from "grammy/types";
 import { createFriendsRepository } from "../../src/access/friends.repository.ts";
+import { createRepositories } from "../../src/app.ts";
 import { createTwinBot } from "../../src/bot/bot.ts";
 import { createBotMessagesRepository } from "../../src/bot/bot-messages.repository.ts";
 import { createLog } from "../../src/bot/log.ts";
@@ -93,7 +95,7 @@ const twin = await createTwinBot({
   database,
   conversations,
   countTokens: engine.countTokens,
-  model: createServing(config, database, engine),
+  model: createServing({ config, repositories: createRepositories(database) }, engine),
   log: { ...createLog([TOKEN]), error: (scope, error) => errors.push(`${scope}: ${String(error)}\n`) },
 });
 await twin.start();

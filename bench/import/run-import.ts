@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { loadConfig } from "../../src/config/config.ts";
 import { openDatabase } from "../../src/db/client.ts";
-import { BatchBuilder } from "../../src/history/desktop-import/batch-builder.ts";
+import { BatchBuilder } from "../../src/history/batch-builder.ts";
 import { parseExportMessage } from "../../src/history/desktop-import/export-message.ts";
 import { importDesktopExport } from "../../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../../src/history/history.repository.ts";

@@ -9,6 +9,11 @@ export const friends = pgTable("friends", {
   allowedAt: timestamp("allowed_at", { withTimezone: true }).notNull().defaultNow(),
   /** Set by /revoke; the row stays so the history of consent is kept. */
   revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  /**
+   * When the bot introduced itself to them (once per friend); the owner's /forget, or allowing
+   * them again after a /revoke, clears it.
+   */
+  introducedAt: timestamp("introduced_at", { withTimezone: true }),
 });
 
 /**

@@ -1,4 +1,3 @@
-import type { Api } from "grammy";
 import type { BotCommand } from "grammy/types";
 
 /** The owner's command list; friends see none (they just write). */
@@ -22,9 +21,3 @@ export const ownerCommands: BotCommand[] = [
   { command: "resume", description: "answer friends again" },
   { command: "cancel", description: "leave the current step" },
 ];
-
-/** Registers the commands per scope: the owner's list in the owner's chat, none elsewhere. */
-export async function registerCommands(api: Api, ownerId: number): Promise<void> {
-  await api.setMyCommands(ownerCommands, { scope: { type: "chat", chat_id: ownerId } });
-  await api.deleteMyCommands({ scope: { type: "default" } });
-}

@@ -1,16 +1,22 @@
 import { headerLine } from "../dataset/examples.ts";
-import type { Database } from "../db/client.ts";
-import { loadConversationContextFor, loadGroupContext } from "../inference/history-context.ts";
+import { forwardMarker } from "../dataset/markers.ts";
+import { SESSION_GAP_MS } from "../dataset/sessions.ts";
+import type { HistoryRepository } from "../history/history.repository.ts";
+import { loadConversationContext, loadGroupContext } from "../inference/history-context.ts";
 import { buildPrompt, type Prompt, type PromptTurn } from "../inference/prompt.ts";
+import { RECENT_REPLIES } from "../inference/reply-shape.ts";
 import type { BotMessagesRepository, ConversationRef, StoredMessage } from "./bot-messages.repository.ts";
 
-const SESSION_GAP_MS = 10 * 60_000;
 const STORED_MESSAGES = 400;
+/** What every forward marker starts with: `[forwarded from `. */
+const FORWARD_PREFIX = forwardMarker("x").replace(/x\]$/u, "");
 
 /**
- * The bot's stored conversation as prompt turns (pure): sessions cut at 10-minute gaps as the
+ * The bot's stored conversation as prompt turns (pure): sessions cut at SESSION_GAP_MS as the
  * dataset cuts them; the last session is live (its start goes into the header), earlier ones
- * follow the real history as context. Consecutive messages of one side merge into one turn.
+ * follow the real history as context. Consecutive messages of one side merge into one turn; a
+ * message's marker (a forward's, a reply's) is its own line before the text, and a run of forwards
+ * from one author shows its marker once, as the dataset renders history (src/dataset/sessions.ts).
  */
 export function conversationTurns(
   stored: StoredMessage[],
@@ -25,11 +31,19 @@ export function conversationTurns(
   }
   const toTurns = (messages: StoredMessage[]) => {
     const turns: PromptTurn[] = [];
+    let forwardRun: string | undefined; // the forward marker the current turn's last lines follow
     for (const message of messages) {
       const speaker = message.fromTwin ? names.twin : names.person;
-      const last = turns.at(-1);
-      if (last?.speaker === speaker) last.messages.push(message.text);
-      else turns.push({ speaker, messages: [message.text] });
+      let turn = turns.at(-1);
+      if (turn?.speaker !== speaker) {
+        turn = { speaker, messages: [] };
+        turns.push(turn);
+        forwardRun = undefined;
+      }
+      const marker = message.marker ?? undefined;
+      if (marker !== undefined && marker !== forwardRun) turn.messages.push(marker);
+      forwardRun = marker?.startsWith(FORWARD_PREFIX) ? marker : undefined;
+      turn.messages.push(message.text);
     }
     return turns;
   };
@@ -40,8 +54,34 @@ export function conversationTurns(
   };
 }
 
+/**
+ * The Telegram ids of the twin's messages in the turn before a person's message that comes `at`
+ * (pure): the twin's latest run of sent messages, before the person's own latest run (the turn this
+ * message joins), in the same session. A reply to one of these gets no marker (incoming-text.ts).
+ * `stored` is the conversation as the twin saw it, oldest first (`recent`).
+ */
+export function previousTurn(stored: StoredMessage[], at: number, gapMs = SESSION_GAP_MS): Set<number> {
+  const ids = new Set<number>();
+  let later = at;
+  let i = stored.length - 1;
+  const sameSession = (message: StoredMessage) => {
+    const fits = later - message.sentAt.getTime() <= gapMs;
+    later = message.sentAt.getTime();
+    return fits;
+  };
+  for (; i >= 0 && !(stored[i] as StoredMessage).fromTwin; i--) {
+    if (!sameSession(stored[i] as StoredMessage)) return ids;
+  }
+  for (; i >= 0 && (stored[i] as StoredMessage).fromTwin; i--) {
+    const message = stored[i] as StoredMessage;
+    if (!sameSession(message)) break;
+    if (message.telegramMessageId != null) ids.add(message.telegramMessageId);
+  }
+  return ids;
+}
+
 export type PromptDeps = {
-  database: Pick<Database, "pool">;
+  history: HistoryRepository;
   messages: BotMessagesRepository;
   countTokens: (text: string) => number;
   contextSize: number;
@@ -50,7 +90,7 @@ export type PromptDeps = {
 };
 
 /**
- * The prompt for the twin's next turn in a bot conversation. Mode `friend`: the friend talks, the
+ * The prompt for the twin's next turn in a bot conversation, and the twin's latest replies there. Mode `friend`: the friend talks, the
  * twin answers as the owner. Mode `talk`: the owner talks, the twin answers as the friend. Either
  * way: header, the real history between the two, the bot's earlier sessions, the live one. In a
  * group the real history is that group's, never the private chat's.
@@ -60,12 +100,12 @@ export async function conversationPrompt(
   ref: ConversationRef,
   fallbackName: string,
   groupTitle: string | null = null,
-): Promise<{ prompt: Prompt; replyAs: string }> {
+): Promise<{ prompt: Prompt; replyAs: string; recentReplies: string[] }> {
   const context =
     ref.groupId === undefined
       ? await privateContext(deps, ref, fallbackName)
       : await loadGroupContext(
-          deps.database,
+          deps.history,
           { id: ref.groupId, title: groupTitle },
           { id: ref.personId, fallbackName },
           deps.timeZone,
@@ -84,11 +124,22 @@ export async function conversationPrompt(
     maxTokens: deps.contextSize - deps.maxReplyTokens,
     countTokens: deps.countTokens,
   });
-  return { prompt, replyAs: names.twin };
+  return { prompt, replyAs: names.twin, recentReplies: twinReplies(stored).slice(-RECENT_REPLIES) };
+}
+
+/** The twin's replies in stored messages (pure), oldest first: each run of its messages as one text. */
+export function twinReplies(stored: StoredMessage[]): string[] {
+  const replies: string[] = [];
+  stored.forEach((message, index) => {
+    if (!message.fromTwin) return;
+    if (index > 0 && stored[index - 1]?.fromTwin) replies[replies.length - 1] += `\n${message.text}`;
+    else replies.push(message.text);
+  });
+  return replies;
 }
 
 async function privateContext(deps: PromptDeps, ref: ConversationRef, fallbackName: string) {
-  const context = await loadConversationContextFor(deps.database, ref.personId, fallbackName, deps.timeZone);
+  const context = await loadConversationContext(deps.history, ref.personId, fallbackName, deps.timeZone);
   return {
     ...context,
     chat: { id: ref.personId, type: "personal_chat", title: null },

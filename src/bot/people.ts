@@ -1,47 +1,63 @@
-import type pg from "pg";
+import { InlineKeyboard } from "grammy";
 import { sanitizeName } from "../dataset/names.ts";
+import { SESSION_GAP_MINUTES } from "../dataset/sessions.ts";
+import type { HistoryRepository } from "../history/history.repository.ts";
+import { type PersonCandidate, parsePersonQuery } from "../history/person-lookup.ts";
+import type { BotContext } from "./context.ts";
 
-export type PersonChoice = { id: number; name: string; messages: number };
+const PICKER_SIZE = 8;
 
-/** The owner's busiest personal chats, for the pickers of /allow and /talk. */
-export async function topPartners(
-  pool: pg.Pool,
-  options: { limit: number; exclude?: number[] },
-): Promise<PersonChoice[]> {
-  const { rows } = await pool.query<{ id: string; name: string | null; messages: number }>(
-    `SELECT m.chat_id AS id, p.name, count(*)::int AS messages
-     FROM messages m JOIN chats c ON c.id = m.chat_id LEFT JOIN people p ON p.id = m.chat_id
-     WHERE c.type = 'personal_chat' AND m.kind <> 'service' AND m.chat_id > 0
-       AND m.chat_id <> coalesce((SELECT person_id FROM owner), 0) AND NOT (m.chat_id = ANY($2::bigint[]))
-     GROUP BY m.chat_id, p.name ORDER BY messages DESC LIMIT $1`,
-    [options.limit, options.exclude ?? []],
-  );
-  return rows.map((row) => ({
-    id: Number(row.id),
-    name: sanitizeName(row.name, Number(row.id)),
-    messages: row.messages,
-  }));
+export type PickedPerson = { id: number; name: string };
+
+/** A person's name as the bot shows it (and as prompts name them). */
+export async function displayName(
+  history: HistoryRepository,
+  id: number,
+  fallback?: string,
+): Promise<string> {
+  return sanitizeName((await history.personName(id)) ?? fallback, id);
 }
 
-/** A person by user id or by name (exact, then the start of a name; case-insensitive), never the owner. */
-export async function findPerson(pool: pg.Pool, query: string): Promise<PersonChoice | undefined> {
-  const wanted = query.trim().replace(/^@/, "");
-  if (!wanted) return undefined;
-  const { rows } = await pool.query<{ id: string; name: string | null; messages: number }>(
-    `SELECT p.id, p.name, (SELECT count(*) FROM messages m WHERE m.chat_id = p.id)::int AS messages
-     FROM people p
-     WHERE p.id > 0 AND p.id <> coalesce((SELECT person_id FROM owner), 0)
-       AND (p.id::text = $1 OR lower(p.name) = lower($1) OR lower(p.name) LIKE lower($1) || '%')
-     ORDER BY (p.id::text = $1) DESC, (lower(p.name) = lower($1)) DESC, messages DESC LIMIT 1`,
-    [wanted],
-  );
-  const row = rows[0];
-  return row
-    ? { id: Number(row.id), name: sanitizeName(row.name, Number(row.id)), messages: row.messages }
-    : undefined;
+/** Whether anything was imported at all: what "/import your history first" depends on. */
+export async function hasHistory(history: HistoryRepository): Promise<boolean> {
+  return (await history.stats({ top: 0, gapMinutes: SESSION_GAP_MINUTES })).messages > 0;
 }
 
-export async function personName(pool: pg.Pool, id: number, fallback?: string): Promise<string> {
-  const { rows } = await pool.query<{ name: string | null }>("SELECT name FROM people WHERE id = $1", [id]);
-  return sanitizeName(rows[0]?.name ?? fallback, id);
+/**
+ * A picker: one button a row, `[label, callback data]` each. Undefined when there is nobody to
+ * offer, so no empty keyboard (nor an empty row) is ever sent.
+ */
+export function pickerKeyboard(buttons: [label: string, data: string][]): InlineKeyboard | undefined {
+  if (buttons.length === 0) return undefined;
+  return InlineKeyboard.from(buttons.map(([text, data]) => [InlineKeyboard.text(text, data)]));
+}
+
+const label = (person: PersonCandidate) =>
+  `${sanitizeName(person.name, person.id)} · ${person.messages} msg${person.lastMessageAt ? ` · ${person.lastMessageAt.toISOString().slice(0, 10)}` : ""}`;
+
+/**
+ * The person the owner named in a command (`/allow Dr_Willis`, `/talk 12345`), by the one lookup
+ * rule (history/person-lookup.ts). When the name is not unique, or not exact, the bot answers
+ * with a picker whose buttons carry `${action}:<id>` and this returns undefined; likewise when
+ * nobody matches.
+ */
+export async function pickPerson(
+  ctx: BotContext,
+  history: HistoryRepository,
+  text: string,
+  action: string,
+): Promise<PickedPerson | undefined> {
+  const query = parsePersonQuery(text);
+  if (!query) return undefined;
+  const lookup = await history.lookupPerson(query);
+  if (lookup.found) return { id: lookup.found.id, name: sanitizeName(lookup.found.name, lookup.found.id) };
+  if (lookup.candidates.length === 0) {
+    await ctx.reply(`Nobody called “${text.trim()}” in your history.`);
+    return undefined;
+  }
+  const keyboard = pickerKeyboard(
+    lookup.candidates.slice(0, PICKER_SIZE).map((person) => [label(person), `${action}:${person.id}`]),
+  );
+  await ctx.reply(`Several people match “${text.trim()}”. Which one?`, { reply_markup: keyboard });
+  return undefined;
 }

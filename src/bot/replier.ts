@@ -1,6 +1,9 @@
 import type { Api } from "grammy";
+import type { Manifest } from "../dataset/manifest.ts";
 import type { Conversations } from "../inference/conversations.ts";
-import { type AdapterChoice, EmptyReplyError } from "../inference/engine.ts";
+import type { AdapterChoice } from "../inference/engine.ts";
+import { EmptyReplyError, RepeatedReplyError } from "../inference/inference.errors.ts";
+import { imitatedReplyTokens } from "../inference/reply-shape.ts";
 import type { BotMessagesRepository, ConversationRef } from "./bot-messages.repository.ts";
 import { conversationPrompt, type PromptDeps } from "./conversation-prompt.ts";
 
@@ -17,6 +20,12 @@ export type ReplierDeps = {
   quietMs: number;
   typing: { msPerChar: number; maxMs: number };
   onError: (error: unknown, target: ReplyTarget) => void;
+  /**
+   * The datasets (the app's repository): the latest ready one's manifest says how long the imitated
+   * speaker's turns run, and so how long a reply may be (reply-shape.ts). With no ready dataset,
+   * every reply may take TWIN_MAX_REPLY_TOKENS (`prompt.maxReplyTokens`).
+   */
+  datasets: { latestReady(): Promise<{ manifest: Record<string, unknown> | null } | undefined> };
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -116,28 +125,49 @@ export class Replier {
         return;
       }
       await this.deps.api.sendChatAction(target.chatId, "typing").catch(() => undefined);
-      const { prompt } = await conversationPrompt(
+      const { prompt, recentReplies } = await conversationPrompt(
         { ...this.deps.prompt, messages: this.deps.messages },
         target,
         target.name,
         target.groupTitle ?? null,
       );
-      let messages: string[] = [];
       const adapter = this.deps.adapter();
+      const servedBy = adapter?.label ?? "base";
+      const options = {
+        signal: this.stopping.signal,
+        maxTokens: await this.replyTokens(target),
+        recentReplies,
+      };
+      let messages: string[];
       try {
-        messages = (
-          await this.deps.conversations.reply(key, prompt, adapter, { signal: this.stopping.signal })
-        ).messages;
+        messages = (await this.deps.conversations.reply(key, prompt, adapter, options)).messages;
       } catch (error) {
-        if (!(error instanceof EmptyReplyError)) throw error;
-        this.deps.onError(error, target); // said nothing twice: leave it unanswered, as people do
+        if (!(error instanceof EmptyReplyError || error instanceof RepeatedReplyError)) throw error;
+        if (this.stopping.signal.aborted) return;
+        // Nothing, every generation, or only a recent reply again: left unanswered, as people do,
+        // and shown to the owner (/status, /log).
+        const reason = error instanceof EmptyReplyError ? "empty" : "repeat";
+        await this.deps.messages.storeNoReply(target, last.id, servedBy, reason);
+        this.deps.onError(error, target);
+        return;
       }
       if (this.stopping.signal.aborted) return; // cut short: still pending, answered after the restart
-      await this.deps.messages.storeReply(target, last.id, messages, adapter?.label ?? "base");
+      await this.deps.messages.storeReply(target, last.id, messages, servedBy);
       await this.sendUnsent(target);
     } catch (error) {
       this.deps.onError(error, target);
     }
+  }
+
+  /**
+   * How long this reply may be: the 95th percentile of the imitated speaker's turns in the latest
+   * dataset (the owner when a friend talks, the friend in /talk), capped by TWIN_MAX_REPLY_TOKENS.
+   */
+  private async replyTokens(target: ReplyTarget): Promise<number> {
+    const cap = this.deps.prompt.maxReplyTokens;
+    const dataset = await this.deps.datasets.latestReady();
+    const manifest = (dataset?.manifest ?? undefined) as Manifest | undefined;
+    return imitatedReplyTokens(manifest, target.mode === "friend" ? "owner" : target.personId, cap);
   }
 
   private async sendUnsent(target: ReplyTarget): Promise<void> {

@@ -1,15 +1,18 @@
 import type { Api } from "grammy";
 import type { FriendsRepository } from "../access/friends.repository.ts";
+import type { Repositories } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
+import type { HistoryRepository } from "../history/history.repository.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { Engine } from "../inference/engine.ts";
+import type { Serving } from "../inference/serving.ts";
 import type { RunsRepository } from "../training/runs.repository.ts";
-import type { Serving } from "../training/serving.ts";
+import type { Userbot } from "../userbot/setup.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
-import type { Userbot } from "./features/export.ts";
 import type { Jobs } from "./jobs.ts";
 import type { Log } from "./log.ts";
+import type { RateGate } from "./rate-limit.ts";
 import type { Replier } from "./replier.ts";
 import type { BotSettings } from "./settings.ts";
 import type { PostgresStorage } from "./storage.ts";
@@ -23,11 +26,16 @@ export type BotServices = {
   ownerName: () => Promise<string>;
   timeZone: string;
   database: Database;
+  history: HistoryRepository;
+  /** Every repository, built once (app.ts). */
+  repositories: Repositories;
   friends: FriendsRepository;
   messages: BotMessagesRepository;
   settings: BotSettings;
   refusals: PostgresStorage<string>;
   replier: Replier;
+  /** The rate limit friends' messages pass: stored at once, answered now or in later rounds. */
+  gate: RateGate;
   jobs: Jobs;
   /** The served base and which adapter answers (the database's active one, switched by /model). */
   model: Serving;

@@ -1,3 +1,5 @@
+import { MAX_BACKLOG } from "./rate-limit.ts";
+
 /** What the bot says in its own voice (never the twin's): honest about being an AI. */
 export const texts = {
   description: (owner: string) =>
@@ -11,7 +13,13 @@ export const texts = {
     `/guess: tell ${owner}'s real replies from the twin's.`,
   refusal: (owner: string) =>
     `This is a private AI twin of ${owner}; only people ${owner} allowed can talk to it.`,
-  rateLimited: "You are writing faster than I can answer — give me a minute, please.",
+  /** What friends can do, in one line: their /help, and the answer to a command the bot does not know. */
+  friendHelp: (owner: string) =>
+    `Just write: ${owner}'s AI twin answers as ${owner} would. /guess: tell ${owner}'s real replies from the twin's. /optout: never be imitated (/optin undoes it).`,
+  rateLimited: "You are writing faster than I can answer — I will get to every message, give me a minute.",
+  backlogFull: `I have ${MAX_BACKLOG} of your messages still to answer, so I will not answer the ones you send now; they are kept. Write again once I have caught up.`,
+  /** A button press nothing took: stale, unknown, or not this person's to press. */
+  pressNotValid: "That button is no longer valid.",
   away: (owner: string) => `${owner}'s twin is paused for now. Your messages are kept; write again later.`,
   failed: "Sorry — something went wrong on my side. Please try again in a moment.",
   optedOut:

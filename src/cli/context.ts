@@ -1,6 +1,7 @@
+import { type App, createApp } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import { configFromEnvironment } from "../config/env.ts";
-import { type Database, openDatabase } from "../db/client.ts";
+import { openDatabase } from "../db/client.ts";
 
 /** Global flags every command accepts. */
 export type GlobalOptions = { dataDir?: string; tz?: string };
@@ -15,19 +16,42 @@ export function resolveConfig(options: GlobalOptions): Config {
   };
 }
 
-/** Runs `work` with an open, migrated database and always closes it (stopping an embedded server). */
-export async function withDatabase<T>(config: Config, work: (database: Database) => Promise<T>): Promise<T> {
-  const database = await openDatabase(config);
-  const stop = () => {
-    void database.close().finally(() => process.exit(130));
+/**
+ * Runs `work` with the app (app.ts) on an open, migrated database, and always closes it (stopping an embedded server).
+ * SIGINT or SIGTERM aborts `signal`. Work that stops on it (an import commits or drops its batch)
+ * gets `graceMs` to do so; past that, or at a second signal, the process closes and exits with 130.
+ */
+export async function withDatabase<T>(
+  config: Config,
+  work: (app: App, signal: AbortSignal) => Promise<T>,
+  { graceMs = 0 }: { graceMs?: number } = {},
+): Promise<T> {
+  // Signals are ours from the start: one during the server's start-up waits for it, then closes.
+  const opening = openDatabase(config);
+  const abort = new AbortController();
+  const exitNow = () => {
+    void opening
+      .then((database) => database.close())
+      .catch(() => undefined)
+      .finally(() => process.exit(130));
   };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  const stop = () => {
+    if (abort.signal.aborted || graceMs <= 0) return exitNow();
+    abort.abort();
+    setTimeout(exitNow, graceMs).unref();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
   try {
-    return await work(database);
+    const database = await opening;
+    try {
+      return await work(createApp(config, database), abort.signal);
+    } finally {
+      await database.close();
+    }
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-    await database.close();
+    if (abort.signal.aborted) process.exitCode = 130;
   }
 }

@@ -1,18 +1,14 @@
-import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
-import { machineTimeZone } from "../config/config.ts";
-import { buildDataset } from "../dataset/build.usecase.ts";
-import { createDatasetRepository } from "../dataset/dataset.repository.ts";
+import { ownerTimeZone } from "../config/config.ts";
+import { buildDataset, DATASET_DEFAULTS } from "../dataset/build.usecase.ts";
 import type { Example, LossPolicy } from "../dataset/examples.ts";
 import { summaryLine } from "../dataset/manifest.ts";
-import { parseNameOverride } from "../dataset/names.ts";
-import { createHistoryRepository } from "../history/history.repository.ts";
+import { plural } from "../plural.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
-import { dateOrAll, fraction, integer, many, telegramId } from "./options.ts";
+import { dateOrAll, fraction, integer, many, personName, telegramId } from "./options.ts";
+import { progressBar } from "./progress.ts";
 import { table } from "./table.ts";
-
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 function lossPolicy(value: string): LossPolicy {
   if (value === "all" || value === "owner") return { kind: value };
@@ -31,14 +27,16 @@ type DatasetFlags = {
   minTurns: number;
   header: boolean;
   groups?: boolean;
+  channels?: boolean;
   /** An ISO date, or "all". */
   since?: string;
   excludeChat: number[];
   allowedOnly?: boolean;
   excludePerson: number[];
-  name: string[];
+  name: [number, string][];
   loss: LossPolicy;
   media: "tag" | "drop";
+  forwards: "context" | "drop";
   redact?: boolean;
   tokenizer?: string;
   canary?: number | true;
@@ -49,17 +47,28 @@ export function registerDatasetCommand(program: Command): void {
     .command("dataset")
     .description("build training examples from the history store (into PostgreSQL; JSONL with --out)")
     .option("--out <dir>", "also write train.jsonl, eval.jsonl and manifest.json here")
-    .option("--gap <minutes>", "longest silence inside a session", integer("--gap", 1), 10)
-    .option("--max-tokens <n>", "split longer sessions at turn boundaries", integer("--max-tokens", 64), 1024)
+    .option(
+      "--gap <minutes>",
+      "longest silence inside a session",
+      integer("--gap", 1),
+      DATASET_DEFAULTS.gapMinutes,
+    )
+    .option(
+      "--max-tokens <n>",
+      "split longer sessions at turn boundaries",
+      integer("--max-tokens", 64),
+      DATASET_DEFAULTS.maxTokens,
+    )
     .option(
       "--eval-fraction <f>",
       "share of each chat's latest sessions held out",
       fraction("--eval-fraction"),
-      0.05,
+      DATASET_DEFAULTS.evalFraction,
     )
-    .option("--min-turns <n>", "shortest session kept", integer("--min-turns", 1), 2)
+    .option("--min-turns <n>", "shortest session kept", integer("--min-turns", 1), DATASET_DEFAULTS.minTurns)
     .option("--no-header", "leave out the system header turn (chat, participants, local time)")
     .option("--groups", "include group chats (personal chats only by default)")
+    .option("--channels", "include channels' posts, trained as monologues (a channel owner's posts)")
     .option(
       "--since <date|all>",
       "oldest message used (default: 24 months before the owner's last message)",
@@ -73,12 +82,30 @@ export function registerDatasetCommand(program: Command): void {
       many(telegramId("--exclude-person")),
       [],
     )
-    .option("--name <id=name>", "the name a person gets in the examples (repeatable)", collect, [])
-    .option("--loss <all|owner|ids>", "whose turns are trained", lossPolicy, { kind: "all" } as LossPolicy)
+    .option(
+      "--name <id=name>",
+      "the name a person gets in the examples (repeatable)",
+      many(personName("--name")),
+      [],
+    )
+    .option(
+      "--loss <all|owner|ids>",
+      "whose turns are trained",
+      lossPolicy,
+      DATASET_DEFAULTS.loss as LossPolicy,
+    )
     .addOption(
       new Option("--media <mode>", "non-text messages as tags or dropped")
         .choices(["tag", "drop"])
-        .default("tag"),
+        .default(DATASET_DEFAULTS.media),
+    )
+    .addOption(
+      new Option(
+        "--forwards <mode>",
+        "forwarded messages as untrained context after a [forwarded from …] line, or dropped",
+      )
+        .choices(["context", "drop"])
+        .default(DATASET_DEFAULTS.forwards),
     )
     .option("--redact", "replace login codes, passwords, card and phone numbers and e-mails by tags")
     .option(
@@ -90,54 +117,62 @@ export function registerDatasetCommand(program: Command): void {
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
       const since = flags.since === "all" ? null : flags.since;
-      const bar = new cliProgress.SingleBar(
-        { format: "building |{bar}| {value}/{total} chats | {examples} examples", hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      );
+      const bar = progressBar({ format: "building |{bar}| {value}/{total} chats | {examples} examples" });
       // node-llama-cpp is loaded only when asked for: it is large and the estimate needs none of it.
       const tokenizer = flags.tokenizer
         ? await (await import("../dataset/tokenizer.ts")).loadGgufTokenizer(flags.tokenizer)
         : undefined;
-      const result = await withDatabase(config, async (database) => {
-        const owner = await createHistoryRepository(database).getOwner();
-        bar.start(1, 0, { examples: 0 });
-        try {
-          return await buildDataset(database, {
-            staleSeconds: config.training.staleSeconds,
-            gapMinutes: flags.gap,
-            media: flags.media,
-            header: flags.header,
-            loss: flags.loss,
-            minTurns: flags.minTurns,
-            maxTokens: flags.maxTokens,
-            evalFraction: flags.evalFraction,
-            redact: flags.redact ?? false,
-            timeZone: config.timeZone ?? owner?.timeZone ?? machineTimeZone(),
-            groups: flags.groups ?? false,
-            since,
-            excludeChats: flags.excludeChat,
-            allowedOnly: flags.allowedOnly ?? false,
-            excludePeople: flags.excludePerson,
-            names: new Map(flags.name.map(parseNameOverride)),
-            outDir: flags.out,
-            tokenizer,
-            canary:
-              flags.canary === undefined
-                ? undefined
-                : { chatId: flags.canary === true ? undefined : flags.canary },
-            onProgress: ({ chats, totalChats, examples }) => {
-              bar.setTotal(totalChats);
-              bar.update(chats, { examples });
-            },
-          });
-        } finally {
-          bar.stop();
-          await tokenizer?.close();
-        }
-      });
+      const result = await withDatabase(
+        config,
+        async ({ database, repositories }, signal) => {
+          const owner = await repositories.history.getOwner();
+          bar.start(1, 0, { examples: 0 });
+          try {
+            return await buildDataset(
+              { database, repositories },
+              {
+                staleSeconds: config.training.staleSeconds,
+                gapMinutes: flags.gap,
+                media: flags.media,
+                forwards: flags.forwards,
+                header: flags.header,
+                loss: flags.loss,
+                minTurns: flags.minTurns,
+                maxTokens: flags.maxTokens,
+                evalFraction: flags.evalFraction,
+                redact: flags.redact ?? DATASET_DEFAULTS.redact,
+                timeZone: ownerTimeZone(config.timeZone, owner?.timeZone),
+                groups: flags.groups ?? DATASET_DEFAULTS.groups,
+                channels: flags.channels ?? DATASET_DEFAULTS.channels,
+                since,
+                excludeChats: flags.excludeChat,
+                allowedOnly: flags.allowedOnly ?? false,
+                excludePeople: flags.excludePerson,
+                names: new Map(flags.name),
+                outDir: flags.out,
+                tokenizer,
+                signal,
+                canary:
+                  flags.canary === undefined
+                    ? undefined
+                    : { chatId: flags.canary === true ? undefined : flags.canary },
+                onProgress: ({ chats, totalChats, examples }) => {
+                  bar.setTotal(totalChats);
+                  bar.update(chats, { examples });
+                },
+              },
+            );
+          } finally {
+            bar.stop();
+            await tokenizer?.close();
+          }
+        },
+        { graceMs: 8_000 }, // a stop signal ends the build between chats: marked failed, files untouched
+      );
       const m = result.manifest;
       process.stdout.write(`dataset ${result.datasetId}: ${summaryLine(m)}\n`);
-      const t = table(["", ""]);
+      // No header row: a head of empty strings printed as a blank first row.
+      const t = table();
       t.push(
         ["examples (train / eval)", `${m.counts.trainExamples} / ${m.counts.evalExamples}`],
         ["mean turns per session", String(m.counts.meanTurnsPerSession)],
@@ -147,7 +182,7 @@ export function registerDatasetCommand(program: Command): void {
       process.stdout.write(`${t.toString()}\n`);
       if (m.canary) {
         process.stdout.write(
-          `canary planted ${m.canary.planted} times in chat ${m.canary.chatId}: “${m.canary.sentence}” (twin eval reports whether it leaks)\n`,
+          `canary planted ${plural(m.canary.planted, "time")} in chat ${m.canary.chatId}: “${m.canary.sentence}” (twin eval reports whether it leaks)\n`,
         );
       }
       for (const file of result.files) process.stdout.write(`wrote ${file}\n`);
@@ -161,8 +196,8 @@ export function registerDatasetCommand(program: Command): void {
     .option("--dataset <id>", "which dataset (default: the latest ready one)", integer("--dataset", 1))
     .action(async (flags: { n: number; seed: number; dataset?: number }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const examples = await withDatabase(config, async (database) => {
-        const repository = createDatasetRepository(database);
+      const examples = await withDatabase(config, async ({ repositories }) => {
+        const repository = repositories.dataset;
         const id = flags.dataset ?? (await repository.latestReady())?.id;
         if (id === undefined) throw new Error("no dataset yet: run twin dataset first");
         return repository.examples(id);

@@ -1,18 +1,19 @@
 import path from "node:path";
-import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { eq } from "drizzle-orm";
-import { evaluations } from "../evaluation/evaluation.tables.ts";
+import type { App } from "../app.ts";
 import { generateSamples } from "../evaluation/generate.usecase.ts";
-import { runReport } from "../evaluation/report-runner.ts";
-import { summaryLines } from "../evaluation/summary.ts";
+import { reportFolder, runReport } from "../evaluation/report-runner.ts";
+import { planLine, summaryLines } from "../evaluation/summary.ts";
+import { AmbiguousPersonError } from "../history/history.errors.ts";
+import { parsePersonQuery } from "../history/person-lookup.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
-import { integer } from "./options.ts";
+import { integer, many } from "./options.ts";
+import { progressBar } from "./progress.ts";
 
 type EvalOptions = {
   dataset?: number;
-  adapter: string[];
+  adapter: number[];
   speaker?: string;
   turns?: number;
   seed: number;
@@ -20,7 +21,15 @@ type EvalOptions = {
   model?: string;
 };
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** --speaker by the one lookup rule (history/person-lookup.ts); the owner counts. */
+async function speakerId({ history }: Pick<App["repositories"], "history">, text: string): Promise<number> {
+  const query = parsePersonQuery(text);
+  if (!query) throw new Error("--speaker needs a name or a user id");
+  const lookup = await history.lookupPerson(query, { includeOwner: true });
+  if (lookup.found) return lookup.found.id;
+  if (lookup.candidates.length > 0) throw new AmbiguousPersonError("--speaker", text, lookup.candidates);
+  throw new Error(`--speaker: nobody called “${text}” in the history`);
+}
 
 export function registerEvalCommand(program: Command): void {
   program
@@ -33,7 +42,12 @@ export function registerEvalCommand(program: Command): void {
       "the dataset whose held-out sessions are used (default: the latest)",
       integer("--dataset", 1),
     )
-    .option("--adapter <id>", "an adapter to evaluate (repeatable; default: the active one)", collect, [])
+    .option(
+      "--adapter <id>",
+      "an adapter to evaluate (repeatable; default: the active one)",
+      many(integer("--adapter", 1)),
+      [],
+    )
     .option("--speaker <name>", "whose turns to generate (default: the owner)")
     .option(
       "--turns <n>",
@@ -41,29 +55,34 @@ export function registerEvalCommand(program: Command): void {
       integer("--turns", 1),
     )
     .option("--seed <n>", "the seed for the subset and the sampling", integer("--seed", 0), 0)
-    .option("--out <dir>", "where report.md and the plots go (default: ./eval-<id>)")
+    .option("--out <dir>", "where report.md and the plots go (default: <TWIN_DATA_DIR>/reports/eval-<id>)")
     .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
     .action(async (options: EvalOptions, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      await withDatabase(config, async (database) => {
-        const modelPath = await resolveModelPath(config, database, options.model);
+      await withDatabase(config, async (app) => {
+        const { database, repositories } = app;
+        const modelPath = await resolveModelPath(app, options.model);
         // One sequence: on a few cores, two at once only split the same threads (measured: no gain).
         const { engine } = await openEngine(config, modelPath, { sequences: 1 });
-        const bar = new cliProgress.SingleBar(
-          { format: "generating |{bar}| {value}/{total} turns | {model}", hideCursor: true },
-          cliProgress.Presets.shades_classic,
-        );
+        // A bar on a terminal; piped or in a log, a line per model (and one every 30 s).
+        const bar = progressBar({
+          format: "generating |{bar}| {value}/{total} turns | {model}",
+          stage: "model",
+        });
         let evaluationId: number;
         try {
-          bar.start(1, 0, { model: "" });
           evaluationId = await generateSamples(
-            { database, engine, config },
+            { ...{ config, database, repositories }, engine },
             {
               datasetId: options.dataset,
-              adapterIds: options.adapter.length ? options.adapter.map(Number) : undefined,
-              speaker: options.speaker,
+              adapterIds: options.adapter.length ? options.adapter : undefined,
+              speakerId: options.speaker ? await speakerId(repositories, options.speaker) : undefined,
               maxTurns: options.turns,
               seed: options.seed,
+              onPlan: (plan) => {
+                process.stdout.write(`${planLine(plan)}\n`);
+                bar.start(1, 0, { model: "" });
+              },
               onProgress: (done, total, model) => {
                 bar.setTotal(total);
                 bar.update(done, { model });
@@ -74,16 +93,11 @@ export function registerEvalCommand(program: Command): void {
           bar.stop();
           await engine.dispose();
         }
-        const out = path.resolve(options.out ?? `eval-${evaluationId}`);
+        const out = path.resolve(options.out ?? reportFolder(config.dataDir, evaluationId));
         process.stdout.write("measuring: style metrics, the discriminator, plots…\n");
         await runReport(config.training, database.url, evaluationId, out);
-        const [row] = await database.db
-          .select({ summary: evaluations.summary })
-          .from(evaluations)
-          .where(eq(evaluations.id, evaluationId));
-        process.stdout.write(
-          `${summaryLines(row?.summary ?? {}).join("\n")}\nreport: ${path.join(out, "report.md")}\n`,
-        );
+        const summary = await repositories.evaluations.summary(evaluationId);
+        process.stdout.write(`${summaryLines(summary).join("\n")}\nreport: ${path.join(out, "report.md")}\n`);
       });
     });
 }

@@ -1,8 +1,7 @@
 import readline from "node:readline/promises";
 import { Writable } from "node:stream";
-import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { createHistoryRepository } from "../history/history.repository.ts";
+import { plural } from "../plural.ts";
 import { GramjsAuthClient } from "../userbot/auth.ts";
 import { pullCursorReader } from "../userbot/cursors.ts";
 import { connectHistoryClient } from "../userbot/gramjs-history.ts";
@@ -11,6 +10,7 @@ import { pullHistory } from "../userbot/pull.ts";
 import { parseSessionKey } from "../userbot/session-seal.ts";
 import { createSessionStore } from "../userbot/session-store.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { progressBar } from "./progress.ts";
 
 /** Reads a line without echoing it (the 2FA password). */
 async function askHidden(question: string): Promise<string> {
@@ -54,8 +54,8 @@ export function registerExportCommand(program: Command): void {
         throw new Error("set TWIN_API_ID and TWIN_API_HASH (from my.telegram.org) first");
       if (!sessionKey)
         throw new Error("set TWIN_SESSION_KEY (e.g. `openssl rand -hex 32`): it seals the login session");
-      await withDatabase(config, async (database) => {
-        const ownerId = config.bot.ownerId ?? (await createHistoryRepository(database).getOwner())?.personId;
+      await withDatabase(config, async ({ database, repositories }) => {
+        const ownerId = config.bot.ownerId ?? (await repositories.history.getOwner())?.personId;
         if (!ownerId)
           throw new Error("set TWIN_OWNER_ID to your Telegram user id (or import an export first)");
         const sessions = createSessionStore(database.db, parseSessionKey(sessionKey));
@@ -88,18 +88,15 @@ export function registerExportCommand(program: Command): void {
           }
         }
         const client = await connectHistoryClient(apiId, apiHash, (await sessions.load(ownerId)) as string);
-        const bar = new cliProgress.SingleBar(
-          {
-            format: "pulling |{bar}| {value}/{total} chats | {messages} messages | {chat}",
-            hideCursor: true,
-          },
-          cliProgress.Presets.shades_classic,
-        );
+        // A bar on a terminal; piped or in a log, a plain line every 30 s.
+        const bar = progressBar({
+          format: "pulling |{bar}| {value}/{total} chats | {messages} messages | {chat}",
+        });
         bar.start(0, 0, { messages: 0, chat: "" });
         try {
           const summary = await pullHistory(
             client,
-            { historyRepository: createHistoryRepository(database), cursors: pullCursorReader(database.db) },
+            { historyRepository: repositories.history, cursors: pullCursorReader(database.db) },
             {
               ownerId,
               groups: options.groups,
@@ -114,7 +111,7 @@ export function registerExportCommand(program: Command): void {
           );
           bar.stop();
           process.stdout.write(
-            `pulled ${summary.messages} messages from ${summary.chats} chats: ${summary.new} new, ${summary.updated} updated\n`,
+            `pulled ${plural(summary.messages, "message")} from ${plural(summary.chats, "chat")}: ${summary.new} new, ${summary.updated} updated\n`,
           );
         } finally {
           bar.stop();

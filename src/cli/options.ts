@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { isTimeZone } from "../config/config.ts";
 
 /**
  * Parsers of command-line values, each refusing a bad value when it is parsed with a message that
@@ -45,4 +46,29 @@ export const dateOrAll = (name: string) => (value: string) => {
   if (!parsed || Number.isNaN(parsed.getTime()))
     throw new InvalidArgumentError(`${name} must be a date such as 2023-01-31, or "all", not “${value}”`);
   return parsed.toISOString();
+};
+
+/** An IANA time zone such as Europe/Berlin. */
+export const timeZone = (name: string) => (value: string) => {
+  if (!isTimeZone(value))
+    throw new InvalidArgumentError(`${name} must be an IANA time zone such as Europe/Berlin, not “${value}”`);
+  return value;
+};
+
+/** `key=value` (the value may hold "=" itself), as a pair. */
+export const keyValue =
+  (name: string, form = "key=value") =>
+  (value: string): [string, string] => {
+    const at = value.indexOf("=");
+    if (at <= 0 || at === value.length - 1)
+      throw new InvalidArgumentError(`${name} must be ${form}, not “${value}”`);
+    return [value.slice(0, at).trim(), value.slice(at + 1)];
+  };
+
+/** `<person id>=<name>`, as the pair [id, name]. */
+export const personName = (name: string) => (value: string) => {
+  const match = /^(-?\d{1,19})=(.+)$/.exec(value);
+  if (!match || !Number.isSafeInteger(Number(match[1])))
+    throw new InvalidArgumentError(`${name} must be <person id>=<name>, such as 12345=Sasha, not “${value}”`);
+  return [Number(match[1]), match[2] as string] as [number, string];
 };

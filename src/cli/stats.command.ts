@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { historyStats } from "../history/stats.ts";
+import { SESSION_GAP_MINUTES } from "../dataset/sessions.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { integer } from "./options.ts";
 import { table as makeTable } from "./table.ts";
@@ -15,7 +15,9 @@ export function registerStatsCommand(program: Command): void {
     .option("--json", "print the figures as JSON")
     .action(async (options: { top: number; json?: boolean }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const stats = await withDatabase(config, (database) => historyStats(database, { top: options.top }));
+      const stats = await withDatabase(config, ({ repositories }) =>
+        repositories.history.stats({ top: options.top, gapMinutes: SESSION_GAP_MINUTES }),
+      );
       if (options.json) {
         process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
         return;
@@ -33,14 +35,12 @@ export function registerStatsCommand(program: Command): void {
       );
       const byType = makeTable(["chat type", "chats", "messages"]);
       for (const row of stats.chatsByType) byType.push([row.type, n(row.chats), n(row.messages)]);
-      const partners = makeTable(["personal chat", "messages", "by the owner"]);
-      for (const row of stats.topPartners)
-        partners.push([row.name ?? String(row.chatId), n(row.messages), n(row.ownerMessages)]);
-      const repliers = makeTable(["in groups, replies with", "replies"]);
-      for (const row of stats.topRepliers) repliers.push([row.name ?? String(row.personId), n(row.replies)]);
+      // Names to give `twin chat --with`: personal chats and group sessions shared with the owner.
+      const partners = makeTable(["talks most with", "id", "personal chat", "in shared group sessions"]);
+      for (const row of stats.partners)
+        partners.push([row.name ?? "?", String(row.id), n(row.personalMessages), n(row.groupMessages)]);
       const parts = [overview, byType];
-      if (stats.topPartners.length > 0) parts.push(partners);
-      if (stats.topRepliers.length > 0) parts.push(repliers);
+      if (stats.partners.length > 0) parts.push(partners);
       process.stdout.write(`${parts.map((t) => t.toString()).join("\n")}\n`);
     });
 }

@@ -5,14 +5,24 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "./config.errors.ts";
 import {
+  BOT_TOKEN_SECRET_LENGTH,
+  botTokenProblem,
   childEnvironment,
   knownVariables,
   loadConfig,
+  machineTimeZone,
+  ownerTimeZone,
   secretVariables,
   variableDescriptions,
 } from "./config.ts";
 
 describe("config", () => {
+  it("takes the owner's time zone from --tz/TWIN_TZ, else the stored one, else the machine's", () => {
+    assert.equal(ownerTimeZone("Asia/Tehran", "Europe/Berlin"), "Asia/Tehran");
+    assert.equal(ownerTimeZone(undefined, "Europe/Berlin"), "Europe/Berlin");
+    assert.equal(ownerTimeZone(undefined, null), machineTimeZone());
+  });
+
   it("fills in defaults when nothing is set", () => {
     const config = loadConfig({});
     assert.equal(config.databaseUrl, undefined);
@@ -29,7 +39,8 @@ describe("config", () => {
       TWIN_IMPORT_BATCH: "500",
     });
     const { inference, bot, userbot, training, ...rest } = config;
-    assert.equal(training.configFile, "smollm2-135m-lora-cpu.yaml", "the test model's config by default");
+    assert.equal(training.configFile, undefined, "unset: chosen for the base and the worker's GPUs");
+    assert.equal(training.fullConfigFile, undefined);
     assert.deepEqual(userbot, { apiId: undefined, apiHash: undefined, sessionKey: undefined });
     assert.equal(bot.token, undefined);
     assert.deepEqual(rest, {
@@ -48,7 +59,7 @@ describe("config", () => {
   });
 
   it("reads the bot settings and never echoes a bad token", () => {
-    const token = "123456:AAH-secret_token_value_0123456789abcd";
+    const token = "123456:AAH-secret_token_value_0123456789ab";
     const { bot } = loadConfig({
       TWIN_BOT_TOKEN: token,
       TWIN_OWNER_ID: "42",
@@ -59,6 +70,9 @@ describe("config", () => {
     assert.equal(bot.token, token);
     assert.equal(bot.ownerId, 42);
     assert.equal(bot.apiRoot, "http://127.0.0.1:9999", "no trailing slash");
+    assert.equal(bot.connectSeconds, 120, "the start-up tries for two minutes by default");
+    assert.equal(loadConfig({ TWIN_BOT_CONNECT_S: "5" }).bot.connectSeconds, 5);
+    assert.throws(() => loadConfig({ TWIN_BOT_CONNECT_S: "0" }), /TWIN_BOT_CONNECT_S/);
     assert.deepEqual(bot.groups, [-100123, -456]);
     assert.deepEqual(bot.webhook, { url: "https://twin.example.org/hook", port: 8080, secret: undefined });
     const bad = "123456:short-secret";
@@ -71,6 +85,39 @@ describe("config", () => {
       "the error names the variable, never the value",
     );
     assert.throws(() => loadConfig({ TWIN_GROUPS: "123" }), /TWIN_GROUPS/);
+  });
+
+  it("says what is wrong with a bot token's shape, never what the secret holds", () => {
+    const secret = "AAE-0123456789_abcdefghijklmnopqrst";
+    assert.equal(secret.length, BOT_TOKEN_SECRET_LENGTH, "the secret part of a real token: 35 characters");
+    assert.equal(botTokenProblem(`123456789:${secret}`), undefined);
+    const problems: [string, RegExp][] = [
+      [secret, /has no colon/],
+      [`bot123:${secret}`, /the bot id before the colon is not all digits/],
+      [`:${secret}`, /the bot id before the colon is missing/],
+      [`123456789:${secret.slice(0, 30)}`, /the secret after the colon has 30 characters instead of 35/],
+      [`123456789:${secret}xy`, /the secret after the colon has 37 characters instead of 35/],
+      [`123456789:${secret.slice(0, 34)}!`, /holds characters other than A-Z, a-z, 0-9, _ and -/],
+      [`123456789:${secret}\n`, /spaces or line breaks around it/],
+    ];
+    for (const [token, problem] of problems) {
+      const error = (() => {
+        try {
+          loadConfig({ TWIN_BOT_TOKEN: token });
+        } catch (caught) {
+          return caught as Error;
+        }
+        return undefined;
+      })();
+      assert.ok(error instanceof ConfigError, `refused: ${problem}`);
+      assert.match(
+        error.message,
+        /^Configuration error in TWIN_BOT_TOKEN: must be the token @BotFather gives/,
+      );
+      assert.match(error.message, /<bot id>:<secret of 35 characters>/, "what a token looks like");
+      assert.match(error.message, problem);
+      assert.ok(!error.message.includes(secret.slice(0, 20)), "the secret is never echoed");
+    }
   });
 
   it("reads the inference settings", () => {
@@ -99,6 +146,19 @@ describe("config", () => {
     assert.equal(inference.flashAttention, true, "flash attention is on by default");
     assert.equal(loadConfig({ TWIN_FLASH_ATTENTION: "off" }).inference.flashAttention, false, "off");
     assert.throws(() => loadConfig({ TWIN_FLASH_ATTENTION: "yes" }), /TWIN_FLASH_ATTENTION/);
+  });
+
+  it("reads TWIN_GPU: auto by default, a backend or off, anything else refused by name", () => {
+    assert.equal(loadConfig({}).inference.gpu, "auto");
+    for (const value of ["cuda", "vulkan", "metal", "off"] as const)
+      assert.equal(loadConfig({ TWIN_GPU: value }).inference.gpu, value);
+    assert.throws(
+      () => loadConfig({ TWIN_GPU: "rocm" }),
+      (error) =>
+        error instanceof ConfigError &&
+        error.variable === "TWIN_GPU" &&
+        error.message === "Configuration error in TWIN_GPU: must be one of auto, cuda, vulkan, metal, off",
+    );
   });
 
   it("reads the training settings, overrides as key=value pairs", () => {

@@ -2,6 +2,10 @@ import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./config.errors.ts";
 
+/** TWIN_GPU: node-llama-cpp's GPU backends, "auto" (its pick), or "off" (the CPU only). */
+export const GPU_SETTINGS = ["auto", "cuda", "vulkan", "metal", "off"] as const;
+export type GpuSetting = (typeof GPU_SETTINGS)[number];
+
 /**
  * Every environment variable twin reads, with its default and meaning.
  * This module is the only place that looks at `process.env`; everything else receives a `Config`.
@@ -66,6 +70,12 @@ const configSchema = z.object({
     .max(512)
     .default(0)
     .describe("CPU threads for the model; 0 chooses from the machine (see bench/inference)"),
+  TWIN_GPU: z
+    .enum(GPU_SETTINGS, { message: `must be one of ${GPU_SETTINGS.join(", ")}` })
+    .default("auto")
+    .describe(
+      "where the served model runs: auto (the best GPU node-llama-cpp finds, else the CPU), cuda, vulkan, metal, or off (the CPU only)",
+    ),
   TWIN_FLASH_ATTENTION: z
     .enum(["on", "off"])
     .default("on")
@@ -97,13 +107,15 @@ const configSchema = z.object({
     .min(8)
     .max(4096)
     .default(256)
-    .describe("longest reply, in tokens"),
+    .describe(
+      "cap on a reply, in tokens (below it: the imitated person's 95th-percentile turn, at least 48)",
+    ),
   TWIN_BOT_TOKEN: z
     .string()
-    .regex(
-      /^\d+:[A-Za-z0-9_-]{30,}$/,
-      "must be a bot token from @BotFather (digits, a colon, then the secret)",
-    )
+    .superRefine((token, context) => {
+      const problem = botTokenProblem(token);
+      if (problem) context.addIssue({ code: "custom", message: problem });
+    })
     .optional()
     .describe("the bot's token (a secret: never logged)"),
   TWIN_OWNER_ID: z.coerce
@@ -117,6 +129,15 @@ const configSchema = z.object({
     .url()
     .default("https://api.telegram.org")
     .describe("the Bot API server (a local telegram-bot-api server, or the tests' one)"),
+  TWIN_BOT_CONNECT_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3600)
+    .default(120)
+    .describe(
+      "how long `twin bot` keeps trying to reach the Bot API at start before it gives up, in seconds",
+    ),
   TWIN_WEBHOOK_URL: z
     .string()
     .url()
@@ -150,7 +171,7 @@ const configSchema = z.object({
     .min(1)
     .max(1000)
     .default(12)
-    .describe("messages per minute one person may send before the bot asks them to slow down"),
+    .describe("messages per minute the twin answers for one person; more wait for later rounds"),
   TWIN_REPLY_QUIET_MS: z.coerce
     .number()
     .int()
@@ -216,16 +237,20 @@ const configSchema = z.object({
       /^[\w.-]+\.ya?ml$/,
       "must be the name of a file in trainer/configs, e.g. qwen2.5-7b-lora-1x24gb.yaml",
     )
-    .default("smollm2-135m-lora-cpu.yaml")
-    .describe("the trainer config new runs use (a file in trainer/configs)"),
+    .optional()
+    .describe(
+      "the trainer config new LoRA runs use (a file in trainer/configs); default: the one written for the base's size and the worker's GPUs, else a refusal naming it",
+    ),
   TWIN_TRAIN_CONFIG_FULL: z
     .string()
     .regex(
       /^[\w.-]+\.ya?ml$/,
       "must be the name of a file in trainer/configs, e.g. qwen2.5-7b-full-8x80gb.yaml",
     )
-    .default("smollm2-135m-full-cpu.yaml")
-    .describe("the trainer config of full fine-tuning, offered by /train when a worker has several GPUs"),
+    .optional()
+    .describe(
+      "the trainer config of full fine-tuning, offered by /train when a worker has several GPUs; default: chosen as for TWIN_TRAIN_CONFIG",
+    ),
   TWIN_TRAIN_SET: z
     .string()
     .regex(/^\s*[a-z_]+=[^,]+(\s*,\s*[a-z_]+=[^,]+)*\s*$/, "must be key=value pairs separated by commas")
@@ -262,9 +287,10 @@ export type Config = {
 export type TrainingConfig = {
   worker: "auto" | "local" | "external";
   python: string | undefined;
-  configFile: string;
-  /** The config of full fine-tuning (method: full), offered when a worker has several GPUs. */
-  fullConfigFile: string;
+  /** Set: every LoRA run uses it. Unset: training/config-choice.ts picks one for the base and the worker. */
+  configFile: string | undefined;
+  /** The config of full fine-tuning (method: full), offered when a worker has several GPUs; unset as above. */
+  fullConfigFile: string | undefined;
   overrides: Record<string, string>;
   staleSeconds: number;
   /** Fully fine-tuned models (and their checkpoints) by run: a folder the bot and every worker see. */
@@ -275,6 +301,8 @@ export type BotConfig = {
   token: string | undefined;
   ownerId: number | undefined;
   apiRoot: string;
+  /** How long the start-up keeps trying to reach the Bot API (TWIN_BOT_CONNECT_S); absent: 120 s. */
+  connectSeconds?: number | undefined;
   webhook: { url: string; port: number; secret: string | undefined } | undefined;
   groups: number[];
   rateLimitPerMinute: number;
@@ -293,6 +321,8 @@ export type InferenceConfig = {
   threads: number;
   /** Used where the model supports it (measured on 2 cores: prompts ~1.25x faster). */
   flashAttention: boolean;
+  /** TWIN_GPU: the GPU backend getLlama is asked for ("off": the CPU only). */
+  gpu: GpuSetting;
   sampling: { temperature: number; topK: number; topP: number; minP: number; repeatPenalty: number };
   maxReplyTokens: number;
 };
@@ -339,8 +369,36 @@ const CHILD_VARIABLES = new RegExp(
   ].join("|")})$`,
 );
 
+/** The length of a bot token's secret part, after `<bot id>:`. */
+export const BOT_TOKEN_SECRET_LENGTH = 35;
+
+/**
+ * What is wrong with a bot token's shape (`<bot id>:<secret of 35 characters>`, as @BotFather gives
+ * it), or undefined when it looks right. It says where the token is wrong, never what it holds.
+ */
+export function botTokenProblem(token: string): string | undefined {
+  const shape = `must be the token @BotFather gives, <bot id>:<secret of ${BOT_TOKEN_SECRET_LENGTH} characters> (e.g. 123456789:AAE…)`;
+  if (token !== token.trim()) return `${shape}; this one has spaces or line breaks around it`;
+  const colon = token.indexOf(":");
+  if (colon < 0) return `${shape}; this one has no colon`;
+  const id = token.slice(0, colon);
+  const secret = token.slice(colon + 1);
+  if (!/^\d+$/.test(id))
+    return `${shape}; the bot id before the colon ${id ? "is not all digits" : "is missing"}`;
+  if (!/^[A-Za-z0-9_-]*$/.test(secret))
+    return `${shape}; the secret after the colon holds characters other than A-Z, a-z, 0-9, _ and -`;
+  if (secret.length !== BOT_TOKEN_SECRET_LENGTH)
+    return `${shape}; the secret after the colon has ${secret.length} characters instead of ${BOT_TOKEN_SECRET_LENGTH}`;
+  return undefined;
+}
+
 export function machineTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
+/** The owner's time zone, one rule everywhere: TWIN_TZ or --tz, else the one stored with the owner, else this machine's. */
+export function ownerTimeZone(configured: string | undefined, stored: string | null | undefined): string {
+  return configured ?? stored ?? machineTimeZone();
 }
 
 export function isTimeZone(zone: string): boolean {
@@ -388,6 +446,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       sequences: values.TWIN_SEQUENCES,
       threads: values.TWIN_THREADS,
       flashAttention: values.TWIN_FLASH_ATTENTION === "on",
+      gpu: values.TWIN_GPU,
       sampling: {
         temperature: values.TWIN_TEMPERATURE,
         topK: values.TWIN_TOP_K,
@@ -401,6 +460,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       token: values.TWIN_BOT_TOKEN,
       ownerId: values.TWIN_OWNER_ID,
       apiRoot: values.TWIN_BOT_API_ROOT.replace(/\/+$/, ""),
+      connectSeconds: values.TWIN_BOT_CONNECT_S,
       webhook: values.TWIN_WEBHOOK_URL
         ? { url: values.TWIN_WEBHOOK_URL, port: values.TWIN_WEBHOOK_PORT, secret: values.TWIN_WEBHOOK_SECRET }
         : undefined,

@@ -15,3 +15,15 @@ export function configFromEnvironment(): Config {
 export function environmentForChild(extra: Record<string, string> = {}): Record<string, string> {
   return { ...childEnvironment(process.env), TWIN_PARENT_PID: String(process.pid), ...extra };
 }
+
+/**
+ * The Hugging Face hub as huggingface_hub and llama.cpp find it: HF_ENDPOINT (a mirror; default
+ * https://huggingface.co) and HF_TOKEN (for gated repositories; a secret: never logged).
+ */
+export function huggingFaceFromEnvironment(): { endpoint: string | undefined; token: string | undefined } {
+  loadDotenv({ quiet: true });
+  return {
+    endpoint: process.env.HF_ENDPOINT?.trim() || undefined,
+    token: process.env.HF_TOKEN?.trim() || undefined,
+  };
+}

@@ -1,19 +1,20 @@
-import { createFriendsRepository } from "../access/friends.repository.ts";
-import type { Database } from "../db/client.ts";
+import type { App } from "../app.ts";
 import { HistoryError } from "../history/history.errors.ts";
-import { createHistoryRepository } from "../history/history.repository.ts";
+import { peerKindOf } from "../history/identity.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
-import { createDatasetRepository } from "./dataset.repository.ts";
 import { openDatasetFolder } from "./dataset-folder.ts";
 import { type ChatStats, chatExamples, type ExampleSettings, emptyChatStats } from "./examples.ts";
 import type { Tokenize } from "./length.ts";
 import { buildManifest, type Manifest } from "./manifest.ts";
 import { buildNameTable } from "./names.ts";
 import { emptyRedactionCounts } from "./redact.ts";
+import { SESSION_GAP_MINUTES } from "./sessions.ts";
 
 export type DatasetOptions = ExampleSettings & {
   /** Group chats as well as personal chats. */
   groups: boolean;
+  /** Channels as well: their posts, one speaker each, trained as monologues (a channel owner's only source). */
+  channels?: boolean | undefined;
   /** ISO date, or undefined for the default: 24 months before the owner's last message; null: everything. */
   since: string | null | undefined;
   excludeChats: number[];
@@ -36,19 +37,25 @@ export type DatasetOptions = ExampleSettings & {
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
 
-/** The settings a dataset gets when nobody chose (the CLI's defaults; the bot's /dataset). */
+/** The settings a dataset gets when nobody chose: the CLI's option defaults, the bot's /dataset. */
+export const DATASET_DEFAULTS = {
+  gapMinutes: SESSION_GAP_MINUTES,
+  media: "tag",
+  forwards: "context",
+  header: true,
+  loss: { kind: "all" },
+  minTurns: 2,
+  maxTokens: 1024,
+  evalFraction: 0.05,
+  redact: false,
+  groups: false,
+  channels: false,
+} as const satisfies Partial<DatasetOptions>;
+
 export function defaultDatasetOptions(timeZone: string): DatasetOptions {
   return {
-    gapMinutes: 10,
-    media: "tag",
-    header: true,
-    loss: { kind: "all" },
-    minTurns: 2,
-    maxTokens: 1024,
-    evalFraction: 0.05,
-    redact: false,
+    ...DATASET_DEFAULTS,
     timeZone,
-    groups: false,
     since: undefined,
     excludeChats: [],
     excludePeople: [],
@@ -58,41 +65,50 @@ export function defaultDatasetOptions(timeZone: string): DatasetOptions {
 
 const TELEGRAM_SERVICE_ACCOUNT = 777000;
 const GROUP_TYPES = ["private_group", "private_supergroup", "public_supergroup"];
+const CHANNEL_TYPES = ["private_channel", "public_channel"];
 const SINCE_MONTHS = 24;
 
 /**
  * Builds a dataset from the history store: examples into PostgreSQL (and JSONL when asked) and a
  * manifest. Chats are read one at a time, in order, so memory holds one chat's messages.
  */
-export async function buildDataset(database: Database, options: DatasetOptions): Promise<DatasetResult> {
-  const history = createHistoryRepository(database);
-  const repository = createDatasetRepository(database);
+export async function buildDataset(
+  { database, repositories }: Pick<App, "database" | "repositories">,
+  options: DatasetOptions,
+): Promise<DatasetResult> {
+  const { history, dataset: repository, friends } = repositories;
   const owner = await history.getOwner();
   if (!owner)
     throw new HistoryError("The history store is empty: import an export first (twin import result.json).");
+  if (peerKindOf(owner.personId) !== "user" && !options.channels && !options.allowedOnly) {
+    throw new HistoryError(
+      `The owner is the channel ${owner.name ?? ""} (${owner.personId}): its posts reach a dataset only with --channels.`,
+    );
+  }
 
   const since =
-    options.since === undefined ? await repository.defaultSince(owner.personId, SINCE_MONTHS) : options.since;
-  const allowed = options.allowedOnly ? await createFriendsRepository(database).allowedIds() : undefined;
+    options.since === undefined
+      ? await history.monthsBeforeLastOwnMessage(owner.personId, SINCE_MONTHS)
+      : options.since;
+  const allowed = options.allowedOnly ? await friends.allowedIds() : undefined;
   const chats = (
-    await repository.chatsToInclude({
-      types: ["personal_chat", ...(options.groups && !allowed ? GROUP_TYPES : [])],
+    await history.chatsOfTypes({
+      types: [
+        "personal_chat",
+        ...(options.groups && !allowed ? GROUP_TYPES : []),
+        ...(options.channels && !allowed ? CHANNEL_TYPES : []),
+      ],
       exclude: options.excludeChats,
     })
   ).filter((chat) => !allowed || allowed.includes(chat.id));
   const chatsById = new Map(chats.map((chat) => [chat.id, chat]));
-  const excluded = new Set([
-    ...options.excludePeople,
-    TELEGRAM_SERVICE_ACCOUNT,
-    ...(await repository.botIds()),
-  ]);
-  const optedOut = new Set(
-    (await createFriendsRepository(database).optedOutIds()).filter((id) => id !== owner.personId),
-  );
-  const names = buildNameTable(await repository.people(), options.names, owner.personId);
+  const excluded = new Set([...options.excludePeople, TELEGRAM_SERVICE_ACCOUNT, ...(await history.botIds())]);
+  const optedOut = new Set((await friends.optedOutIds()).filter((id) => id !== owner.personId));
+  const names = buildNameTable(await history.senders(), options.names, owner.personId);
   const settings: ExampleSettings = {
     gapMinutes: options.gapMinutes,
     media: options.media,
+    forwards: options.forwards ?? DATASET_DEFAULTS.forwards,
     header: options.header,
     loss: options.loss,
     minTurns: options.minTurns,
@@ -104,6 +120,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   const recorded = {
     ...settings,
     groups: options.groups,
+    channels: options.channels ?? false,
     since,
     excludeChats: options.excludeChats,
     allowedOnly: options.allowedOnly ?? false,
@@ -117,7 +134,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   const datasetId = await repository.create(recorded);
   const canaryChat = options.canary
     ? (options.canary.chatId ??
-      (await repository.busiestChat(
+      (await history.busiestChat(
         owner.personId,
         chats.map((c) => c.id),
       )))
@@ -133,7 +150,7 @@ export async function buildDataset(database: Database, options: DatasetOptions):
   const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
   try {
     let done = 0;
-    await repository.forEachChatMessages(
+    await history.forEachChatMessages(
       chats.map((c) => c.id),
       since,
       async (chatId, messages) => {

@@ -7,11 +7,12 @@
  *   >>> you still going with the same idea?<|im_end|>
  *
  * An example is a list of segments; joined they give the rendered text. The role header is never
- * trained; a turn's text and its `<|im_end|>` are trained when the loss policy selects the speaker;
- * the newline between turns never is.
+ * trained; a turn's text and its `<|im_end|>` are trained when the loss policy selects the speaker,
+ * less its context lines (markers, forwarded text); the newline between turns never is.
  */
 
-export const FORMAT_VERSION = 1;
+/** 2: markers (markers.ts) and trained turns split into segments around their context lines. */
+export const FORMAT_VERSION = 2;
 export const IM_START = "<|im_start|>";
 export const IM_END = "<|im_end|>";
 export const MESSAGE_PREFIX = ">>> ";
@@ -19,7 +20,13 @@ export const SYSTEM_ROLE = "system";
 
 export type Segment = { text: string; train: boolean; speaker?: string };
 
-export type RenderTurn = { speaker: string; messages: string[]; train: boolean };
+export type RenderTurn = {
+  speaker: string;
+  messages: string[];
+  train: boolean;
+  /** Lines never trained, even in a trained turn: markers and forwarded text (see markers.ts). */
+  contextLines?: ReadonlySet<number> | undefined;
+};
 
 /**
  * Keeps message text from ever containing a control string: every `<|` (also `<\|`, `<\\|`, …)
@@ -51,8 +58,32 @@ export function renderSegments(turns: RenderTurn[], header?: string): Segment[] 
   for (const turn of turns) {
     if (segments.length > 0) segments.push({ text: "\n", train: false });
     segments.push({ text: `${IM_START}${turn.speaker}\n`, train: false, speaker: turn.speaker });
-    segments.push({ text: turnBody(turn.messages), train: turn.train, speaker: turn.speaker });
+    segments.push(...bodySegments(turn));
   }
+  return segments;
+}
+
+/**
+ * A turn's body as segments: one, unless a trained turn has context lines; then one per run of
+ * lines trained alike, each cut right after a line's newline. A segment after a newline starts
+ * at `>>> `, as the body after a role header does, so no token straddles a trained and an untrained
+ * segment and the trainer's check (labelled tokens decode to the trained text) still holds.
+ */
+function bodySegments(turn: RenderTurn): Segment[] {
+  const body = turnBody(turn.messages);
+  const context = turn.contextLines;
+  if (!turn.train || !context || context.size === 0) {
+    return [{ text: body, train: turn.train, speaker: turn.speaker }];
+  }
+  const segments: Segment[] = [];
+  turn.messages.forEach((message, index) => {
+    const last = index === turn.messages.length - 1;
+    const text = `${MESSAGE_PREFIX}${escapeControl(message)}${last ? IM_END : "\n"}`;
+    const train = !context.has(index);
+    const previous = segments.at(-1);
+    if (previous && previous.train === train) previous.text += text;
+    else segments.push({ text, train, speaker: turn.speaker });
+  });
   return segments;
 }
 

@@ -1,125 +1,16 @@
 import { pipeline } from "node:stream/promises";
-import { desc, eq } from "drizzle-orm";
+import { desc, eq, inArray, sql } from "drizzle-orm";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Database } from "../db/client.ts";
 import { startHeartbeat } from "../db/heartbeat.ts";
 import { copyText } from "../history/copy-format.ts";
-import type { MessageKind } from "../history/history.tables.ts";
+import type { ForgetDependents } from "../history/forget.ts";
 import { FORMAT_VERSION } from "./chatml.ts";
 import { datasetExamples, datasets } from "./dataset.tables.ts";
-import type { ChatInfo, Example } from "./examples.ts";
-import type { DatasetMessage } from "./sessions.ts";
-
-const FETCH = 20_000;
-
-/** The message columns sessions are built from, and a row of them as the dataset reads it. */
-export const datasetMessageColumns =
-  "chat_id, message_id, sender_id, (extract(epoch FROM sent_at) * 1000)::float8 AS sent_at, kind, text, emoji";
-
-export type DatasetMessageRow = {
-  chat_id: string;
-  message_id: string;
-  sender_id: string | null;
-  sent_at: number;
-  kind: MessageKind;
-  text: string;
-  emoji: string | null;
-};
-
-export function datasetMessageFromRow(row: DatasetMessageRow): DatasetMessage {
-  return {
-    chatId: Number(row.chat_id),
-    messageId: Number(row.message_id),
-    senderId: row.sender_id === null ? null : Number(row.sender_id),
-    sentAt: row.sent_at,
-    kind: row.kind,
-    text: row.text,
-    emoji: row.emoji,
-  };
-}
+import type { Example } from "./examples.ts";
+import type { Manifest } from "./manifest.ts";
 
 export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "pool">) {
-  /**
-   * 24 months (by default) before the owner's last message, as an ISO date; null when they never
-   * wrote. A message dated in the future (a wrong clock, an edited export) does not move it.
-   */
-  async function defaultSince(ownerId: number, months: number): Promise<string | null> {
-    const { rows } = await pool.query<{ since: Date | null }>(
-      `SELECT max(sent_at) - make_interval(months => $2) AS since FROM messages
-       WHERE sender_id = $1 AND sent_at <= now() + interval '1 day'`,
-      [ownerId, months],
-    );
-    return rows[0]?.since ? rows[0].since.toISOString() : null;
-  }
-
-  async function chatsToInclude(filter: { types: string[]; exclude: number[] }): Promise<ChatInfo[]> {
-    const { rows } = await pool.query<{ id: string; type: string; title: string | null }>(
-      "SELECT id, type, title FROM chats WHERE type = ANY($1) AND NOT (id = ANY($2::bigint[])) ORDER BY id",
-      [filter.types, filter.exclude],
-    );
-    return rows.map((row) => ({ id: Number(row.id), type: row.type, title: row.title }));
-  }
-
-  /** People known to be bots: the other side of every bot chat. */
-  async function botIds(): Promise<number[]> {
-    const { rows } = await pool.query<{ id: string }>("SELECT id FROM chats WHERE type = 'bot_chat'");
-    return rows.map((row) => Number(row.id));
-  }
-
-  /** Everyone who wrote, with their latest name and how much they wrote (for name precedence). */
-  async function people(): Promise<{ id: number; name: string | null; messages: number }[]> {
-    const { rows } = await pool.query<{ id: string; name: string | null; messages: number }>(
-      `SELECT p.id, p.name, coalesce(m.n, 0)::int AS messages
-       FROM people p LEFT JOIN (SELECT sender_id, count(*) AS n FROM messages GROUP BY sender_id) m ON m.sender_id = p.id`,
-    );
-    return rows.map((row) => ({ id: Number(row.id), name: row.name, messages: row.messages }));
-  }
-
-  /**
-   * Calls `each` with every chat's messages in time order, one chat at a time, read through a
-   * server-side cursor so memory holds one chat.
-   */
-  async function forEachChatMessages(
-    chatIds: number[],
-    since: string | null,
-    each: (chatId: number, messages: DatasetMessage[]) => Promise<void>,
-  ): Promise<void> {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN READ ONLY");
-      await client.query(
-        `DECLARE dataset_messages NO SCROLL CURSOR FOR
-         SELECT ${datasetMessageColumns}
-         FROM messages WHERE chat_id = ANY($1::bigint[]) AND ($2::timestamptz IS NULL OR sent_at >= $2)
-           AND kind <> 'service'
-         ORDER BY chat_id, sent_at, message_id`,
-        [chatIds, since],
-      );
-      let chatId: number | undefined;
-      let messages: DatasetMessage[] = [];
-      for (;;) {
-        const { rows } = await client.query<DatasetMessageRow>(`FETCH ${FETCH} FROM dataset_messages`);
-        for (const row of rows) {
-          const message = datasetMessageFromRow(row);
-          if (message.chatId !== chatId) {
-            if (chatId !== undefined) await each(chatId, messages);
-            chatId = message.chatId;
-            messages = [];
-          }
-          messages.push(message);
-        }
-        if (rows.length < FETCH) break;
-      }
-      if (chatId !== undefined) await each(chatId, messages);
-      await client.query("COMMIT");
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
   async function create(settings: Record<string, unknown>): Promise<number> {
     const [row] = await db
       .insert(datasets)
@@ -157,8 +48,9 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
         }
       },
       async abort() {
-        await pool
-          .query("DELETE FROM dataset_examples WHERE dataset_id = $1", [datasetId])
+        await db
+          .delete(datasetExamples)
+          .where(eq(datasetExamples.datasetId, datasetId))
           .catch(() => undefined);
       },
     };
@@ -183,36 +75,18 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
    * and the examples they had written are removed. Returns their ids.
    */
   async function failAbandonedBuilds(staleSeconds: number): Promise<number[]> {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
-      const { rows } = await client.query<{ id: number }>(
-        `UPDATE datasets SET status = 'failed', finished_at = now(),
-           error = 'its process stopped (no heartbeat for ' || $1 || ' s); build it again'
-         WHERE status = 'building' AND heartbeat_at < now() - make_interval(secs => $1) RETURNING id`,
-        [staleSeconds],
+    return db.transaction(async (transaction) => {
+      const { rows } = await transaction.execute<{ id: number }>(
+        sql`UPDATE datasets SET status = 'failed', finished_at = now(),
+              error = 'its process stopped (no heartbeat for ' || ${staleSeconds} || ' s); build it again'
+            WHERE status = 'building' AND heartbeat_at < now() - make_interval(secs => ${staleSeconds})
+            RETURNING id`,
       );
       const ids = rows.map((row) => row.id);
       if (ids.length > 0)
-        await client.query("DELETE FROM dataset_examples WHERE dataset_id = ANY($1::int[])", [ids]);
-      await client.query("COMMIT");
+        await transaction.delete(datasetExamples).where(inArray(datasetExamples.datasetId, ids));
       return ids;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
-  /** The chat among `chatIds` where the owner wrote the most messages. */
-  async function busiestChat(ownerId: number, chatIds: number[]): Promise<number | undefined> {
-    const { rows } = await pool.query<{ chat_id: string }>(
-      `SELECT chat_id FROM messages WHERE sender_id = $1 AND chat_id = ANY($2::bigint[])
-        GROUP BY chat_id ORDER BY count(*) DESC, chat_id LIMIT 1`,
-      [ownerId, chatIds],
-    );
-    return rows[0] ? Number(rows[0].chat_id) : undefined;
+    });
   }
 
   async function latestReady() {
@@ -223,6 +97,17 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
       .orderBy(desc(datasets.id))
       .limit(1);
     return row;
+  }
+
+  /**
+   * The dataset a run or an evaluation uses: `id` when given, else the latest ready one; with its
+   * manifest, or undefined when it is not ready (the caller says what to do).
+   */
+  async function readyDataset(id?: number | undefined) {
+    const [row] = id ? await db.select().from(datasets).where(eq(datasets.id, id)) : [await latestReady()];
+    return row?.status === "ready" && row.manifest
+      ? { ...row, manifest: row.manifest as Manifest }
+      : undefined;
   }
 
   async function examples(datasetId: number): Promise<Example[]> {
@@ -242,20 +127,25 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
   }
 
   return {
-    defaultSince,
-    chatsToInclude,
-    botIds,
-    people,
-    forEachChatMessages,
     create,
     /** Beats the build's heartbeat until stopped (see db/heartbeat.ts). */
-    keepBuildAlive: (id: number, staleSeconds: number) => startHeartbeat(pool, "datasets", id, staleSeconds),
+    keepBuildAlive: (id: number, staleSeconds: number) => startHeartbeat(db, "datasets", id, staleSeconds),
     failAbandonedBuilds,
     openExampleSink,
     finish,
     fail,
     latestReady,
-    busiestChat,
+    readyDataset,
     examples,
   };
 }
+
+/** The dataset's part of a forget (history/forget.ts): examples carry the forgotten text. */
+export const datasetForgetting: ForgetDependents = {
+  async forgetChat(transaction, chatId) {
+    await transaction.delete(datasetExamples).where(eq(datasetExamples.chatId, chatId));
+  },
+  async forgetAll(transaction) {
+    await transaction.delete(datasets); // examples cascade
+  },
+};

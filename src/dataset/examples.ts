@@ -1,9 +1,17 @@
 import { DateTime } from "luxon";
-import { joinSegments, renderSegments, type Segment, turnBody } from "./chatml.ts";
+import { joinSegments, MESSAGE_PREFIX, renderSegments, type Segment, turnBody } from "./chatml.ts";
 import { estimateTokens, splitTurns, type Tokenize } from "./length.ts";
+import { TRUNCATED, truncateToTokens } from "./markers.ts";
 import type { NameTable } from "./names.ts";
 import { emptyRedactionCounts, type RedactionCounts, redact } from "./redact.ts";
-import { buildSessions, type DatasetMessage, type MediaMode, type Session, type Turn } from "./sessions.ts";
+import {
+  buildSessions,
+  type DatasetMessage,
+  type ForwardsMode,
+  type MediaMode,
+  type Session,
+  type Turn,
+} from "./sessions.ts";
 
 /**
  * From one chat's messages to training examples (pure): redaction, sessions, the session filter,
@@ -15,6 +23,8 @@ export type LossPolicy = { kind: "all" } | { kind: "owner" } | { kind: "people";
 export type ExampleSettings = {
   gapMinutes: number;
   media: MediaMode;
+  /** Forwarded messages as untrained context (the default) or left out. */
+  forwards?: ForwardsMode | undefined;
   header: boolean;
   loss: LossPolicy;
   minTurns: number;
@@ -39,11 +49,26 @@ export type ChatStats = {
   sessions: number;
   turns: number;
   messages: number;
-  /** Per speaker id: messages and estimated tokens in kept sessions. */
-  speakers: Map<number, { messages: number; tokens: number }>;
+  /** Per speaker id: messages and estimated tokens in kept sessions, and their turns' lengths. */
+  speakers: Map<number, SpeakerStats>;
   redactions: RedactionCounts;
   /** Estimated tokens of each example, for the length histogram. */
   exampleTokens: number[];
+  /** What the markers (markers.ts) marked: forwarded messages, reply quotes, polls, cut turns. */
+  markers: MarkerCounts;
+};
+
+export type MarkerCounts = { forwarded: number; replies: number; polls: number; truncated: number };
+
+export type SpeakerStats = {
+  messages: number;
+  tokens: number;
+  /**
+   * How many of the speaker's turns have each length, in tokens of the turn as the model writes it
+   * (its `>>> ` lines and `<|im_end|>`): a histogram, so a speaker's percentiles stay exact in
+   * bounded memory.
+   */
+  turnTokens: Map<number, number>;
 };
 
 export const emptyChatStats = (): ChatStats => ({
@@ -53,6 +78,7 @@ export const emptyChatStats = (): ChatStats => ({
   speakers: new Map(),
   redactions: emptyRedactionCounts(),
   exampleTokens: [],
+  markers: { forwarded: 0, replies: 0, polls: 0, truncated: 0 },
 });
 
 export function isTrainedSpeaker(policy: LossPolicy, speakerId: number, ownerId: number): boolean {
@@ -71,11 +97,23 @@ function isFocusSpeaker(policy: LossPolicy, speakerId: number, ownerId: number):
   return policy.kind === "people" ? policy.ids.includes(speakerId) : speakerId === ownerId;
 }
 
+/** Channels are monologues: their posts come from the channel alone, with nobody to answer. */
+export function isChannel(chat: Pick<ChatInfo, "type">): boolean {
+  return chat.type === "private_channel" || chat.type === "public_channel";
+}
+
+/**
+ * A session is worth learning from when a focus speaker answers in it (a turn after the first),
+ * in a session of at least `minTurns` turns. A channel's session is one speaker's posts: kept
+ * whenever that speaker is a focus speaker.
+ */
 export function keepSession(
   session: Session,
   settings: Pick<ExampleSettings, "minTurns" | "loss">,
   ownerId: number,
+  monologue = false,
 ) {
+  if (monologue) return session.turns.some((turn) => isFocusSpeaker(settings.loss, turn.speakerId, ownerId));
   if (session.turns.length < settings.minTurns) return false;
   return session.turns.slice(1).some((turn) => isFocusSpeaker(settings.loss, turn.speakerId, ownerId));
 }
@@ -96,14 +134,28 @@ export function headerLine(
   startedAt: number,
   timeZone: string,
 ): string {
-  const kind =
-    chat.type === "personal_chat"
-      ? "chat"
-      : `group${chat.title ? ` “${chat.title.replace(/[\r\n]+/g, " ")}”` : ""}`;
+  const title = chat.title ? ` “${chat.title.replace(/[\r\n]+/g, " ")}”` : "";
+  const kind = chat.type === "personal_chat" ? "chat" : `${isChannel(chat) ? "channel" : "group"}${title}`;
   const when = DateTime.fromMillis(startedAt, { zone: timeZone }).toFormat("yyyy-MM-dd ccc HH:mm");
   const shown = participants.slice(0, HEADER_NAMES).join(", ");
   const more = participants.length > HEADER_NAMES ? ` +${participants.length - HEADER_NAMES} more` : "";
   return `Telegram ${kind} · ${shown}${more} · ${when}`;
+}
+
+const roleCosts = new WeakMap<Tokenize, Map<string, number>>();
+/** The tokens of a role header, counted once per tokenizer and name. */
+function roleTokens(role: string, tokenize: Tokenize): number {
+  let costs = roleCosts.get(tokenize);
+  if (!costs) {
+    costs = new Map();
+    roleCosts.set(tokenize, costs);
+  }
+  let cost = costs.get(role);
+  if (cost === undefined) {
+    cost = tokenize(role);
+    costs.set(role, cost);
+  }
+  return cost;
 }
 
 export function chatExamples(
@@ -122,30 +174,26 @@ export function chatExamples(
   const { settings, names, ownerId } = context;
   const tokenize = context.tokenize ?? estimateTokens;
   const prepared = settings.redact
-    ? messages.map((m) => (m.text ? { ...m, text: redact(m.text, stats.redactions) } : m))
+    ? messages.map((m) => ({
+        ...m,
+        text: m.text ? redact(m.text, stats.redactions) : m.text,
+        replyTo: m.replyTo?.text
+          ? { ...m.replyTo, text: redact(m.replyTo.text, stats.redactions) }
+          : m.replyTo,
+      }))
     : messages;
   const sessions = buildSessions(prepared, {
     gapMs: settings.gapMinutes * 60_000,
     media: settings.media,
-  }).filter((session) => keepSession(session, settings, ownerId));
+    forwards: settings.forwards ?? "context",
+    nameOf: (id) => names.get(id),
+  }).filter((session) => keepSession(session, settings, ownerId, isChannel(chat)));
   const heldOut = evalCount(sessions.length, settings.evalFraction);
   const nameOf = (id: number) => names.get(id) ?? `User ${id}`;
   const examples: Example[] = [];
 
   sessions.forEach((session, index) => {
     const split = index >= sessions.length - heldOut ? "eval" : "train";
-    stats.sessions++;
-    stats.turns += session.turns.length;
-    const turnTokens = new Map<Turn, number>();
-    for (const turn of session.turns) {
-      stats.messages += turn.messages.length;
-      const tokens = tokenize(`<|im_start|>${nameOf(turn.speakerId)}\n${turnBody(turn.messages)}\n`);
-      turnTokens.set(turn, tokens);
-      const speaker = stats.speakers.get(turn.speakerId) ?? { messages: 0, tokens: 0 };
-      speaker.messages += turn.messages.length;
-      speaker.tokens += tokens;
-      stats.speakers.set(turn.speakerId, speaker);
-    }
     // Each piece gets its own header (its participants, its start); the session's bounds its size.
     const headerFor = (turns: Turn[]) =>
       settings.header
@@ -163,6 +211,29 @@ export function chatExamples(
     const headerBound = settings.header
       ? tokenize(headerLine(chat, longestNames, session.startedAt, settings.timeZone)) + 8
       : 0;
+    stats.sessions++;
+    stats.turns += session.turns.length;
+    const turnTokens = new Map<Turn, number>();
+    for (const turn of session.turns) {
+      const role = `<|im_start|>${nameOf(turn.speakerId)}\n`;
+      // A turn that alone would not fit beside the header is cut (a 1 MB message is one line).
+      if (fitTurn(turn, role, settings.maxTokens - headerBound, tokenize)) stats.markers.truncated++;
+      countMarkers(turn, stats.markers);
+      stats.messages += turn.messageCount;
+      const tokens = tokenize(`${role}${turnBody(turn.messages)}\n`);
+      turnTokens.set(turn, tokens);
+      const speaker = stats.speakers.get(turn.speakerId) ?? { messages: 0, tokens: 0, turnTokens: new Map() };
+      speaker.messages += turn.messageCount;
+      speaker.tokens += tokens;
+      // The turn as the speaker writes it, less its role header and the newline after it (counted
+      // once per name, not per turn); context lines are not theirs to write.
+      const body =
+        turn.contextLines.size === 0
+          ? tokens - roleTokens(role, tokenize) - 1
+          : tokenize(turnBody(turn.messages.filter((_, i) => !turn.contextLines.has(i))));
+      speaker.turnTokens.set(Math.max(1, body), (speaker.turnTokens.get(Math.max(1, body)) ?? 0) + 1);
+      stats.speakers.set(turn.speakerId, speaker);
+    }
     const pieces = splitTurns(session.turns, (turn) => turnTokens.get(turn) as number, {
       maxTokens: settings.maxTokens,
       contextTokens: Math.floor(settings.maxTokens / 4),
@@ -175,6 +246,7 @@ export function chatExamples(
           speaker: nameOf(t.speakerId),
           messages: t.messages,
           train: isTrainedSpeaker(settings.loss, t.speakerId, ownerId) && !context.optedOut?.has(t.speakerId),
+          contextLines: t.contextLines,
         })),
       ];
       const startedAt = (piece.turns[0] as Turn).startedAt;
@@ -192,4 +264,43 @@ export function chatExamples(
     });
   });
   return examples;
+}
+
+/**
+ * Cuts `turn` in place to at most `budget` tokens with its role header: the line that crosses the
+ * budget is cut at a word boundary and followed by a `… [truncated]` context line; the lines after
+ * it go. Returns whether it cut.
+ */
+export function fitTurn(turn: Turn, role: string, budget: number, tokenize: Tokenize): boolean {
+  const cost = (lines: string[]) => tokenize(`${role}${turnBody(lines)}\n`);
+  if (cost(turn.messages) <= budget) return false;
+  // The lines that fit whole, then what is left for the one that does not.
+  let kept = 0;
+  while (kept < turn.messages.length && cost([...turn.messages.slice(0, kept + 1), TRUNCATED]) <= budget)
+    kept++;
+  const lines = turn.messages.slice(0, kept);
+  const crossing = turn.messages[kept];
+  if (crossing !== undefined) {
+    const room = budget - cost([...lines, TRUNCATED]) - tokenize(MESSAGE_PREFIX) - 1;
+    const cut = room > 0 ? truncateToTokens(crossing, room, tokenize).text : "";
+    if (cut) {
+      if (turn.contextLines.has(kept)) turn.contextLines.add(lines.length);
+      lines.push(cut);
+    }
+  }
+  for (const index of [...turn.contextLines]) if (index >= lines.length) turn.contextLines.delete(index);
+  turn.contextLines.add(lines.length);
+  lines.push(TRUNCATED);
+  turn.messages = lines;
+  return true;
+}
+
+/** Counts the markers a turn shows (see MarkerCounts). */
+function countMarkers(turn: Turn, counts: MarkerCounts): void {
+  turn.messages.forEach((line, index) => {
+    if (line.startsWith("[poll] ")) counts.polls++;
+    if (!turn.contextLines.has(index)) return;
+    if (line.startsWith("[forwarded from ")) counts.forwarded++;
+    else if (line.startsWith("[reply to ")) counts.replies++;
+  });
 }

@@ -42,6 +42,9 @@ export function splitTurns<T>(
         used += cost;
       }
     }
+    // The first turn fits beside its context, or the context gives way, oldest first.
+    const first = tokens(turns[start] as T);
+    while (context.length > 0 && used + first > options.maxTokens) used -= tokens(context.shift() as T);
     let end = start;
     while (end < turns.length) {
       const cost = tokens(turns[end] as T);

@@ -1,3 +1,4 @@
+import { plural } from "../plural.ts";
 import type { Canary } from "./canary.ts";
 import { FORMAT_VERSION } from "./chatml.ts";
 import type { ChatStats } from "./examples.ts";
@@ -35,7 +36,45 @@ export function lengthHistogram(lengths: number[], max: number) {
   });
 }
 
-/** What a dataset is: its settings, source, counts, per-speaker shares and length histogram (pure). */
+/**
+ * The `fraction` percentile (nearest rank) of a histogram of lengths (length → count); null when
+ * it is empty.
+ */
+export function histogramPercentile(histogram: ReadonlyMap<number, number>, fraction: number): number | null {
+  const lengths = [...histogram.entries()].filter(([, count]) => count > 0).sort((a, b) => a[0] - b[0]);
+  const total = lengths.reduce((sum, [, count]) => sum + count, 0);
+  if (total === 0) return null;
+  const rank = Math.max(1, Math.ceil(fraction * total));
+  let seen = 0;
+  for (const [length, count] of lengths) {
+    seen += count;
+    if (seen >= rank) return length;
+  }
+  return (lengths.at(-1) as [number, number])[0];
+}
+
+const TURN_PERCENTILE = 0.95;
+
+/**
+ * The 95th percentile of a speaker's turn length in tokens, as the dataset measured it (the
+ * owner's, or one of the top speakers'); undefined when the manifest does not say (a speaker
+ * outside the top, a manifest from before it was measured).
+ */
+export function turnTokensP95(
+  manifest: Pick<Manifest, "owner" | "speakers">,
+  speakerId: number,
+): number | undefined {
+  const measured =
+    manifest.owner.id === speakerId
+      ? manifest.owner.turnTokensP95
+      : manifest.speakers.find((s) => s.id === speakerId)?.turnTokensP95;
+  return typeof measured === "number" ? measured : undefined; // older manifests lack it
+}
+
+/**
+ * What a dataset is: its settings, source, counts, per-speaker shares, turn lengths (95th
+ * percentile, tokens: what a reply imitating the speaker may take) and length histogram (pure).
+ */
 export function buildManifest(input: {
   datasetId: number;
   settings: Record<string, unknown> & { maxTokens: number };
@@ -59,7 +98,13 @@ export function buildManifest(input: {
     datasetId: input.datasetId,
     createdAt: new Date().toISOString(),
     source: input.source,
-    owner: input.owner,
+    owner: {
+      ...input.owner,
+      turnTokensP95: histogramPercentile(
+        stats.speakers.get(input.owner.id)?.turnTokens ?? new Map(),
+        TURN_PERCENTILE,
+      ),
+    },
     settings: input.settings,
     counts: {
       sessions: stats.sessions,
@@ -71,6 +116,8 @@ export function buildManifest(input: {
       meanTurnsPerSession: stats.sessions ? round2(stats.turns / stats.sessions) : 0,
       meanMessagesPerSession: stats.sessions ? round2(stats.messages / stats.sessions) : 0,
       tokensEstimate: stats.exampleTokens.reduce((a, b) => a + b, 0),
+      /** Marker lines in kept sessions (markers.ts): forward runs, reply quotes, polls, turns cut to fit. */
+      markers: { ...stats.markers },
     },
     speakers: ranked.slice(0, TOP_SPEAKERS).map(([id, s]) => ({
       id,
@@ -78,6 +125,7 @@ export function buildManifest(input: {
       messages: s.messages,
       messageShare: share(s.messages, totalMessages),
       tokenShare: share(s.tokens, totalTokens),
+      turnTokensP95: histogramPercentile(s.turnTokens, TURN_PERCENTILE),
     })),
     otherSpeakers: Math.max(0, ranked.length - TOP_SPEAKERS),
     redactions: input.redactions,
@@ -87,7 +135,7 @@ export function buildManifest(input: {
 
 /** "15,789 sessions from 466 chats, 8.51 messages per session". */
 export function summaryLine(manifest: Manifest): string {
-  const n = (value: number) => value.toLocaleString("en-US");
   const c = manifest.counts;
-  return `${n(c.sessions)} sessions from ${n(c.chats)} chats, ${c.meanMessagesPerSession.toFixed(2)} messages per session`;
+  const grouped = { grouped: true };
+  return `${plural(c.sessions, "session", grouped)} from ${plural(c.chats, "chat", grouped)}, ${c.meanMessagesPerSession.toFixed(2)} messages per session`;
 }

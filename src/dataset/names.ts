@@ -47,10 +47,3 @@ export function buildNameTable(
   }
   return table;
 }
-
-/** `--name 12345=Sasha` → [12345, "Sasha"]. */
-export function parseNameOverride(value: string): [number, string] {
-  const match = /^(-?\d+)=(.+)$/.exec(value);
-  if (!match) throw new Error(`--name ${value}: expected <person id>=<name>, e.g. --name 12345=Sasha`);
-  return [Number(match[1]), match[2] as string];
-}

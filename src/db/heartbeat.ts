@@ -1,4 +1,5 @@
-import type pg from "pg";
+import { sql } from "drizzle-orm";
+import type { Db } from "./client.ts";
 
 /**
  * Long work that another process may need to tell from dead work (an import, a dataset build)
@@ -14,14 +15,16 @@ export function beatEveryMs(staleSeconds: number): number {
 }
 
 export function startHeartbeat(
-  pool: pg.Pool,
+  db: Db,
   table: "imports" | "datasets",
   id: number,
   staleSeconds: number,
 ): Heartbeat {
   const timer = setInterval(() => {
     // A missed beat is harmless; a dead database fails the work itself.
-    pool.query(`UPDATE ${table} SET heartbeat_at = now() WHERE id = $1`, [id]).catch(() => undefined);
+    db.execute(sql`UPDATE ${sql.identifier(table)} SET heartbeat_at = now() WHERE id = ${id}`).catch(
+      () => undefined,
+    );
   }, beatEveryMs(staleSeconds));
   timer.unref();
   return { stop: () => clearInterval(timer) };

@@ -1,25 +1,23 @@
 import path from "node:path";
-import { eq } from "drizzle-orm";
+import type { App } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import { CANARY_QUESTION } from "../dataset/canary.ts";
-import { createDatasetRepository } from "../dataset/dataset.repository.ts";
-import { datasets } from "../dataset/dataset.tables.ts";
 import type { Manifest } from "../dataset/manifest.ts";
-import type { Database } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice, Engine } from "../inference/engine.ts";
 import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
-import { createRunsRepository } from "../training/runs.repository.ts";
-import { tunedChoice } from "../training/serving.ts";
-import { type EvaluatedModel, evaluationSamples, evaluations } from "./evaluation.tables.ts";
+import { tunedChoice } from "../inference/serving.ts";
+import { EvaluationError } from "./evaluation.errors.ts";
+import type { EvaluatedModel } from "./evaluation.tables.ts";
 import { type EvalPoint, evalPoints, type ParsedExample, parseExample, pointSeed } from "./points.ts";
-
-export class EvaluationError extends Error {}
+import type { EvaluationPlan } from "./summary.ts";
 
 export type GenerateOptions = {
   datasetId?: number | undefined;
   /** Whose turns are generated (a name as the dataset writes it); default: the owner. */
   speaker?: string | undefined;
+  /** Whose turns, by person id (`twin eval --speaker` after the person lookup); wins over `speaker`. */
+  speakerId?: number | undefined;
   /** Adapters to evaluate (ids); default: the active one, if any. */
   adapterIds?: number[] | undefined;
   /** At most this many held-out turns, a fixed random subset (0: all). */
@@ -27,6 +25,8 @@ export type GenerateOptions = {
   seed?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((done: number, total: number, model: string) => void) | undefined;
+  /** Told once, before the first turn, what is generated (`planLine` words it). */
+  onPlan?: ((plan: EvaluationPlan) => void) | undefined;
 };
 
 /** The models compared: the base alone, the base with real history (the prompting baseline), each adapter. */
@@ -84,8 +84,7 @@ export function samplePoints(points: EvalPoint[], limit: number, seed: number): 
  * with a fixed seed per turn; stores real and generated side by side. Returns the evaluation id.
  */
 export async function generateSamples(
-  deps: {
-    database: Database;
+  deps: Pick<App, "repositories"> & {
     engine: Engine;
     config: Config;
     /** The bot's own, so evaluation shares the sequences fairly with live chats; default: new. */
@@ -93,12 +92,10 @@ export async function generateSamples(
   },
   options: GenerateOptions = {},
 ): Promise<number> {
-  const { database, engine, config } = deps;
+  const { repositories, engine, config } = deps;
   const seed = options.seed ?? 0;
-  const dataset = options.datasetId
-    ? (await database.db.select().from(datasets).where(eq(datasets.id, options.datasetId)))[0]
-    : await createDatasetRepository(database).latestReady();
-  if (dataset?.status !== "ready" || !dataset.manifest) {
+  const dataset = await repositories.dataset.readyDataset(options.datasetId);
+  if (!dataset) {
     throw new EvaluationError(
       options.datasetId
         ? `dataset ${options.datasetId} is not ready`
@@ -106,8 +103,12 @@ export async function generateSamples(
     );
   }
   const manifest = dataset.manifest as Manifest;
-  const speaker = options.speaker ?? manifest.owner.name;
-  const examples = (await createDatasetRepository(database).examples(dataset.id)).map((e) => ({
+  const named =
+    options.speakerId === undefined ? undefined : manifest.speakers.find((s) => s.id === options.speakerId);
+  if (options.speakerId !== undefined && !named)
+    throw new EvaluationError(`person ${options.speakerId} has no trained turn in dataset ${dataset.id}`);
+  const speaker = named?.name ?? options.speaker ?? manifest.owner.name;
+  const examples = (await repositories.dataset.examples(dataset.id)).map((e) => ({
     split: e.split,
     parsed: parseExample(e),
   }));
@@ -132,7 +133,7 @@ export async function generateSamples(
       `dataset ${dataset.id} has no held-out trained turn of ${speaker} (speakers there include ${names.join(", ")})`,
     );
   }
-  const runs = createRunsRepository(database);
+  const { runs } = repositories;
   const known = await runs.listAdapters();
   const wanted = options.adapterIds ?? known.filter((a) => a.active).map((a) => a.id);
   const adapters = wanted.map((id) => {
@@ -155,22 +156,27 @@ export async function generateSamples(
     );
   }
   const models = evaluatedModels(adapters);
-  const [evaluation] = await database.db
-    .insert(evaluations)
-    .values({
-      datasetId: dataset.id,
-      speaker,
-      models,
-      settings: {
-        seed,
-        maxTurns: options.maxTurns ?? 0,
-        sampling: config.inference.sampling,
-        turns: points.length,
-      },
-      status: "generating",
-    })
-    .returning({ id: evaluations.id });
-  const evaluationId = (evaluation as { id: number }).id;
+  options.onPlan?.({
+    speaker,
+    heldOut: heldOut.length,
+    turns: points.length,
+    requested: options.maxTurns,
+    probes: probes.length,
+    models: models.map((m) => m.label),
+  });
+  const evaluationsRepository = repositories.evaluations;
+  const evaluationId = await evaluationsRepository.create({
+    datasetId: dataset.id,
+    speaker,
+    models,
+    settings: {
+      seed,
+      maxTurns: options.maxTurns ?? 0,
+      sampling: config.inference.sampling,
+      turns: points.length,
+    },
+    status: "generating",
+  });
 
   const examplesById = new Map(all.map((e) => [e.id, e]));
   // One history per session, cut to fit its longest prompt: every turn of the session then starts
@@ -232,7 +238,7 @@ export async function generateSamples(
             if (error.name === "EmptyReplyError") return { messages: [] as string[] };
             throw error;
           });
-        await database.db.insert(evaluationSamples).values({
+        await evaluationsRepository.addSample({
           evaluationId,
           model: model.key,
           exampleId: point.exampleId,
@@ -248,15 +254,9 @@ export async function generateSamples(
       }
       await conversations.reset(key);
     }
-    await database.db
-      .update(evaluations)
-      .set({ status: "reporting" })
-      .where(eq(evaluations.id, evaluationId));
+    await evaluationsRepository.markReporting(evaluationId);
   } catch (error) {
-    await database.db
-      .update(evaluations)
-      .set({ status: "failed", error: (error as Error).message, finishedAt: new Date() })
-      .where(eq(evaluations.id, evaluationId));
+    await evaluationsRepository.markFailed(evaluationId, (error as Error).message);
     throw error;
   }
   return evaluationId;

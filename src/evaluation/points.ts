@@ -2,6 +2,7 @@ import { IM_END, IM_START, type Segment, SYSTEM_ROLE, unescapeControl } from "..
 import type { Example } from "../dataset/examples.ts";
 import type { PromptTurn } from "../inference/prompt.ts";
 import { splitReply } from "../inference/prompt.ts";
+import { ExampleFormatError } from "./evaluation.errors.ts";
 
 /** An example read back into what the prompt builder takes: its header line and its turns. */
 export type ParsedExample = {
@@ -23,23 +24,29 @@ export type EvalPoint = {
   real: string[];
 };
 
-export class ExampleFormatError extends Error {}
-
 /** Reads an example's segments back into header and turns (pure; the inverse of renderSegments). */
 export function parseExample(example: Example): ParsedExample {
   let header: string | undefined;
   const turns: ParsedExample["turns"] = [];
   let speaker: string | undefined;
+  // A trained turn with context lines (markers) comes in several segments; its last ends in IM_END.
+  let body = "";
+  let trained = false;
   for (const segment of example.segments as Segment[]) {
     const text = segment.text;
-    if (text === "\n") continue;
-    if (text.startsWith(`${IM_START}${SYSTEM_ROLE}\n`)) {
+    if (speaker === undefined && text === "\n") continue;
+    if (speaker === undefined && text.startsWith(`${IM_START}${SYSTEM_ROLE}\n`)) {
       header = unescapeControl(text.slice(`${IM_START}${SYSTEM_ROLE}\n`.length, -IM_END.length));
-    } else if (text.startsWith(IM_START) && text.endsWith("\n")) {
+    } else if (speaker === undefined && text.startsWith(IM_START) && text.endsWith("\n")) {
       speaker = text.slice(IM_START.length, -1);
-    } else if (speaker !== undefined && text.endsWith(IM_END)) {
-      turns.push({ speaker, messages: splitReply(text), trained: segment.train });
+    } else if (speaker !== undefined && !text.startsWith(IM_START)) {
+      body += text;
+      trained ||= segment.train;
+      if (!text.endsWith(IM_END)) continue;
+      turns.push({ speaker, messages: splitReply(body), trained });
       speaker = undefined;
+      body = "";
+      trained = false;
     } else {
       throw new ExampleFormatError(
         `example ${example.id}: unexpected segment ${JSON.stringify(text.slice(0, 40))}`,

@@ -1,7 +1,13 @@
 import { spawn } from "node:child_process";
+import path from "node:path";
 import type { TrainingConfig } from "../config/config.ts";
 import { environmentForChild } from "../config/env.ts";
 import { trainerDir, trainerPython } from "../training/local-worker.ts";
+
+/** Where an evaluation's report.md and plots go unless told otherwise: the data folder, never the cwd. */
+export function reportFolder(dataDir: string, evaluationId: number): string {
+  return path.join(dataDir, "reports", `eval-${evaluationId}`);
+}
 
 /**
  * Runs the trainer's `report` on an evaluation: the statistics, the discriminator and the plots

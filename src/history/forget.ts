@@ -1,40 +1,37 @@
-import type pg from "pg";
+import { eq, sql } from "drizzle-orm";
+import type { Db, Transaction } from "../db/client.ts";
+import { chats, messages, people } from "./history.tables.ts";
 
 /**
- * Deletes what the store holds of a personal chat: its messages, the chat, and the dataset
- * examples made from it (they carry the same text). One transaction: all or nothing.
+ * What other modules keep that was made from the history (the dataset's examples): each module
+ * deletes its own rows, inside the history's transaction, so a forget is all or nothing.
  */
-export async function forgetPersonalChat(pool: pg.Pool, personId: number): Promise<{ messages: number }> {
-  return inTransaction(pool, async (client) => {
-    await client.query("DELETE FROM dataset_examples WHERE chat_id = $1", [personId]);
-    const deleted = await client.query("DELETE FROM messages WHERE chat_id = $1", [personId]);
-    await client.query("DELETE FROM chats WHERE id = $1", [personId]);
+export type ForgetDependents = {
+  forgetChat(transaction: Transaction, chatId: number): Promise<void>;
+  forgetAll(transaction: Transaction): Promise<void>;
+};
+
+/** Deletes what the store holds of a personal chat: its messages, the chat, and what was made from them. */
+export async function forgetPersonalChat(
+  db: Db,
+  personId: number,
+  dependents: ForgetDependents,
+): Promise<{ messages: number }> {
+  return db.transaction(async (transaction) => {
+    await dependents.forgetChat(transaction, personId);
+    const deleted = await transaction.delete(messages).where(eq(messages.chatId, personId));
+    await transaction.delete(chats).where(eq(chats.id, personId));
     return { messages: deleted.rowCount ?? 0 };
   });
 }
 
-/** Deletes every chat, message, person but the owner, and every dataset. */
-export async function forgetEverything(pool: pg.Pool): Promise<{ messages: number }> {
-  return inTransaction(pool, async (client) => {
-    await client.query("DELETE FROM datasets"); // examples cascade
-    const deleted = await client.query("DELETE FROM messages");
-    await client.query("DELETE FROM chats");
-    await client.query("DELETE FROM people WHERE id <> coalesce((SELECT person_id FROM owner), 0)");
+/** Deletes every chat, message, person but the owner, and what was made from them. */
+export async function forgetEverything(db: Db, dependents: ForgetDependents): Promise<{ messages: number }> {
+  return db.transaction(async (transaction) => {
+    await dependents.forgetAll(transaction);
+    const deleted = await transaction.delete(messages);
+    await transaction.delete(chats);
+    await transaction.delete(people).where(sql`${people.id} <> coalesce((SELECT person_id FROM owner), 0)`);
     return { messages: deleted.rowCount ?? 0 };
   });
-}
-
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    const result = await work(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
 }

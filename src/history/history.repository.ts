@@ -1,13 +1,17 @@
 import { pipeline } from "node:stream/promises";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import type { Database } from "../db/client.ts";
+import { type Database, onConnection, type Transaction } from "../db/client.ts";
 import { startHeartbeat } from "../db/heartbeat.ts";
 import { messageCopyColumns } from "./copy-format.ts";
+import { type ForgetDependents, forgetEverything, forgetPersonalChat } from "./forget.ts";
 import { HistoryError } from "./history.errors.ts";
 import { type ImportCounts, imports, owner, people } from "./history.tables.ts";
+import { createHistoryReads } from "./history-reads.ts";
 import type { ChatRecord, PersonSighting } from "./message.ts";
+import { choosePerson, type PersonLookup, type PersonQuery } from "./person-lookup.ts";
+import { historyStats } from "./stats.ts";
 
 /** One transaction's worth of history: chats and people first, then messages as COPY text. */
 export type HistoryBatch = {
@@ -54,8 +58,8 @@ export type BatchProgress = {
   importId: number;
   /** The desktop import: bytes of the file read. */
   committedBytes?: number | undefined;
-  /** The userbot: the newest message id stored per chat. */
-  cursors?: { chatId: number; lastMessageId: number }[] | undefined;
+  /** What the source writes with the batch, in its transaction (the userbot: its cursors). */
+  alsoWrite?: ((transaction: Transaction) => Promise<void>) | undefined;
 };
 
 export type ImportSession = {
@@ -65,6 +69,8 @@ export type ImportSession = {
 };
 
 export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "pool">) {
+  const reads = createHistoryReads({ db, pool });
+
   async function startImport(input: {
     source: string;
     fileName: string;
@@ -84,19 +90,23 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
   async function markInterruptedImports(
     staleSeconds: number,
   ): Promise<{ id: number; fileName: string | null }[]> {
-    const { rows } = await pool.query<{ id: number; file_name: string | null }>(
-      `UPDATE imports SET status = 'interrupted', finished_at = now(),
-         error = 'its process stopped (no heartbeat for ' || $1 || ' s); import the same file again to resume'
-       WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-       RETURNING id, file_name`,
-      [staleSeconds],
+    const { rows } = await db.execute<{ id: number; file_name: string | null }>(
+      sql`UPDATE imports SET status = 'interrupted', finished_at = now(),
+            error = 'its process stopped (no heartbeat for ' || ${staleSeconds} || ' s); import the same file again to resume'
+          WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => ${staleSeconds})
+          RETURNING id, file_name`,
     );
     return rows.map((row) => ({ id: row.id, fileName: row.file_name }));
   }
 
   async function finishImport(
     id: number,
-    outcome: { status: "succeeded" | "failed"; counts: ImportCounts; ownerId: number | null; error?: string },
+    outcome: {
+      status: "succeeded" | "failed" | "interrupted";
+      counts: ImportCounts;
+      ownerId: number | null;
+      error?: string;
+    },
   ): Promise<void> {
     await db
       .update(imports)
@@ -135,22 +145,6 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .onConflictDoUpdate({ target: owner.singleton, set: { name, timeZone, updatedAt: new Date() } });
   }
 
-  /** Users called `name` (as a sender or in people), most active first, to resolve `--owner <name>`. */
-  async function findSendersByName(name: string): Promise<{ id: number; messages: number }[]> {
-    const result = await pool.query<{ id: string; messages: number }>(
-      `SELECT sender_id AS id, count(*)::int AS messages FROM messages
-       WHERE sender_id > 0 AND (sender_name = $1 OR sender_id IN (SELECT id FROM people WHERE name = $1))
-       GROUP BY sender_id ORDER BY messages DESC`,
-      [name],
-    );
-    return result.rows.map((row) => ({ id: Number(row.id), messages: row.messages }));
-  }
-
-  async function getPerson(id: number): Promise<{ id: number; name: string | null } | undefined> {
-    const [row] = await db.select({ id: people.id, name: people.name }).from(people).where(eq(people.id, id));
-    return row;
-  }
-
   async function openImportSession(): Promise<ImportSession> {
     const client = await pool.connect();
     // A crash loses at most the last few batches, which a re-run restores: imports are idempotent.
@@ -167,16 +161,80 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
     };
   }
 
+  /**
+   * Finds a person by id or name (see person-lookup.ts); the owner only with `includeOwner`.
+   * Loose matches: the name in any case, or containing the query; at most `limit`.
+   */
+  async function lookupPerson(
+    query: PersonQuery,
+    options: { includeOwner?: boolean; limit?: number } = {},
+  ): Promise<PersonLookup> {
+    const id = "id" in query ? query.id : null;
+    const name = "name" in query ? query.name : null;
+    const { rows } = await db.execute<{
+      id: string;
+      name: string | null;
+      messages: number;
+      last_at: Date | null;
+    }>(
+      sql`SELECT p.id, p.name, s.messages, s.last_at
+          FROM people p
+          CROSS JOIN LATERAL (SELECT count(*)::int AS messages, max(m.sent_at) AS last_at
+                              FROM messages m WHERE m.sender_id = p.id AND m.kind <> 'service') s
+          WHERE (p.id > 0 OR p.id = (SELECT person_id FROM owner))
+            AND (${options.includeOwner ?? false} OR p.id <> coalesce((SELECT person_id FROM owner), 0))
+            AND CASE WHEN ${id}::bigint IS NOT NULL THEN p.id = ${id}::bigint
+                     ELSE strpos(lower(p.name), lower(${name}::text)) > 0 END
+          ORDER BY (p.name = ${name}::text) DESC, s.messages DESC LIMIT ${options.limit ?? 10}`,
+    );
+    const matches = rows.map((row) => ({
+      id: Number(row.id),
+      name: row.name,
+      messages: row.messages,
+      lastMessageAt: row.last_at === null ? null : new Date(row.last_at), // drizzle returns timestamps as text
+    }));
+    if ("id" in query)
+      return { found: matches[0] ?? { id: query.id, name: null, messages: 0, lastMessageAt: null } };
+    return choosePerson(query.name, matches);
+  }
+
+  /** A person's latest name as stored, or null when the history does not know them. */
+  async function personName(id: number): Promise<string | null> {
+    const [row] = await db.select({ name: people.name }).from(people).where(eq(people.id, id));
+    return row?.name ?? null;
+  }
+
   return {
+    ...reads,
+    /** What the store holds, for `twin stats` and /status; sessions end at `gapMinutes` of silence. */
+    stats: async (options: { top?: number; gapMinutes: number }) =>
+      historyStats(
+        { db },
+        {
+          top: options.top,
+          partners:
+            options.top === 0
+              ? []
+              : await reads.conversationPartners({
+                  limit: options.top ?? 10,
+                  gapMinutes: options.gapMinutes,
+                }),
+        },
+      ),
+    /** Deletes a personal chat and, in the same transaction, what `dependents` made from it. */
+    forgetPersonalChat: (personId: number, dependents: ForgetDependents) =>
+      forgetPersonalChat(db, personId, dependents),
+    /** Deletes every chat, message and person but the owner, and what `dependents` made from them. */
+    forgetEverything: (dependents: ForgetDependents) => forgetEverything(db, dependents),
+    lookupPerson,
+    personName,
     startImport,
     /** Beats the import's heartbeat until stopped (see db/heartbeat.ts). */
-    keepImportAlive: (id: number, staleSeconds: number) => startHeartbeat(pool, "imports", id, staleSeconds),
+    keepImportAlive: (id: number, staleSeconds: number) => startHeartbeat(db, "imports", id, staleSeconds),
     markInterruptedImports,
     finishImport,
     getOwner,
     setOwner,
-    getPerson,
-    findSendersByName,
     openImportSession,
   };
 }
@@ -229,13 +287,7 @@ async function writeBatch(
         progress.committedBytes,
       ]);
     }
-    for (const cursor of progress.cursors ?? []) {
-      await client.query(
-        `INSERT INTO pull_cursors (chat_id, last_message_id) VALUES ($1, $2)
-         ON CONFLICT (chat_id) DO UPDATE SET last_message_id = greatest(pull_cursors.last_message_id, EXCLUDED.last_message_id), updated_at = now()`,
-        [cursor.chatId, cursor.lastMessageId],
-      );
-    }
+    await progress.alsoWrite?.(onConnection(client));
     await client.query("COMMIT");
     return result;
   } catch (error) {

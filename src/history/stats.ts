@@ -1,4 +1,6 @@
-import type pg from "pg";
+import { sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import type { ConversationPartner } from "./history-reads.ts";
 
 export type HistoryStats = {
   owner: { id: number; name: string | null } | null;
@@ -9,44 +11,32 @@ export type HistoryStats = {
   lastMessageAt: Date | null;
   /** The owner's personal chats, busiest first. */
   topPartners: { chatId: number; name: string | null; messages: number; ownerMessages: number }[];
-  /** People the owner replied to, or who replied to the owner, in groups: partners where there are no personal chats. */
-  topRepliers: { personId: number; name: string | null; replies: number }[];
+  /** The people the owner talks with most: in personal chats and in group sessions they share. */
+  partners: ConversationPartner[];
 };
 
 /** What the store holds: chats by type, counts, date range and the owner's top conversation partners. */
 export async function historyStats(
-  { pool }: { pool: pg.Pool },
-  options: { top?: number } = {},
+  { db }: { db: Db },
+  options: { top?: number; partners: ConversationPartner[] },
 ): Promise<HistoryStats> {
-  const [owner, byType, totals, partners, repliers] = await Promise.all([
-    pool.query<{ id: string; name: string | null }>("SELECT person_id AS id, name FROM owner LIMIT 1"),
-    pool.query<{ type: string; chats: number; messages: number }>(
-      `SELECT c.type, count(*)::int AS chats, coalesce(sum(m.n), 0)::int AS messages
+  const [owner, byType, totals, partners] = await Promise.all([
+    db.execute<{ id: string; name: string | null }>(sql`SELECT person_id AS id, name FROM owner LIMIT 1`),
+    db.execute<{ type: string; chats: number; messages: number }>(
+      sql`SELECT c.type, count(*)::int AS chats, coalesce(sum(m.n), 0)::int AS messages
        FROM chats c LEFT JOIN (SELECT chat_id, count(*) AS n FROM messages GROUP BY chat_id) m ON m.chat_id = c.id
        GROUP BY c.type ORDER BY messages DESC, c.type`,
     ),
-    pool.query<{ messages: number; people: number; first: Date | null; last: Date | null }>(
-      `SELECT (SELECT count(*) FROM messages)::int AS messages, (SELECT count(*) FROM people)::int AS people,
+    db.execute<{ messages: number; people: number; first: string | null; last: string | null }>(
+      sql`SELECT (SELECT count(*) FROM messages)::int AS messages, (SELECT count(*) FROM people)::int AS people,
               (SELECT min(sent_at) FROM messages) AS first, (SELECT max(sent_at) FROM messages) AS last`,
     ),
-    pool.query<{ chat_id: string; name: string | null; messages: number; owner_messages: number }>(
-      `SELECT m.chat_id, coalesce(p.name, c.title) AS name, count(*)::int AS messages,
+    db.execute<{ chat_id: string; name: string | null; messages: number; owner_messages: number }>(
+      sql`SELECT m.chat_id, coalesce(p.name, c.title) AS name, count(*)::int AS messages,
               count(*) FILTER (WHERE m.sender_id = (SELECT person_id FROM owner))::int AS owner_messages
        FROM messages m JOIN chats c ON c.id = m.chat_id LEFT JOIN people p ON p.id = m.chat_id
        WHERE c.type = 'personal_chat' AND m.kind <> 'service'
-       GROUP BY m.chat_id, p.name, c.title ORDER BY messages DESC LIMIT $1`,
-      [options.top ?? 10],
-    ),
-    pool.query<{ person_id: string; name: string | null; replies: number }>(
-      `WITH me AS (SELECT person_id AS id FROM owner),
-       pairs AS (
-         SELECT CASE WHEN m.sender_id = me.id THEN r.sender_id ELSE m.sender_id END AS other
-         FROM messages m JOIN messages r ON r.chat_id = m.chat_id AND r.message_id = m.reply_to_message_id, me
-         WHERE m.chat_id < 0 AND (m.sender_id = me.id) <> (r.sender_id = me.id)
-       )
-       SELECT other AS person_id, p.name, count(*)::int AS replies FROM pairs LEFT JOIN people p ON p.id = other
-       WHERE other IS NOT NULL GROUP BY other, p.name ORDER BY replies DESC LIMIT $1`,
-      [options.top ?? 10],
+       GROUP BY m.chat_id, p.name, c.title ORDER BY messages DESC LIMIT ${options.top ?? 10}`,
     ),
   ]);
   const ownerRow = owner.rows[0];
@@ -56,18 +46,15 @@ export async function historyStats(
     chatsByType: byType.rows,
     messages: total?.messages ?? 0,
     people: total?.people ?? 0,
-    firstMessageAt: total?.first ?? null,
-    lastMessageAt: total?.last ?? null,
+    // drizzle returns timestamps as text
+    firstMessageAt: total?.first ? new Date(total.first) : null,
+    lastMessageAt: total?.last ? new Date(total.last) : null,
     topPartners: partners.rows.map((row) => ({
       chatId: Number(row.chat_id),
       name: row.name,
       messages: row.messages,
       ownerMessages: row.owner_messages,
     })),
-    topRepliers: repliers.rows.map((row) => ({
-      personId: Number(row.person_id),
-      name: row.name,
-      replies: row.replies,
-    })),
+    partners: options.partners,
   };
 }

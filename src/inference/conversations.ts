@@ -43,7 +43,10 @@ export class Conversations {
     held.busy = true;
     try {
       const input = this.continuation(held, prompt);
-      const reply = await this.engine.reply(held.sequence, input.tokens, options);
+      const reply = await this.engine.reply(held.sequence, input.tokens, {
+        ...options,
+        speakers: options?.speakers ?? prompt.speakers,
+      });
       held.last = { text: input.text + reply.text, tokens: [...input.tokens, ...reply.tokens] };
       return reply;
     } finally {

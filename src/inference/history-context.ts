@@ -1,12 +1,9 @@
-import {
-  type DatasetMessageRow,
-  datasetMessageColumns,
-  datasetMessageFromRow,
-} from "../dataset/dataset.repository.ts";
+import { ownerTimeZone } from "../config/config.ts";
 import type { ChatInfo } from "../dataset/examples.ts";
 import { buildNameTable, sanitizeName } from "../dataset/names.ts";
-import { buildSessions } from "../dataset/sessions.ts";
-import type { Database } from "../db/client.ts";
+import { buildSessions, SESSION_GAP_MINUTES, SESSION_GAP_MS } from "../dataset/sessions.ts";
+import type { HistoryRepository } from "../history/history.repository.ts";
+import { UnknownPersonError } from "./inference.errors.ts";
 import type { PromptTurn } from "./prompt.ts";
 
 /** Who talks in a conversation with the twin, and the real history between them. */
@@ -18,94 +15,69 @@ export type ConversationContext = {
   history: PromptTurn[];
 };
 
-export class UnknownPersonError extends Error {}
+type History = Pick<
+  HistoryRepository,
+  "getOwner" | "personName" | "latestMessages" | "sharedGroupSessions" | "chat" | "names"
+>;
 
 const HISTORY_MESSAGES = 600;
-const SESSION_GAP_MS = 10 * 60_000;
-
-/** The owner, the person called `name` (by their latest name, case-insensitively) and their chat. */
-export async function loadConversationContext(
-  database: Pick<Database, "pool">,
-  name: string,
-  fallbackTimeZone: string,
-): Promise<ConversationContext> {
-  const owner = await loadOwner(database);
-  const found = await database.pool.query<{ id: string }>(
-    `SELECT p.id, (SELECT count(*) FROM messages m WHERE m.chat_id = p.id)::int AS messages
-     FROM people p WHERE lower(p.name) = lower($1) AND p.id <> $2 ORDER BY messages DESC LIMIT 1`,
-    [name.trim(), owner.id],
-  );
-  const id = found.rows[0] ? Number(found.rows[0].id) : undefined;
-  return withHistory(database, owner, id, name.trim(), fallbackTimeZone);
-}
 
 /**
  * The owner, the person with this Telegram user id and their chat; `fallbackName` names someone
  * the history does not know (a friend's Telegram name).
  */
-export async function loadConversationContextFor(
-  database: Pick<Database, "pool">,
-  personId: number,
-  fallbackName: string,
-  fallbackTimeZone: string,
-): Promise<ConversationContext> {
-  const owner = await loadOwner(database);
-  return withHistory(database, owner, personId, fallbackName, fallbackTimeZone);
-}
-
-type Owner = { id: number; name: string; timeZone: string | null };
-
-async function loadOwner({ pool }: Pick<Database, "pool">): Promise<Owner> {
-  const owner = await pool.query<{ person_id: string; name: string | null; time_zone: string | null }>(
-    "SELECT person_id, name, time_zone FROM owner",
-  );
-  const row = owner.rows[0];
-  if (!row) throw new UnknownPersonError("nothing imported yet: run `twin import <export>` first");
-  const id = Number(row.person_id);
-  return { id, name: sanitizeName(row.name, id), timeZone: row.time_zone };
-}
-
-async function withHistory(
-  { pool }: Pick<Database, "pool">,
-  owner: Owner,
+export async function loadConversationContext(
+  history: History,
   personId: number | undefined,
   fallbackName: string,
-  fallbackTimeZone: string,
+  configuredTimeZone: string | undefined,
 ): Promise<ConversationContext> {
-  const person =
-    personId === undefined
-      ? undefined
-      : (await pool.query<{ name: string | null }>("SELECT name FROM people WHERE id = $1", [personId]))
-          .rows[0];
+  const owner = await loadOwner(history);
+  const storedName = personId === undefined ? null : await history.personName(personId);
   const context: ConversationContext = {
     owner: { id: owner.id, name: owner.name },
     person: {
       id: personId,
-      name: person?.name
-        ? sanitizeName(person.name, personId as number)
+      name: storedName
+        ? sanitizeName(storedName, personId as number)
         : sanitizeName(fallbackName, personId ?? 0),
     },
-    timeZone: owner.timeZone ?? fallbackTimeZone,
+    timeZone: ownerTimeZone(configuredTimeZone, owner.timeZone),
     history: [],
   };
   if (personId === undefined) return context; // someone the history does not know: no context, still a conversation
-  const { rows } = await pool.query<DatasetMessageRow>(
-    `SELECT ${datasetMessageColumns}
-     FROM messages WHERE chat_id = $1 AND kind <> 'service'
-       AND EXISTS (SELECT 1 FROM chats c WHERE c.id = $1 AND c.type = 'personal_chat')
-     ORDER BY sent_at DESC, message_id DESC LIMIT $2`,
-    [personId, HISTORY_MESSAGES],
-  );
-  const messages = rows.reverse().map(datasetMessageFromRow);
+  const personal = await history.latestMessages(personId, HISTORY_MESSAGES, { personalOnly: true });
+  // Two people who never had a personal chat (an IRC log) still have the group sessions they shared;
+  // the two of them are kept, and a session is never merged with another chat's.
+  const chunks =
+    personal.length > 0
+      ? [personal]
+      : await history.sharedGroupSessions({
+          ownerId: owner.id,
+          personId,
+          limit: HISTORY_MESSAGES,
+          gapMinutes: SESSION_GAP_MINUTES,
+        });
   const names = new Map([
     [owner.id, context.owner.name],
     [personId, context.person.name],
   ]);
-  context.history = buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag" })
+  context.history = chunks
+    .flatMap((messages) =>
+      buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag", nameOf: (id) => names.get(id) }),
+    )
     .flatMap((session) => session.turns)
     .filter((turn) => names.has(turn.speakerId))
     .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
   return context;
+}
+
+type Owner = { id: number; name: string; timeZone: string | null };
+
+async function loadOwner(history: Pick<HistoryRepository, "getOwner">): Promise<Owner> {
+  const row = await history.getOwner();
+  if (!row) throw new UnknownPersonError("nothing imported yet: run `twin import <export>` first");
+  return { id: row.personId, name: sanitizeName(row.name, row.personId), timeZone: row.timeZone };
 }
 
 /** A group conversation's context: the group and its real history, if it was imported. */
@@ -126,31 +98,17 @@ export type GroupContext = {
  * is shown to a group.
  */
 export async function loadGroupContext(
-  { pool }: Pick<Database, "pool">,
+  history: History,
   group: { id: number; title: string | null },
   person: { id: number; fallbackName: string },
-  fallbackTimeZone: string,
+  configuredTimeZone: string | undefined,
 ): Promise<GroupContext> {
-  const owner = await loadOwner({ pool });
-  const chat = (
-    await pool.query<{ type: string; title: string | null }>("SELECT type, title FROM chats WHERE id = $1", [
-      group.id,
-    ])
-  ).rows[0];
-  const { rows } = await pool.query<DatasetMessageRow>(
-    `SELECT ${datasetMessageColumns}
-     FROM messages WHERE chat_id = $1 AND kind <> 'service'
-     ORDER BY sent_at DESC, message_id DESC LIMIT $2`,
-    [group.id, HISTORY_MESSAGES],
-  );
-  const messages = rows.reverse().map(datasetMessageFromRow);
+  const owner = await loadOwner(history);
+  const chat = await history.chat(group.id);
+  const messages = await history.latestMessages(group.id, HISTORY_MESSAGES);
   const speakers = new Set<number>([owner.id, person.id]);
   for (const message of messages) if (message.senderId !== null) speakers.add(message.senderId);
-  const people = await pool.query<{ id: string; name: string | null }>(
-    "SELECT id, name FROM people WHERE id = ANY($1::bigint[])",
-    [[...speakers]],
-  );
-  const known = new Map(people.rows.map((row) => [Number(row.id), row.name]));
+  const known = await history.names([...speakers]);
   known.set(owner.id, owner.name);
   if (!known.get(person.id)) known.set(person.id, person.fallbackName);
   const names = buildNameTable(
@@ -158,7 +116,11 @@ export async function loadGroupContext(
     new Map(),
     owner.id,
   );
-  const history = buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag" })
+  const turns = buildSessions(messages, {
+    gapMs: SESSION_GAP_MS,
+    media: "tag",
+    nameOf: (id) => names.get(id),
+  })
     .flatMap((session) => session.turns)
     .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
   const participants = [...new Set([owner.id, person.id, ...speakers])].map((id) => names.get(id) as string);
@@ -166,8 +128,8 @@ export async function loadGroupContext(
     owner: { id: owner.id, name: names.get(owner.id) as string },
     person: { id: person.id, name: names.get(person.id) as string },
     chat: { id: group.id, type: chat?.type ?? "private_group", title: chat?.title ?? group.title },
-    timeZone: owner.timeZone ?? fallbackTimeZone,
+    timeZone: ownerTimeZone(configuredTimeZone, owner.timeZone),
     participants,
-    history,
+    history: turns,
   };
 }

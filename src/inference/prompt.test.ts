@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { messageStream } from "../cli/chat.command.ts";
-import { buildPrompt, PromptTooLongError, splitReply } from "./prompt.ts";
+import { PromptTooLongError } from "./inference.errors.ts";
+import { buildPrompt, splitReply } from "./prompt.ts";
 
 const countChars = (text: string) => text.length;
 
@@ -40,6 +40,7 @@ describe("prompts and replies", () => {
     );
     const specials = prompt.pieces.filter((p) => p.special).map((p) => p.text);
     assert.deepEqual(specials.length, 7, "4 starts and 3 ends, all from the template");
+    assert.deepEqual(prompt.speakers, ["A", "B"], "whose name on a line of its own ends a reply");
   });
 
   it("drops live turns only after all history, keeps the latest, and says when nothing fits", () => {
@@ -72,14 +73,5 @@ describe("prompts and replies", () => {
       PromptTooLongError,
       "too small for one turn",
     );
-  });
-
-  it("streams messages without their >>> prefixes, even split across chunks", () => {
-    let out = "";
-    const stream = messageStream((text) => {
-      out += text;
-    });
-    for (const chunk of [">", ">> hel", "lo\n>>", "> wor", "ld >>> not a prefix"]) stream.push(chunk);
-    assert.equal(out, "hello\nworld >>> not a prefix", "prefixes hidden");
   });
 });

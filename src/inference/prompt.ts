@@ -7,6 +7,9 @@ import {
   turnBody,
   unescapeControl,
 } from "../dataset/chatml.ts";
+import { plural } from "../plural.ts";
+import { PromptTooLongError } from "./inference.errors.ts";
+import { cutAtTurnEnd } from "./reply-shape.ts";
 
 /**
  * Prompts in the training format (pure), as pieces that keep our own control tokens apart from
@@ -43,9 +46,9 @@ export type Prompt = {
   /** Turns left out to fit, history first, then the oldest live turns. */
   droppedHistoryTurns: number;
   droppedLiveTurns: number;
+  /** Everyone who speaks in the prompt, the replying speaker included: a line with one of these names ends a reply. */
+  speakers: string[];
 };
-
-export class PromptTooLongError extends Error {}
 
 function turnPieces(speaker: string, body: string): PromptPiece[] {
   // The body ends with the IM_END that turnBody appends; split it off as our own token.
@@ -97,18 +100,27 @@ export function buildPrompt(request: PromptRequest): Prompt {
   const tokens = cost(pieces);
   if (tokens > request.maxTokens) {
     throw new PromptTooLongError(
-      `the prompt needs ${tokens} tokens even with only the header and the latest turn; the limit is ${request.maxTokens}`,
+      `the prompt needs ${plural(tokens, "token")} even with only the header and the latest turn; the limit is ${request.maxTokens}`,
     );
   }
-  return { pieces, tokens, droppedHistoryTurns: droppedHistory, droppedLiveTurns: droppedLive };
+  const speakers = [...new Set([...request.history, ...request.live].map((t) => t.speaker))];
+  return {
+    pieces,
+    tokens,
+    droppedHistoryTurns: droppedHistory,
+    droppedLiveTurns: droppedLive,
+    speakers: speakers.includes(request.replyAs) ? speakers : [...speakers, request.replyAs],
+  };
 }
 
 /**
  * A generated turn body as the messages it holds: one per `>>> ` line, continuation lines kept
- * with their message, control strings unescaped; empty messages dropped.
+ * with their message, control strings unescaped; empty messages dropped. The body ends where
+ * another turn begins: a role line (a name among `speakers`, or a ChatML role) or a control string
+ * written as text (reply-shape.ts), so no message ever carries one.
  */
-export function splitReply(text: string): string[] {
-  const body = text.endsWith(IM_END) ? text.slice(0, -IM_END.length) : text;
+export function splitReply(text: string, speakers: readonly string[] = []): string[] {
+  const body = cutAtTurnEnd(text.endsWith(IM_END) ? text.slice(0, -IM_END.length) : text, speakers).body;
   const messages: string[] = [];
   for (const line of body.split("\n")) {
     if (line.startsWith(MESSAGE_PREFIX) || line.startsWith(MESSAGE_PREFIX.trimEnd())) {

@@ -1,3 +1,4 @@
+import { plural } from "../plural.ts";
 import type { AdapterFacts, ModelFacts } from "./gguf-facts.ts";
 
 const LORA_SUFFIX = /^(.*\.weight)\.lora_(a|b)$/;
@@ -13,7 +14,9 @@ export function adapterProblems(base: ModelFacts, adapter: AdapterFacts): string
     problems.push(`architecture ${adapter.architecture}, the base is ${base.architecture}`);
   }
   if (adapter.baseLayers !== undefined && adapter.baseLayers !== base.layers) {
-    problems.push(`trained on a base with ${adapter.baseLayers} layers, this base has ${base.layers}`);
+    problems.push(
+      `trained on a base with ${plural(adapter.baseLayers, "layer")}, this base has ${base.layers}`,
+    );
   }
   for (const [name, dims] of adapter.shapes) {
     const match = LORA_SUFFIX.exec(name);
@@ -49,7 +52,8 @@ export function fullModelProblems(base: ModelFacts, tuned: ModelFacts): string[]
   if (tuned.architecture !== base.architecture) {
     problems.push(`architecture ${tuned.architecture}, the base is ${base.architecture}`);
   }
-  if (tuned.layers !== base.layers) problems.push(`${tuned.layers} layers, the base has ${base.layers}`);
+  if (tuned.layers !== base.layers)
+    problems.push(`${plural(tuned.layers, "layer")}, the base has ${base.layers}`);
   for (const [name, dims] of base.shapes) {
     const theirs = tuned.shapes.get(name);
     if (!theirs || theirs.join("×") !== dims.join("×")) {

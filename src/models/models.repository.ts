@@ -2,12 +2,11 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { asc, eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { readGgufFacts } from "./gguf-facts.ts";
+import { ggufParts, readGgufFacts } from "./gguf-facts.ts";
+import { ModelRegistryError } from "./models.errors.ts";
 import { baseModels } from "./models.tables.ts";
 
 export type BaseModel = typeof baseModels.$inferSelect;
-
-export class ModelRegistryError extends Error {}
 
 export function createModelsRepository({ db }: Pick<Database, "db">) {
   return {
@@ -26,6 +25,9 @@ export function createModelsRepository({ db }: Pick<Database, "db">) {
         throw new ModelRegistryError(`${ggufPath} is a LoRA adapter; register its base model instead`);
       }
       const name = input.name ?? path.basename(ggufPath, ".gguf");
+      // A split GGUF weighs all its parts (readGgufFacts has read every one).
+      const parts = ggufParts(ggufPath);
+      const bytes = parts.length === 1 ? stat.size : await totalSize(parts);
       return db.transaction(async (tx) => {
         const [{ count } = { count: 0 }] = await tx
           .select({ count: sql<number>`count(*)::int` })
@@ -39,7 +41,7 @@ export function createModelsRepository({ db }: Pick<Database, "db">) {
           architecture: facts.architecture,
           layers: facts.layers,
           fingerprint: facts.fingerprint,
-          sizeMb: Math.round(stat.size / 2 ** 20),
+          sizeMb: Math.round(bytes / 2 ** 20),
           isDefault: makeDefault,
         };
         const [row] = await tx
@@ -62,4 +64,9 @@ export function createModelsRepository({ db }: Pick<Database, "db">) {
       return row;
     },
   };
+}
+
+async function totalSize(files: string[]): Promise<number> {
+  const stats = await Promise.all(files.map((file) => fs.stat(file)));
+  return stats.reduce((sum, stat) => sum + stat.size, 0);
 }

@@ -7,10 +7,9 @@ import { fileURLToPath } from "node:url";
 import type { TrainingConfig } from "../config/config.ts";
 import { environmentForChild } from "../config/env.ts";
 import type { RunsRepository } from "./runs.repository.ts";
+import { TrainerSetupError } from "./training.errors.ts";
 
 export const trainerDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../trainer");
-
-export class TrainerSetupError extends Error {}
 
 /** The trainer environment's Python: configured, else trainer/.venv (made by scripts/setup-trainer.sh). */
 export function trainerPython(configured: string | undefined): string {
@@ -32,7 +31,9 @@ export function wantsLocalWorker(mode: TrainingConfig["worker"], liveExternalWor
 
 /**
  * The worker as a child process of the app, for the embedded default: started when there is
- * work, it exits once the queue is empty (`--until-idle`). Its JSON lines go to `onLine`.
+ * work, it exits once the queue is empty (`--until-idle`). Its lines go to `onLine`: on stdout its
+ * JSON events, on stderr what it prints between runs (what a run prints, library warnings and
+ * tracebacks, the worker stores as the run's log: trainer/twin_trainer/output.py).
  * `stop()` sends SIGTERM: the run saves a checkpoint and goes back to the queue.
  */
 export class LocalWorker {
@@ -110,6 +111,7 @@ export class LocalWorker {
       child.on("error", (error) => {
         this.child = undefined;
         this.options.onLine?.(`the trainer worker could not start: ${error.message}`);
+        this.options.onExit?.(null, null); // neither a code nor a signal: it never ran
         resolve();
       });
     });

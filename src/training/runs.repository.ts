@@ -1,12 +1,16 @@
 import { createHash } from "node:crypto";
-import { and, asc, desc, eq, getTableColumns, gt, inArray, isNull, sql } from "drizzle-orm";
-import type { Database } from "../db/client.ts";
-import { baseModels } from "../models/models.tables.ts";
+import { and, asc, desc, eq, gt, inArray, isNull, ne, or, sql } from "drizzle-orm";
+import type { Database, Db } from "../db/client.ts";
+import { createModelsRepository } from "../models/models.repository.ts";
+import { plural } from "../plural.ts";
+import { StoredFileError } from "./training.errors.ts";
 import {
   adapters,
   type RunConfig,
+  type RunEstimate,
   type RunStatus,
   trainingEvents,
+  trainingFileChunks,
   trainingFiles,
   trainingRuns,
   trainingWorkers,
@@ -14,15 +18,30 @@ import {
 
 export type TrainingRun = typeof trainingRuns.$inferSelect;
 export type TrainingEvent = typeof trainingEvents.$inferSelect;
+/** An event with the time it was stored, as an estimate times a finished run (plan.ts `timeRun`). */
+export type TimedEvent = Pick<TrainingEvent, "event" | "data" | "at">;
 export type Adapter = typeof adapters.$inferSelect & { baseName: string };
 export type FileKind = (typeof trainingFiles.$inferSelect)["kind"];
 
 export const FINISHED: RunStatus[] = ["succeeded", "failed", "cancelled"];
 
-export class StoredFileError extends Error {}
+/** A line the run printed that is not an event (stored by its worker; `twin train log`). */
+export const LOG_LINE = "log_line";
+/** The queue's events shown among the log lines: where each attempt begins and how the run ended. */
+const LOG_FRAME = ["claimed", "requeued", "failed", "cancelled", "succeeded"];
 
 /** The training queue as the bot and the CLI see it (the worker's side is trainer/twin_trainer/run_queue.py). */
-export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">) {
+export function createRunsRepository({ db }: Pick<Database, "db">) {
+  const models = createModelsRepository({ db });
+  /** Adapters with their base model's name, from the models module (it owns base_models). */
+  const withBaseNames = async (rows: (typeof adapters.$inferSelect)[]): Promise<Adapter[]> => {
+    if (rows.length === 0) return [];
+    const names = new Map((await models.list()).map((model) => [model.id, model.name]));
+    return rows.map((row) => ({
+      ...row,
+      baseName: names.get(row.baseModelId) ?? `model ${row.baseModelId}`,
+    }));
+  };
   const event = (runId: number, name: string, data: Record<string, unknown> = {}) =>
     db.insert(trainingEvents).values({ runId, event: name, data });
 
@@ -32,7 +51,7 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
       baseModelId: number;
       config: RunConfig;
       method: string;
-      estimate: { steps: number; seconds: number | null };
+      estimate: RunEstimate;
       chatId?: number | undefined;
     }): Promise<TrainingRun> {
       const [run] = await db
@@ -61,12 +80,22 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
         .orderBy(asc(trainingRuns.id));
     },
 
-    /** Events after `afterId`, in order. */
+    /**
+     * Progress events after `afterId`, in order; the run's output lines are `log`'s. They are left
+     * out here because the worker writes them on a connection of its own: a line committed before
+     * an event whose id is smaller would move a follower's `afterId` past that event.
+     */
     events(runId: number, afterId = 0): Promise<TrainingEvent[]> {
       return db
         .select()
         .from(trainingEvents)
-        .where(and(eq(trainingEvents.runId, runId), gt(trainingEvents.id, afterId)))
+        .where(
+          and(
+            eq(trainingEvents.runId, runId),
+            gt(trainingEvents.id, afterId),
+            ne(trainingEvents.event, LOG_LINE),
+          ),
+        )
         .orderBy(asc(trainingEvents.id));
     },
 
@@ -118,11 +147,19 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
 
     /** Is there work a worker should pick up: a queued run, or a running one whose worker went silent? */
     async hasWork(staleSeconds: number): Promise<boolean> {
-      const { rows } = await pool.query(
-        `SELECT 1 FROM training_runs WHERE status = 'queued'
-           OR (status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)) LIMIT 1`,
-        [staleSeconds],
-      );
+      const rows = await db
+        .select({ id: trainingRuns.id })
+        .from(trainingRuns)
+        .where(
+          or(
+            eq(trainingRuns.status, "queued"),
+            and(
+              eq(trainingRuns.status, "running"),
+              sql`${trainingRuns.heartbeatAt} < now() - make_interval(secs => ${staleSeconds})`,
+            ),
+          ),
+        )
+        .limit(1);
       return rows.length > 0;
     },
 
@@ -139,18 +176,65 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
         );
     },
 
-    /** Seconds per step of the latest finished run on this base and config (for estimates). */
-    async secondsPerStep(baseModelId: number, configFile: string): Promise<number | undefined> {
-      const { rows } = await pool.query(
-        `SELECT (max((e.data->>'time')::float8) - min((e.data->>'time')::float8)) / nullif(count(*) - 1, 0) AS seconds
-           FROM training_events e
-          WHERE e.event = 'log' AND e.run_id = (
-            SELECT id FROM training_runs WHERE status = 'succeeded' AND base_model_id = $1
-               AND config->>'file' = $2 ORDER BY id DESC LIMIT 1)`,
-        [baseModelId, configFile],
-      );
-      const seconds = rows[0]?.seconds;
-      return seconds ? Number(seconds) : undefined;
+    /**
+     * The latest succeeded run on this base and config, with its estimate and its events (log lines
+     * left out): where its time went is the next estimate's pace (plan.ts `measuredPace`).
+     */
+    async lastTimedRun(
+      baseModelId: number,
+      configFile: string,
+    ): Promise<{ estimate: RunEstimate | null; events: TimedEvent[] } | undefined> {
+      const [run] = await db
+        .select({ id: trainingRuns.id, estimate: trainingRuns.estimate })
+        .from(trainingRuns)
+        .where(
+          and(
+            eq(trainingRuns.status, "succeeded"),
+            eq(trainingRuns.baseModelId, baseModelId),
+            sql`${trainingRuns.config}->>'file' = ${configFile}`,
+          ),
+        )
+        .orderBy(desc(trainingRuns.id))
+        .limit(1);
+      if (!run) return undefined;
+      const events = await db
+        .select({ event: trainingEvents.event, data: trainingEvents.data, at: trainingEvents.at })
+        .from(trainingEvents)
+        .where(and(eq(trainingEvents.runId, run.id), ne(trainingEvents.event, LOG_LINE)))
+        .orderBy(asc(trainingEvents.id));
+      return { estimate: run.estimate, events };
+    },
+
+    /**
+     * What `twin train log` prints: the run's output lines (`log_line` events, stored by its worker)
+     * with the queue's events that frame them (each attempt's claim, requeues, the end).
+     */
+    log(runId: number): Promise<TrainingEvent[]> {
+      return db
+        .select()
+        .from(trainingEvents)
+        .where(and(eq(trainingEvents.runId, runId), inArray(trainingEvents.event, [LOG_LINE, ...LOG_FRAME])))
+        .orderBy(asc(trainingEvents.id));
+    },
+
+    /** The last `count` output lines of a run's latest attempt, oldest first (a failure's context). */
+    async logTail(runId: number, count: number): Promise<string[]> {
+      const rows = await db
+        .select({ event: trainingEvents.event, data: trainingEvents.data })
+        .from(trainingEvents)
+        .where(
+          and(
+            eq(trainingEvents.runId, runId),
+            gt(
+              trainingEvents.id,
+              sql`coalesce((SELECT max(id) FROM training_events WHERE run_id = ${runId} AND event = 'claimed'), 0)`,
+            ),
+            eq(trainingEvents.event, LOG_LINE),
+          ),
+        )
+        .orderBy(desc(trainingEvents.id))
+        .limit(count);
+      return rows.reverse().map((row) => String(row.data.line ?? ""));
     },
 
     /** The newest stored file of a kind for a run, checked against its sha256. */
@@ -161,25 +245,17 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
         .where(and(eq(trainingFiles.runId, runId), eq(trainingFiles.kind, kind)))
         .orderBy(desc(trainingFiles.id))
         .limit(1);
-      return file ? readFile(pool, file.id) : undefined;
+      return file ? readFile(db, file.id) : undefined;
     },
 
-    readFile: (fileId: number) => readFile(pool, fileId),
+    readFile: (fileId: number) => readFile(db, fileId),
 
-    listAdapters(): Promise<Adapter[]> {
-      return db
-        .select({ ...getTableColumns(adapters), baseName: baseModels.name })
-        .from(adapters)
-        .innerJoin(baseModels, eq(baseModels.id, adapters.baseModelId))
-        .orderBy(asc(adapters.id));
+    async listAdapters(): Promise<Adapter[]> {
+      return withBaseNames(await db.select().from(adapters).orderBy(asc(adapters.id)));
     },
 
     async activeAdapter(): Promise<Adapter | undefined> {
-      const [row] = await db
-        .select({ ...getTableColumns(adapters), baseName: baseModels.name })
-        .from(adapters)
-        .innerJoin(baseModels, eq(baseModels.id, adapters.baseModelId))
-        .where(eq(adapters.active, true));
+      const [row] = await withBaseNames(await db.select().from(adapters).where(eq(adapters.active, true)));
       return row;
     },
 
@@ -200,18 +276,20 @@ export function createRunsRepository({ db, pool }: Pick<Database, "db" | "pool">
   };
 }
 
-async function readFile(pool: Database["pool"], fileId: number): Promise<Buffer> {
-  const { rows: files } = await pool.query("SELECT bytes, sha256 FROM training_files WHERE id = $1", [
-    fileId,
-  ]);
-  const { rows } = await pool.query(
-    "SELECT data FROM training_file_chunks WHERE file_id = $1 ORDER BY ordinal",
-    [fileId],
-  );
-  const data = Buffer.concat(rows.map((row) => row.data as Buffer));
+async function readFile(db: Db, fileId: number): Promise<Buffer> {
+  const files = await db
+    .select({ bytes: trainingFiles.bytes, sha256: trainingFiles.sha256 })
+    .from(trainingFiles)
+    .where(eq(trainingFiles.id, fileId));
+  const rows = await db
+    .select({ data: trainingFileChunks.data })
+    .from(trainingFileChunks)
+    .where(eq(trainingFileChunks.fileId, fileId))
+    .orderBy(asc(trainingFileChunks.ordinal));
+  const data = Buffer.concat(rows.map((row) => row.data));
   const expected = files[0];
   if (!expected || data.length !== Number(expected.bytes)) {
-    throw new StoredFileError(`stored file ${fileId} is incomplete (${data.length} bytes)`);
+    throw new StoredFileError(`stored file ${fileId} is incomplete (${plural(data.length, "byte")})`);
   }
   if (createHash("sha256").update(data).digest("hex") !== expected.sha256) {
     throw new StoredFileError(

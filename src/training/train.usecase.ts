@@ -1,26 +1,23 @@
 import os from "node:os";
-import { eq } from "drizzle-orm";
-import type { Config } from "../config/config.ts";
-import { createDatasetRepository } from "../dataset/dataset.repository.ts";
-import { datasets } from "../dataset/dataset.tables.ts";
+import type { App } from "../app.ts";
 import type { Manifest } from "../dataset/manifest.ts";
 import { summaryLine } from "../dataset/manifest.ts";
-import type { Database } from "../db/client.ts";
 import { readGgufFacts } from "../models/gguf-facts.ts";
-import { type BaseModel, createModelsRepository } from "../models/models.repository.ts";
+import type { BaseModel } from "../models/models.repository.ts";
+import { plural } from "../plural.ts";
+import { chooseTrainConfig, parametersFromName, type WorkerGpu } from "./config-choice.ts";
 import {
+  describeEstimate,
   estimateRun,
-  formatDuration,
-  priorSecondsPerStep,
+  measuredPace,
+  type Pace,
+  priorPace,
   readTrainerSettings,
   type TrainerSettings,
 } from "./plan.ts";
-import { createRunsRepository, type TrainingRun } from "./runs.repository.ts";
-import type { RunConfig } from "./training.tables.ts";
-
-export class NothingToTrainError extends Error {}
-/** No dataset was built yet: the caller may offer to build one first. */
-export class NoDatasetError extends NothingToTrainError {}
+import type { TrainingRun } from "./runs.repository.ts";
+import { NoDatasetError, NothingToTrainError } from "./training.errors.ts";
+import type { RunConfig, RunEstimate } from "./training.tables.ts";
 
 /** What a run would be, shown for confirmation before it is queued. */
 export type RunPlan = {
@@ -28,10 +25,14 @@ export type RunPlan = {
   base: BaseModel;
   config: RunConfig;
   settings: TrainerSettings;
-  estimate: { steps: number; seconds: number | null };
-  /** Where the time comes from: an earlier run on this base and config, or the rough prior. */
-  pace: "measured" | "rough";
+  /** Steps, seconds with a range, and the parts they add up (the pace: measured or rough). */
+  estimate: RunEstimate;
   workers: { id: string; hardware: Record<string, unknown> }[];
+  /**
+   * This machine's load average and cores, when a local worker will train here: other work on the
+   * same cores slows training down (on 2 cores at a load of 4–5, a 10-step run took 3.5× as long).
+   */
+  load?: { average: number; cpus: number } | undefined;
   /** Processes the worker trains with: one per GPU for full fine-tuning, else one. */
   processes: number;
 };
@@ -48,14 +49,11 @@ export function workerGpus(workers: RunPlan["workers"]): number {
  * (LoRA's, or full fine-tuning's for `method: "full"`) and an estimate.
  */
 export async function planRun(
-  database: Database,
-  config: Config,
+  { config, repositories }: Pick<App, "config" | "repositories">,
   options: { datasetId?: number | undefined; method?: TrainMethod | undefined } = {},
 ): Promise<RunPlan> {
-  const dataset = options.datasetId
-    ? (await database.db.select().from(datasets).where(eq(datasets.id, options.datasetId)))[0]
-    : await createDatasetRepository(database).latestReady();
-  if (dataset?.status !== "ready" || !dataset.manifest) {
+  const dataset = await repositories.dataset.readyDataset(options.datasetId);
+  if (!dataset) {
     if (options.datasetId)
       throw new NothingToTrainError(`dataset ${options.datasetId} is not a ready dataset`);
     throw new NoDatasetError(
@@ -67,54 +65,79 @@ export async function planRun(
       `dataset ${dataset.id} has no training examples (is the history imported? for group chats build it with --groups)`,
     );
   }
-  const base = await createModelsRepository(database).defaultModel();
+  const base = await repositories.models.defaultModel();
   if (!base)
     throw new NothingToTrainError("no base model is registered: `twin model add <gguf> [--hf <id>]`");
-  const file = options.method === "full" ? config.training.fullConfigFile : config.training.configFile;
-  const runConfig: RunConfig = { file, set: config.training.overrides };
-  const settings = readTrainerSettings(runConfig);
-  const manifest = dataset.manifest as Manifest;
-  const runs = createRunsRepository(database);
-  const counts = manifest.counts;
-  const trainTokens = Math.round(
-    (counts.tokensEstimate * counts.trainExamples) / Math.max(1, counts.examples),
-  );
+  const { runs } = repositories;
   const workers = (await runs.liveWorkers(config.training.staleSeconds)).map((w) => ({
     id: w.id,
     hardware: w.hardware,
   }));
-  const measured = await runs.secondsPerStep(base.id, runConfig.file);
-  const facts = measured ? undefined : await readGgufFacts(base.ggufPath).catch(() => undefined);
+  const facts = await readGgufFacts(base.ggufPath).catch(() => undefined);
+  const parameters =
+    facts?.kind === "model"
+      ? [...facts.shapes.values()].reduce((sum, dims) => sum + dims.reduce((a, b) => a * b, 1), 0)
+      : parametersFromName(base.hfSource ?? "");
+  // The configured config, else the one written for this base's size and the worker's GPUs
+  // (config-choice.ts), else a refusal that names the config to set.
+  const method = options.method === "full" ? "full" : "lora";
+  const file = chooseTrainConfig({
+    method,
+    configured: method === "full" ? config.training.fullConfigFile : config.training.configFile,
+    base: { name: base.name, parameters },
+    gpus: (workers[0]?.hardware.gpus as WorkerGpu[] | undefined) ?? [],
+  });
+  const runConfig: RunConfig = { file, set: config.training.overrides };
+  const settings = await readTrainerSettings(runConfig, { python: config.training.python });
+  const manifest = dataset.manifest as Manifest;
+  const counts = manifest.counts;
+  const perExample = counts.tokensEstimate / Math.max(1, counts.examples);
+  const trainTokens = Math.round(perExample * counts.trainExamples);
+  const evalExamples = Math.min(counts.evalExamples, settings.maxEvalExamples || Number.POSITIVE_INFINITY);
   const gpus = workerGpus(workers);
   const cpus = Number(workers[0]?.hardware.cpus ?? os.availableParallelism());
   const processes = settings.method === "full" ? settings.processes || Math.max(1, gpus) : 1;
-  const rough =
-    facts?.kind === "model"
-      ? priorSecondsPerStep({
-          parameters: [...facts.shapes.values()].reduce(
-            (sum, dims) => sum + dims.reduce((a, b) => a * b, 1),
-            0,
-          ),
+  // The prior from the model's size, with the parts the latest run on this base and config timed
+  // put over it: the steps, the evaluation passes, the setup and the export as they took.
+  const prior =
+    parameters !== undefined
+      ? priorPace({
+          parameters,
           tokensPerBatch: settings.tokensPerBatch,
+          evalTokens: perExample * evalExamples,
+          datasetTokens: counts.tokensEstimate,
           hardware: { gpus, cpus },
           method: settings.method,
+          processes,
         })
       : undefined;
-  const estimate = estimateRun({ trainTokens, settings, secondsPerStep: measured ?? rough, processes });
+  const timed = await runs.lastTimedRun(base.id, runConfig.file);
+  const measured = timed
+    ? measuredPace(timed, { tokensPerBatch: settings.tokensPerBatch, evalExamples })
+    : undefined;
+  const whole = (part: Partial<Pace>): part is Pace =>
+    part.evalPass !== undefined && part.checkpoint !== undefined;
+  const pace = measured && (prior || whole(measured)) ? ({ ...prior, ...measured } as Pace) : prior;
+  const estimate = estimateRun({ trainTokens, settings, evalExamples, pace, processes });
+  const local = workers.length === 0 && config.training.worker !== "external";
   return {
+    load: local ? { average: os.loadavg()[0] ?? 0, cpus } : undefined,
     dataset: { id: dataset.id, manifest },
     base,
     config: runConfig,
     settings,
     estimate,
-    pace: measured ? "measured" : "rough",
     workers,
     processes,
   };
 }
 
-export function queueRun(database: Database, plan: RunPlan, chatId?: number): Promise<TrainingRun> {
-  return createRunsRepository(database).queue({
+export function queueRun(
+  { repositories }: Pick<App, "repositories">,
+  plan: RunPlan,
+  chatId?: number,
+): Promise<TrainingRun> {
+  return repositories.runs.queue({
     datasetId: plan.dataset.id,
     baseModelId: plan.base.id,
     config: plan.config,
@@ -129,19 +152,21 @@ export function describePlan(plan: RunPlan): string {
   const counts = plan.dataset.manifest.counts;
   const n = (value: number) => value.toLocaleString("en-US");
   const overrides = Object.entries(plan.config.set).map(([key, value]) => `${key}=${value}`);
-  const time = !plan.estimate.seconds
-    ? "unknown until the first steps run; the status shows an ETA"
-    : plan.pace === "measured"
-      ? `about ${formatDuration(plan.estimate.seconds)} (at the last run's pace)`
-      : `roughly ${formatDuration(plan.estimate.seconds)} (from the model's size; the status shows a measured ETA)`;
+  const time = describeEstimate(plan.estimate);
   const worker = plan.workers[0]
     ? `worker ${plan.workers[0].id} (${describeHardware(plan.workers[0].hardware)})`
     : "a local worker on this machine";
   return [
     `Dataset ${plan.dataset.id}: ${summaryLine(plan.dataset.manifest)}.`,
-    `${n(counts.trainExamples)} training and ${n(counts.evalExamples)} held-out examples, ~${n(counts.tokensEstimate)} tokens.`,
+    `${n(counts.trainExamples)} training and ${plural(counts.evalExamples, "held-out example", { grouped: true })}, ~${n(counts.tokensEstimate)} tokens.`,
     `Base: ${plan.base.name}. Method: ${describeMethod(plan)}, config ${plan.config.file}${overrides.length ? ` with ${overrides.join(", ")}` : ""}.`,
-    `${n(plan.estimate.steps)} steps of ${plan.processes > 1 ? `${plan.processes} × ` : ""}${n(plan.settings.tokensPerBatch)} tokens; time: ${time}.`,
+    `${plural(plan.estimate.steps, "step", { grouped: true })} of ${plan.processes > 1 ? `${plan.processes} × ` : ""}${n(plan.settings.tokensPerBatch)} tokens; time: ${time.total}.`,
+    ...(time.parts ? [`Where the time goes: ${time.parts}; the status corrects it once steps run.`] : []),
+    ...(plan.load && plan.load.average > plan.load.cpus * 0.75
+      ? [
+          `This machine is busy (load ${plan.load.average.toFixed(1)} on ${plural(plan.load.cpus, "core")}): training shares it and takes longer.`,
+        ]
+      : []),
     `Trains on: ${worker}.`,
   ].join("\n");
 }
@@ -154,5 +179,5 @@ function describeMethod(plan: RunPlan): string {
 export function describeHardware(hardware: Record<string, unknown>): string {
   const gpus = (hardware.gpus as { name: string; memory_gb: number }[] | undefined) ?? [];
   if (gpus.length > 0) return `${gpus.length}× ${gpus[0]?.name} ${gpus[0]?.memory_gb} GB`;
-  return `CPU, ${hardware.cpus ?? "?"} cores`;
+  return `CPU, ${typeof hardware.cpus === "number" ? plural(hardware.cpus, "core") : "? cores"}`;
 }

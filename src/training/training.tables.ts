@@ -25,6 +25,43 @@ export type RunStatus = (typeof RUN_STATUSES)[number];
 export type RunConfig = { file: string; set: Record<string, string> };
 
 /**
+ * How long a run should take, as shown when it was confirmed (plan.ts `estimateRun`): its steps,
+ * the point estimate in seconds from the queue to the stored result, the range shown around it,
+ * and the parts it adds up (seconds each, and how many), which the run's ETA starts from and
+ * replaces with measured ones as steps and evaluations run (progress.ts). Runs queued before the
+ * parts were kept have `steps` and `seconds` alone.
+ */
+export type RunEstimate = {
+  steps: number;
+  seconds: number | null;
+  low?: number;
+  high?: number;
+  parts?: EstimateParts;
+};
+
+export type EstimateParts = {
+  /** "measured": the latest run on this base and config; "rough": the prior from the model's size. */
+  source: "measured" | "rough";
+  /** Once a run: the worker starting, the model loading, the dataset read and tokenized. */
+  setup: number;
+  /** One optimizer step over a row of `tokensPerBatch` tokens. */
+  step: number;
+  /** One forward pass over the `evalExamples` held-out examples. */
+  evalPass: number;
+  /** Saving and storing one checkpoint. */
+  checkpoint: number;
+  /** After the last evaluation: the GGUF written and stored, the chart drawn. */
+  finish: number;
+  tokensPerBatch: number;
+  evalExamples: number;
+  evalEvery: number;
+  saveEvery: number;
+  /** Passes before the first step (full fine-tuning measures the base first) and after the last. */
+  firstEvalPasses: number;
+  finalEvalPasses: number;
+};
+
+/**
  * The training queue. A run is a row: the bot or `twin train` inserts it (queued), a worker claims
  * it with FOR UPDATE SKIP LOCKED (running) and beats `heartbeat_at` while it trains, so a worker
  * that died is visible as a stale heartbeat and its run can be re-queued (it resumes from the
@@ -44,8 +81,8 @@ export const trainingRuns = pgTable(
       .references(() => baseModels.id),
     method: text("method").notNull().default("lora"),
     config: jsonb("config").$type<RunConfig>().notNull(),
-    /** The estimate shown when the run was confirmed: steps and seconds. */
-    estimate: jsonb("estimate").$type<{ steps: number; seconds: number | null }>(),
+    /** The estimate shown when the run was confirmed (RunEstimate: no column of its own, no migration). */
+    estimate: jsonb("estimate").$type<RunEstimate>(),
     /** Where the bot follows the run (the owner's chat); null for runs from the CLI. */
     chatId: bigint("chat_id", { mode: "number" }),
     worker: text("worker"),
@@ -63,7 +100,13 @@ export const trainingRuns = pgTable(
   (t) => [index("training_runs_status").on(t.status, t.id)],
 );
 
-/** The trainer's progress lines (start, log, eval, checkpoint, done, stopped, failed), as it wrote them. */
+/**
+ * The trainer's progress lines (phase, start, log, eval, checkpoint, done, stopped, failed), as it
+ * wrote them, the queue's own (queued, claimed, requeued, succeeded, …), and the run's output: each
+ * line it printed that is not an event (library warnings, tracebacks) is a `log_line` event
+ * ({ line }), stored by the worker itself (trainer/twin_trainer/output.py), so a worker anywhere
+ * keeps it; `twin train log <run>` prints it.
+ */
 export const trainingEvents = pgTable(
   "training_events",
   {

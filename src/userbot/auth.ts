@@ -40,7 +40,11 @@ export class GramjsAuthClient implements AuthClient {
     private readonly apiHash: string,
     session = "",
   ) {
-    this.client = new TelegramClient(new StringSession(session), apiId, apiHash, { connectionRetries: 3 });
+    // floodSleepThreshold 0: a flood wait during login reaches the owner as a message, never a silent sleep.
+    this.client = new TelegramClient(new StringSession(session), apiId, apiHash, {
+      connectionRetries: 3,
+      floodSleepThreshold: 0,
+    });
     this.client.setLogLevel("none" as never); // its logs may carry auth details
   }
 

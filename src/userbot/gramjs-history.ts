@@ -15,7 +15,12 @@ export async function connectHistoryClient(
   apiHash: string,
   session: string,
 ): Promise<TelegramHistoryClient & { disconnect(): Promise<void> }> {
-  const client = new TelegramClient(new StringSession(session), apiId, apiHash, { connectionRetries: 3 });
+  // floodSleepThreshold 0: gramjs sleeps through no flood wait itself; every FloodWaitError reaches
+  // the pull, which counts it, sleeps short ones and pauses for long ones (see requests.ts).
+  const client = new TelegramClient(new StringSession(session), apiId, apiHash, {
+    connectionRetries: 3,
+    floodSleepThreshold: 0,
+  });
   client.setLogLevel("none" as never); // its logs may carry auth details
   await client.connect();
   // While a takeout session runs, every request goes through it (account.initTakeoutSession).

@@ -1,7 +1,6 @@
 import { Api } from "telegram";
-import type { MessageKind } from "../history/history.tables.ts";
 import { markPeer } from "../history/identity.ts";
-import type { MessageRecord } from "../history/message.ts";
+import type { MessageKind, MessageRecord } from "../history/message.ts";
 
 /**
  * gramjs messages as history rows (pure), field for field what the desktop import writes for the
@@ -129,6 +128,16 @@ function viaBotName(message: Api.Message, context: LiveContext): string | null {
   return bot instanceof Api.User && bot.username ? `@${bot.username}` : null;
 }
 
+/** A poll as the desktop export writes it (`{poll: {question, answers: [{text}]}}`), for the dataset's poll line. */
+function pollDetails(poll: Api.Poll): Record<string, unknown> {
+  return {
+    poll: {
+      question: poll.question.text,
+      answers: poll.answers.map((answer) => ({ text: answer.text.text })),
+    },
+  };
+}
+
 export function liveMessageRecord(
   message: Api.Message | Api.MessageService,
   context: LiveContext,
@@ -160,14 +169,13 @@ export function liveMessageRecord(
     text: plain?.message ?? "",
     emoji,
     replyToMessageId: reply?.replyToMsgId && !reply.replyToPeerId ? reply.replyToMsgId : null,
+    // A forward whose author Telegram does not name keeps an empty name, as the desktop import does.
     forwardedFromName: forward
-      ? forward.fromId
-        ? peerName(forward.fromId, context)
-        : (forward.fromName ?? null)
+      ? ((forward.fromId ? peerName(forward.fromId, context) : forward.fromName) ?? "")
       : null,
     forwardedFromId: forward?.fromId ? markedPeer(forward.fromId) : null,
     viaBot: plain ? viaBotName(plain, context) : null,
     action: message instanceof Api.MessageService ? (actionNames[message.action.className] ?? null) : null,
-    details: null,
+    details: media instanceof Api.MessageMediaPoll ? pollDetails(media.poll) : null,
   };
 }

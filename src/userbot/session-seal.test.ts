@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
-import { openSession, parseSessionKey, SealedSessionError, sealSession } from "./session-seal.ts";
+import { openSession, parseSessionKey, sealSession } from "./session-seal.ts";
+import { SealedSessionError } from "./userbot.errors.ts";
 
 describe("the sealed userbot session", () => {
   const session = "1BAAOMTQ5LjE1NC4xNjcuOTEAUF9rZWVwX3RoaXNfc2VjcmV0X3BsZWFzZQ==";

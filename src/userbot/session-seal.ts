@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { SealedSessionError } from "./userbot.errors.ts";
 
 /**
  * The gramjs session string is a full login to the owner's account. It is stored only sealed:
@@ -10,8 +11,6 @@ import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 const VERSION = "v1.";
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-
-export class SealedSessionError extends Error {}
 
 /** A 32-byte key from base64 or hex text (TWIN_SESSION_KEY); the error never repeats the value. */
 export function parseSessionKey(text: string): Buffer {

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { openSession, SealedSessionError, sealSession } from "./session-seal.ts";
+import { openSession, sealSession } from "./session-seal.ts";
+import { SealedSessionError } from "./userbot.errors.ts";
 import { userbotSessions } from "./userbot.tables.ts";
 
 /** The owner's userbot session in PostgreSQL, sealed with TWIN_SESSION_KEY. */

@@ -1,11 +1,22 @@
-import type { Userbot } from "../bot/features/export.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/client.ts";
-import { GramjsAuthClient } from "./auth.ts";
+import { type AuthClient, GramjsAuthClient } from "./auth.ts";
 import { connectHistoryClient } from "./gramjs-history.ts";
 import { Logins } from "./logins.ts";
-import { parseSessionKey, SealedSessionError } from "./session-seal.ts";
-import { createSessionStore } from "./session-store.ts";
+import type { TelegramHistoryClient } from "./pull.ts";
+import { parseSessionKey } from "./session-seal.ts";
+import { createSessionStore, type SessionStore } from "./session-store.ts";
+import { SealedSessionError } from "./userbot.errors.ts";
+
+/** What the userbot needs; present when TWIN_API_ID, TWIN_API_HASH and TWIN_SESSION_KEY are set. */
+export type Userbot = {
+  logins: Logins;
+  sessions: SessionStore;
+  /** A connected history client on a stored session. */
+  historyClient: (session: string) => Promise<TelegramHistoryClient & { disconnect(): Promise<void> }>;
+  /** An auth client on a stored session (for /logout). */
+  authClient: (session: string) => AuthClient;
+};
 
 /**
  * The userbot for the bot's /export, when TWIN_API_ID, TWIN_API_HASH and TWIN_SESSION_KEY are set.

@@ -94,6 +94,21 @@ export class BotApiServer {
     );
   }
 
+  /**
+   * Texts and captions the bot sent as plain text (no parse_mode, no entities) that hold a pair of
+   * backticks: Telegram shows them as they are, so code must go out as entities or a parse mode.
+   * Bot tests assert this is empty over everything their bot sent.
+   */
+  literalCode(): ApiCall[] {
+    return this.calls.filter((call) => {
+      const { text, caption, parse_mode, entities, caption_entities } = call.params;
+      if (parse_mode) return false;
+      const literal = (value: unknown, marks: unknown) =>
+        typeof value === "string" && !(Array.isArray(marks) && marks.length > 0) && /`[^`]*`/.test(value);
+      return literal(text, entities) || literal(caption, caption_entities);
+    });
+  }
+
   /** Waits until `predicate` holds over the calls so far. */
   async waitFor(what: string, predicate: (calls: ApiCall[]) => boolean, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

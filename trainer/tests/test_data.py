@@ -15,6 +15,8 @@ from twin_trainer.data import (
     read_manifest,
 )
 
+pytestmark = pytest.mark.unit  # pure: no database, no model; `npm run test:unit` runs it
+
 
 def turns(*items: tuple[str, list[str], bool], header: str | None = None) -> Example:
     """Segments exactly as the TypeScript renderer makes them (src/dataset/chatml.ts)."""
@@ -49,6 +51,45 @@ def test_labels_cover_exactly_the_trained_text_in_cyrillic_emoji_and_long_names(
     # The role header and the name are context, never learnt.
     start = labelled.input_ids.index(check_chat_tokens(tokenizer)[0])
     assert labelled.labels[start] == IGNORE_INDEX
+
+
+def marked_turn(speaker: str, lines: list[tuple[str, bool]]) -> list[Segment]:
+    """A trained turn whose context lines (markers) split its body, as chatml.ts `bodySegments` does."""
+    segments = [Segment(f"<|im_start|>{speaker}\n", False, speaker)]
+    for index, (line, trained) in enumerate(lines):
+        text = f">>> {line}" + ("<|im_end|>" if index == len(lines) - 1 else "\n")
+        if segments[-1].train == trained and len(segments) > 1:
+            segments[-1] = Segment(segments[-1].text + text, trained, speaker)
+        else:
+            segments.append(Segment(text, trained, speaker))
+    return segments
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # A forward: its marker and its text are context, the owner's own words after it are learnt.
+        [("[forwarded from Рейтер]", False), ("Breaking: markets fell 3%!", False), ("wow, seen this?", True)],
+        [("[forwarded from someone]", False), ("🤣🤣", False)],
+        # A reply marker right before the replying message, after a message of the same turn.
+        [("ok!", True), ('[reply to Анна: "а ты придёшь завтра на встречу в 7?…"]', False), ("да 👍", True)],
+        # A poll the sender wrote is their words.
+        [("[poll] Where do we eat? — Pizza / Sushi / «Тануки»", True)],
+        # A message cut to fit, then the truncation line.
+        [("a very long message that goes on and", True), ("… [truncated]", False)],
+    ],
+    ids=["forward", "forward-unknown", "reply", "poll", "truncated"],
+)
+def test_labels_decode_to_the_trained_text_around_each_marker(tokenizer, lines):
+    segments = [Segment("<|im_start|>system\nTelegram chat · A, B<|im_end|>", False, "system"), Segment("\n", False, None)]
+    segments += [Segment("<|im_start|>Анна\n", False, "Анна"), Segment(">>> привет?<|im_end|>", False, "Анна")]
+    segments += [Segment("\n", False, None), *marked_turn("Me", lines)]
+    example = Example("e1", 42, "train", [], segments)
+    labelled = label_example(example, tokenizer)  # raises LabelError when a token straddles a boundary
+    learnt = tokenizer.decode([x for x in labelled.labels if x != IGNORE_INDEX])
+    assert learnt == example.trained_text
+    for line, trained in lines:
+        assert (line in learnt) == trained, f"{line!r} is {'learnt' if trained else 'context'}"
 
 
 def test_every_speaker_is_labelled_under_the_all_policy(tokenizer):

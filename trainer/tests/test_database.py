@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import twin
 
-from twin_trainer.data import DatasetFormatError, load_dataset, read_examples
+from twin_trainer.data import FORMAT_VERSION, DatasetFormatError, load_dataset, read_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 ENSIA = ROOT.parent / "shared/fixtures/telegram/ensia_group_export.json"
@@ -22,7 +22,7 @@ def test_a_stored_dataset_reads_back_as_the_files_say(database_url, tmp_path):
 
     stored = load_dataset(f"postgres:{manifest['datasetId']}", database_url)
     from_files = load_dataset(str(tmp_path / "files"))
-    assert stored.manifest["datasetId"] == manifest["datasetId"] and stored.manifest["formatVersion"] == 1
+    assert stored.manifest["datasetId"] == manifest["datasetId"] and stored.manifest["formatVersion"] == FORMAT_VERSION
     assert len(stored.train) > 0 and len(stored.train) == len(list(read_examples(tmp_path / "files" / "train.jsonl")))
     assert stored.train == from_files.train and stored.eval == from_files.eval
 
@@ -34,6 +34,7 @@ def test_a_stored_dataset_reads_back_as_the_files_say(database_url, tmp_path):
         load_dataset("postgres:latest", database_url)
 
 
+@pytest.mark.unit
 def test_connection_errors_hide_the_password():
     from twin_trainer.database import connect
 

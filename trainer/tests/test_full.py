@@ -75,6 +75,7 @@ QWEN_7B_CONFIG = {
 }
 
 
+@pytest.mark.unit
 def test_full_fine_tuning_of_a_7b_model_is_refused_on_one_24_gb_card_with_the_estimate(tmp_path):
     # Only the config: the estimate builds the model on the meta device and reads no weights.
     (tmp_path / "qwen").mkdir()

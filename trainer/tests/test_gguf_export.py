@@ -81,6 +81,7 @@ def test_adapter_exports_with_llama_cpp_names_metadata_and_permuted_q_k(base, tm
     model.unload()
 
 
+@pytest.mark.unit
 def test_dora_is_refused(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "use_dora": True}))
     with pytest.raises(ExportError, match="DoRA"):

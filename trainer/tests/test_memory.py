@@ -4,6 +4,8 @@ import pytest
 
 from twin_trainer.memory import GIB, ModelShape, describe, estimate_bytes, lora_parameters
 
+pytestmark = pytest.mark.unit  # pure: no database, no model; `npm run test:unit` runs it
+
 QWEN_7B = ModelShape(parameters=7_615_616_512, layers=28, hidden=3584, vocabulary=152_064)
 # q, k, v, o, gate, up, down of one Qwen2.5-7B layer: (in, out)
 PROJECTIONS = [(3584, 3584), (3584, 512), (3584, 512), (3584, 3584), (3584, 18944), (3584, 18944), (18944, 3584)]

@@ -102,6 +102,7 @@ def test_padded_batches_go_through_the_same_forward(model_and_tokenizer):
     torch.testing.assert_close(logits, expected[where - 1], atol=2e-4, rtol=1e-4)
 
 
+@pytest.mark.unit
 def test_length_grouping_batches_neighbours_in_length(tokenizer):
     labelled = [label_example(example(n), tokenizer) for n in range(40)]
     rows = group_by_length(labelled, max_tokens=4 * 20, seed=1)

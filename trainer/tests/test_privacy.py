@@ -6,6 +6,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from conftest import smollm2_gguf
 from test_train import write_dataset
 from twin_trainer.privacy import private_dir, redact
@@ -19,6 +21,7 @@ def run(args, env_extra, cwd=None):
                           timeout=600, cwd=cwd)
 
 
+@pytest.mark.unit
 def test_the_worker_never_prints_the_database_password_whatever_is_wrong_with_the_url():
     for url in [
         f"postgresql://alice:{PASSWORD}@[::1/db",  # unparseable: psycopg raises ProgrammingError
@@ -34,6 +37,7 @@ def test_the_worker_never_prints_the_database_password_whatever_is_wrong_with_th
         assert "cannot connect to PostgreSQL" in output, output
 
 
+@pytest.mark.unit
 def test_an_uncaught_error_s_traceback_is_redacted_too():
     code = (
         "from twin_trainer.privacy import guard_output; guard_output(); "
@@ -45,6 +49,7 @@ def test_an_uncaught_error_s_traceback_is_redacted_too():
     assert PASSWORD not in result.stderr and "bob" not in result.stderr
 
 
+@pytest.mark.unit
 def test_redact_covers_urls_keywords_and_the_known_secrets(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
     monkeypatch.setenv("DATABASE_URL", f"postgresql://u:{PASSWORD}@h/db")
@@ -57,6 +62,7 @@ def test_redact_covers_urls_keywords_and_the_known_secrets(monkeypatch):
     assert "https://example.org/plain" in text, "a URL without credentials is left as it is"
 
 
+@pytest.mark.unit
 def test_private_dir_narrows_a_folder_that_already_existed(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir(mode=0o755)

@@ -7,6 +7,8 @@ import pytest
 
 from twin_trainer.style import discriminator_auc, distinct, is_sticker, length_distance, style_metrics
 
+pytestmark = pytest.mark.unit  # pure: no database, no model; `npm run test:unit` runs it
+
 
 def test_each_metric_on_turns_with_known_answers():
     turns = [

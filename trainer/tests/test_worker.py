@@ -1,6 +1,7 @@
 """The worker and its queue against a real PostgreSQL (TEST_DATABASE_URL, a database of its own)."""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +95,7 @@ def test_files_round_trip_in_chunks_and_only_the_latest_checkpoint_stays(store, 
             run_queue.get_file(connection, second)
 
 
+@pytest.mark.unit
 def test_the_loss_chart_is_a_real_svg_and_png():
     svg, png = loss_chart([(1, 3.0), (2, 2.5), (3, 2.2)], [(2, 2.9), (3, 2.6)], title="Run 1", base_eval_loss=3.1)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, f"a PNG of {len(png)} bytes"
@@ -116,6 +118,33 @@ def wait_for(check, seconds, what):
             return value
         time.sleep(0.3)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_a_failed_run_keeps_its_output_and_traceback_in_its_log_and_stdout_carries_events_alone(store, tmp_path):
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status IN ('queued', 'running')")
+    run_id = queue_run(store["url"], store, {"tokens_per_batch": "64", "max_steps": "2"})  # every example is longer
+    worker = start_worker(store["url"], tmp_path / "w")
+    output, _ = worker.communicate(timeout=300)
+    assert worker.returncode == 0, output
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        status, error = connection.execute("SELECT status, error FROM training_runs WHERE id = %s", (run_id,)).fetchone()
+        events = connection.execute(
+            "SELECT event, data FROM training_events WHERE run_id = %s ORDER BY id", (run_id,)
+        ).fetchall()
+    assert status == "failed" and "exceed tokens_per_batch=64" in error, error
+    names = [name for name, _ in events]
+    log = [data["line"] for name, data in events if name == "log_line"]
+    assert "Traceback (most recent call last):" in log, f"the traceback is in the run's log: {log}"
+    assert any("exceed tokens_per_batch=64" in line for line in log), log
+    assert names.index("failed") > max(i for i, name in enumerate(names) if name == "log_line"), (
+        "the log is stored before the run is marked failed, so a follower finds it complete"
+    )
+    phases = [data["phase"] for name, data in events if name == "phase"]
+    assert phases == ["loading", "tokenizing"], phases
+    for line in output.splitlines():
+        assert line.startswith("{"), f"the worker's stdout and stderr carry events alone during a run: {line!r}"
+        assert json.loads(line)["event"] != "log_line"
 
 
 def test_a_killed_worker_s_run_is_detected_requeued_and_resumed_from_its_stored_checkpoint(store, tmp_path):

@@ -1,12 +1,14 @@
-"""python -m twin_trainer train|estimate|eval|export-gguf|worker|report — see configs/ and the README."""
+"""python -m twin_trainer train|estimate|config|eval|export-gguf|worker|report|fetch-weights|check-pair — see configs/ and the README."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from . import environment
 from .config import ConfigError, TrainConfig, load_config
 
 
@@ -51,22 +53,34 @@ def _estimate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _config(arguments: argparse.Namespace) -> int:
+    """The resolved settings (defaults, then the config file, then the overrides) as one JSON object,
+    keyed by the config's own key names: what twin (Node) reads instead of copying the defaults."""
+    try:
+        config = load_config(arguments.config, arguments.set)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(config), indent=2))
+    return 0
+
+
 def _eval(arguments: argparse.Namespace) -> int:
     """Held-out metrics of the base and of an adapter, without training."""
-    import os
-
     import torch
     from peft import PeftModel
 
     from .data import check_chat_tokens, label_example, load_dataset
     from .evaluate import evaluate
     from .model import load_base, pick_device
+    from .output import quiet_libraries
     from .train import eval_subset
 
+    quiet_libraries()
     device = pick_device("auto")
     model, tokenizer = load_base(arguments.base, attn_implementation=TrainConfig.attn_implementation)
     check_chat_tokens(tokenizer)
-    dataset = load_dataset(arguments.dataset, os.environ.get("DATABASE_URL"))
+    dataset = load_dataset(arguments.dataset, environment.database_url())
     examples = [label_example(e, tokenizer) for e in dataset.eval]
     examples = eval_subset([e for e in examples if e.supervised_tokens > 0], arguments.max_examples, 0)
     if not examples:
@@ -97,34 +111,67 @@ def _export(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(arguments: argparse.Namespace) -> int:
-    import os
+def _fetch_weights(arguments: argparse.Namespace) -> int:
+    """A hub repository's safetensors, config and tokenizer into a folder; what arrived as JSON."""
+    from .weights import WeightsError, fetch_weights
 
+    try:
+        record = fetch_weights(arguments.repo, Path(arguments.dest) if arguments.dest else None, arguments.revision)
+    except (WeightsError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(record))
+    return 0
+
+
+def _check_pair(arguments: argparse.Namespace) -> int:
+    """Whether a GGUF and HF weights are the same model, as JSON; exit 1 naming the first mismatch."""
+    from .pair import PairMismatch, check_pair
+
+    try:
+        report = check_pair(arguments.gguf, arguments.weights)
+    except PairMismatch as error:
+        print(json.dumps({"ok": False, "mismatch": str(error)}))
+        print(f"error: not the same model: {error}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.as_json()))
+    return 0
+
+
+def _worker(arguments: argparse.Namespace) -> int:
+    from .output import OutputCapture
     from .worker import Worker, default_workdir
 
-    url = os.environ.get("DATABASE_URL")
+    url = environment.database_url()
     if not url:
         print("error: set DATABASE_URL: the worker takes its runs from PostgreSQL", file=sys.stderr)
         return 2
+    # stdout carries the JSON events alone; everything else a run prints goes to its log.
+    capture = OutputCapture()
     worker = Worker(
         url,
         workdir=Path(arguments.workdir) if arguments.workdir else default_workdir(),
         heartbeat_seconds=arguments.heartbeat_seconds,
         stale_seconds=arguments.stale_seconds,
+        out=capture.events,
+        capture=capture,
     )
     try:
         return worker.serve(until_idle=arguments.until_idle, once=arguments.once, poll_seconds=arguments.poll_seconds)
     except ConnectionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        capture.close()
 
 
 def _report(arguments: argparse.Namespace) -> int:
-    import os
-
     from .report import write_report
 
-    url = os.environ.get("DATABASE_URL")
+    url = environment.database_url()
     if not url:
         print("error: set DATABASE_URL: the evaluation's samples are in PostgreSQL", file=sys.stderr)
         return 2
@@ -134,13 +181,9 @@ def _report(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # the evaluation says why it has no report
-        from .database import connect
+        from .database import fail_evaluation
 
-        with connect(url) as connection:
-            connection.execute(
-                "UPDATE evaluations SET status = 'failed', error = %s, finished_at = now() WHERE id = %s",
-                (f"report: {type(error).__name__}: {error}", arguments.evaluation),
-            )
+        fail_evaluation(url, arguments.evaluation, f"report: {type(error).__name__}: {error}")
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"event": "report", "evaluation": arguments.evaluation, "turns": summary["turns"]}))
@@ -169,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     estimate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     estimate.add_argument("--gpus", type=int, default=1, help="processes the run is launched with (full: shards over them)")
     estimate.set_defaults(handler=_estimate)
+    settings = commands.add_parser("config", help="print the resolved training settings (defaults, file, overrides) as JSON")
+    settings.add_argument("--config", help="YAML config (see configs/); without it, the defaults")
+    settings.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    settings.set_defaults(handler=_config)
     check = commands.add_parser("eval", help="held-out loss of the base and of an adapter")
     check.add_argument("--base", required=True, help="the base GGUF (or HF folder) the adapter was trained on")
     check.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")
@@ -185,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--evaluation", type=int, required=True, help="the evaluation id `twin eval` made")
     report.add_argument("--out", help="also write report.md and the PNGs here")
     report.set_defaults(handler=_report)
+    fetch = commands.add_parser("fetch-weights", help="download a hub repository's safetensors weights (HF_ENDPOINT, HF_TOKEN)")
+    fetch.add_argument("repo", help="the hub repository, <org>/<repo>")
+    fetch.add_argument("--dest", help="the folder (default: <TWIN_MODEL_STORE or the cache>/hub/<org>/<repo>)")
+    fetch.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    fetch.set_defaults(handler=_fetch_weights)
+    pair = commands.add_parser("check-pair", help="check that a GGUF and HF weights are the same model (JSON)")
+    pair.add_argument("gguf", help="the served GGUF (the first part of a split one)")
+    pair.add_argument("weights", help="the HF folder (config.json, *.safetensors, tokenizer)")
+    pair.set_defaults(handler=_check_pair)
     serve = commands.add_parser("worker", help="train the runs queued in PostgreSQL (DATABASE_URL)")
     serve.add_argument("--until-idle", action="store_true", help="exit when no queued run is left")
     serve.add_argument("--once", action="store_true", help="train at most one run, then exit")

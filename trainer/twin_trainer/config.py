@@ -25,7 +25,7 @@ class TrainConfig:
     dataset: str = ""
     output: str = "runs/latest"
     # "lora"; "qlora": 4-bit base through bitsandbytes, CUDA only, experimental; "full": every
-    # weight, sharded with FSDP2 over the processes `accelerate launch`/`torchrun` starts.
+    # weight, sharded with FSDP2 over the processes `torchrun` starts (the worker launches it).
     method: str = "lora"
     lora_r: int = 16
     lora_alpha: int = 32

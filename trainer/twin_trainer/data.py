@@ -15,21 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-FORMAT_VERSION = 1
+from .database import read_dataset
+from .errors import BaseModelError, DatasetFormatError, LabelError
+
+FORMAT_VERSION = 2
+# Version 1 is version 2 without markers: the same segments, read the same way.
+READABLE_VERSIONS = (1, 2)
 IGNORE_INDEX = -100
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
-
-
-class DatasetFormatError(ValueError):
-    """The dataset files are not what `twin dataset` writes; the message says which file and line."""
-
-
-class LabelError(ValueError):
-    """Labelling an example went wrong: the tokenizer's offsets do not match the text."""
-
-
-class BaseModelError(ValueError):
-    """The base model cannot be trained on this format (e.g. ChatML tokens are not single tokens)."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +98,10 @@ def read_examples(path: Path) -> Iterator[Example]:
 
 def check_format_version(manifest: dict[str, Any], where: str) -> dict[str, Any]:
     version = manifest.get("formatVersion")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise DatasetFormatError(
-            f"{where}: format version {version!r}, this trainer reads version {FORMAT_VERSION}; "
+            f"{where}: format version {version!r}, this trainer reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; "
             "rebuild the dataset with the matching twin version"
         )
     return manifest
@@ -138,8 +132,6 @@ POSTGRES_PREFIX = "postgres:"
 def load_dataset(spec: str, database_url: str | None = None) -> Dataset:
     """A dataset folder (`twin dataset --out`) or `postgres:<id>`, read through `database_url`."""
     if spec.startswith(POSTGRES_PREFIX):
-        from .database import read_dataset
-
         if not database_url:
             raise DatasetFormatError(f"dataset={spec}: set DATABASE_URL to read a dataset from PostgreSQL")
         raw = spec[len(POSTGRES_PREFIX) :]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,8 +103,34 @@ def base_shapes(gguf_path: Any) -> dict[str, tuple[int, int]]:
     return {t.name: (int(t.shape[0]), int(t.shape[1])) for t in _reader(gguf_path).tensors if len(t.shape) == 2}
 
 
-def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str | Path) -> Path:
-    """Writes `adapter_dir` (peft save_pretrained) as a GGUF LoRA adapter for `base_gguf`."""
+@dataclass(frozen=True)
+class BaseDescription:
+    """What an adapter's export needs of its base: read from the GGUF, or (on a worker that has only
+    the HF weights) from the weights and the registered base's architecture and fingerprint."""
+
+    architecture: str
+    layers: int
+    heads: int
+    kv_heads: int
+    shapes: dict[str, tuple[int, int]]  # (in, out) features of each 2-D weight, by GGUF tensor name
+    fingerprint: str
+
+
+def describe_gguf(gguf_path: Any) -> BaseDescription:
+    reader = _reader(gguf_path)
+    facts = base_facts(reader)
+    return BaseDescription(
+        architecture=str(facts["architecture"]),
+        layers=int(facts["layers"]),
+        heads=int(facts["heads"]),
+        kv_heads=int(facts["kv_heads"]),
+        shapes=base_shapes(reader),
+        fingerprint=base_fingerprint(reader),
+    )
+
+
+def export_adapter(adapter_dir: str | Path, base: str | Path | BaseDescription, out_path: str | Path) -> Path:
+    """Writes `adapter_dir` (peft save_pretrained) as a GGUF LoRA adapter for `base` (its GGUF, or its description)."""
     import gguf
     from safetensors.numpy import load_file
 
@@ -116,18 +143,17 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
     if settings.get("use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); llama.cpp by alpha/r: rescale so both give the same update.
         alpha = alpha * math.sqrt(rank)
-    base = _reader(base_gguf)
-    facts = base_facts(base)
-    architecture = str(facts["architecture"])
+    described = base if isinstance(base, BaseDescription) else describe_gguf(base)
+    architecture = described.architecture
     permute = architecture in PERMUTED_ARCHITECTURES
-    shapes = base_shapes(base)
+    shapes = described.shapes
 
     writer = gguf.GGUFWriter(str(out_path), architecture)
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", alpha)
-    writer.add_string(FINGERPRINT_KEY, base_fingerprint(base))
-    writer.add_uint32("twin.base.block_count", int(facts["layers"]))
+    writer.add_string(FINGERPRINT_KEY, described.fingerprint)
+    writer.add_uint32("twin.base.block_count", described.layers)
 
     tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
     written = 0
@@ -140,8 +166,8 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
         module = ".".join(parts[parts.index("layers") + 2 : -2])
         if module not in MODULE_NAMES:
             raise ExportError(f"{name}: LoRA on {module} has no llama.cpp tensor")
-        if layer >= int(facts["layers"]):
-            raise ExportError(f"{name}: layer {layer} but the base has {facts['layers']} layers")
+        if layer >= described.layers:
+            raise ExportError(f"{name}: layer {layer} but the base has {described.layers} layers")
         weight = tensors[name].astype(np.float32)
         is_b = parts[-2] == "lora_B"
         target = f"blk.{layer}.{MODULE_NAMES[module]}.weight"
@@ -154,9 +180,9 @@ def export_adapter(adapter_dir: str | Path, base_gguf: str | Path, out_path: str
                 f"({features_out}×{features_in}); was the adapter trained on another base?"
             )
         if is_b and permute and module == "self_attn.q_proj":
-            weight = permute_rows(weight, int(facts["heads"]))
+            weight = permute_rows(weight, described.heads)
         if is_b and permute and module == "self_attn.k_proj":
-            weight = permute_rows(weight, int(facts["kv_heads"]))
+            weight = permute_rows(weight, described.kv_heads)
         suffix = "lora_b" if is_b else "lora_a"
         writer.add_tensor(f"blk.{layer}.{MODULE_NAMES[module]}.weight.{suffix}", np.ascontiguousarray(weight))
         written += 1

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
+from .environment import cache_dir
+
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "twin" / "hf"
+    return cache_dir() / "hf"
 
 
 # Part of the cache key: bump it when the conversion changes, so old conversions are not reused.
@@ -103,6 +104,37 @@ def quantization_for(method: str, device: torch.device) -> Any | None:
     )
 
 
+def convert_gguf(gguf: Path) -> Path:
+    """An HF folder (safetensors, config, tokenizer) with a GGUF's weights dequantized to fp32.
+
+    Converted once, then reused from the cache (named by the file's path, size and modification time).
+    """
+    from transformers import AutoModelForCausalLM
+
+    converted = cache_root() / f"{gguf.stem}-{_cache_key(gguf)}"
+    if (converted / "config.json").exists():
+        return converted
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = gguf_tokenizer(gguf)
+    # The weights are plain dequantized tensors now; drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    # One partial folder per process: the processes of a multi-process run may all convert
+    # at once; the first rename wins and the others drop their copy.
+    partial = converted.parent / f"{converted.name}.part-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    try:
+        partial.rename(converted)
+    except OSError:
+        if not (converted / "config.json").exists():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+    return converted
+
+
 def load_base(
     path: str | Path,
     *,
@@ -121,27 +153,7 @@ def load_base(
     if not path.exists():
         raise FileNotFoundError(f"base model {path}: no such file or folder")
     if path.suffix == ".gguf":
-        converted = cache_root() / f"{path.stem}-{_cache_key(path)}"
-        if not (converted / "config.json").exists():
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-            tokenizer = gguf_tokenizer(path)
-            # The weights are plain dequantized tensors now; drop the GGUF marker so they can be saved.
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            # One partial folder per process: the processes of a multi-process run may all convert
-            # at once; the first rename wins and the others drop their copy.
-            partial = converted.parent / f"{converted.name}.part-{os.getpid()}"
-            shutil.rmtree(partial, ignore_errors=True)
-            model.save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
-            try:
-                partial.rename(converted)
-            except OSError:
-                if not (converted / "config.json").exists():
-                    raise
-                shutil.rmtree(partial, ignore_errors=True)
-        path = converted
+        path = convert_gguf(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation, quantization_config=quantization
     )

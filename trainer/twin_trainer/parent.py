@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 
+from .environment import take_parent_pid
+
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """`sig` to this process when its parent dies (a `preexec_fn`, or called first thing)."""
@@ -24,9 +26,9 @@ def follow_twin() -> None:
     """Started by twin (TWIN_PARENT_PID): killed the moment twin dies. The run it held goes back to
     the queue once its heartbeat is stale, and resumes from its last stored checkpoint; a training
     launched from here (torchrun) dies with this process in turn. The variable is not passed on."""
-    parent = os.environ.pop("TWIN_PARENT_PID", None)
-    if not parent or not parent.isdigit():
+    parent = take_parent_pid()
+    if parent is None:
         return
     die_with_parent(signal.SIGKILL)
-    if os.getppid() != int(parent):  # twin died before the signal was armed
+    if os.getppid() != parent:  # twin died before the signal was armed
         os._exit(1)

@@ -8,11 +8,12 @@ readable by this user alone (the trainer's umask does the same for each file).""
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+
+from .environment import database_url, hf_token
 
 REDACTED = "[redacted]"
 
@@ -27,9 +28,9 @@ _URL_PASSWORD = re.compile(r"://[^\s:/@]*:([^\s@]+)@")
 def _secret_values() -> list[str]:
     """Secrets this process holds (the database password, the Hugging Face token), longest first."""
     values = []
-    for match in _URL_PASSWORD.finditer(os.environ.get("DATABASE_URL", "")):
+    for match in _URL_PASSWORD.finditer(database_url() or ""):
         values.append(match.group(1))
-    values.append(os.environ.get("HF_TOKEN", ""))
+    values.append(hf_token() or "")
     return sorted({value for value in values if len(value) >= 4}, key=len, reverse=True)
 
 
@@ -55,6 +56,11 @@ class _RedactingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def redacting(stream: TextIO) -> TextIO:
+    """`stream`, redacting what is written to it (a stream opened after `guard_output`)."""
+    return stream if isinstance(stream, _RedactingStream) else _RedactingStream(stream)  # type: ignore[return-value]
 
 
 def guard_output() -> None:

@@ -32,8 +32,9 @@ class Run:
     base_name: str
     base_gguf: str
     base_hf: str | None
-    base_fingerprint: str
+    base_fingerprint: str  # the served GGUF's, which the adapter records (a worker may have only the weights)
     base_model_id: int
+    base_architecture: str  # the served GGUF's general.architecture
 
 
 def register_worker(connection: Any, worker_id: str, host: str, pid: int, hardware: dict[str, Any]) -> None:
@@ -56,6 +57,17 @@ def add_event(connection: Any, run_id: int, event: dict[str, Any]) -> None:
         "INSERT INTO training_events (run_id, event, data) VALUES (%s, %s, %s)",
         (run_id, event["event"], Jsonb(data)),
     )
+
+
+def add_log_lines(connection: Any, run_id: int, lines: list[str]) -> None:
+    """The run's own output (what it printed that is not an event), one `log_line` event per line."""
+    if not lines:
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO training_events (run_id, event, data) VALUES (%s, 'log_line', %s)",
+            [(run_id, Jsonb({"line": line})) for line in lines],
+        )
 
 
 def requeue_stale(connection: Any, stale_seconds: float) -> list[tuple[int, str, str]]:
@@ -97,7 +109,7 @@ def claim(connection: Any, worker_id: str) -> Run | None:
             "started_at = coalesce(r.started_at, now()), heartbeat_at = now() "
             "FROM base_models b WHERE r.id = %s AND b.id = r.base_model_id "
             "RETURNING r.id, r.dataset_id, r.method, r.config, r.attempts, b.name, b.gguf_path, b.hf_source, "
-            "b.fingerprint, b.id",
+            "b.fingerprint, b.id, b.architecture",
             (worker_id, row[0]),
         ).fetchone()
         add_event(connection, found[0], {"event": "claimed", "worker": worker_id, "attempt": found[4]})

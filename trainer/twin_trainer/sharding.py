@@ -1,21 +1,22 @@
 """Full fine-tuning across processes: FSDP2 (`fully_shard`), sharded checkpoints, the full state at the end.
 
-Launched by `accelerate launch` or `torchrun` (they set RANK, WORLD_SIZE, LOCAL_RANK and the
-rendezvous), or run alone as a world of one. The sharding is PyTorch's own `fully_shard` applied as
-accelerate's FSDP2 plugin applies it (each transformer layer, then the root), called here directly
-because accelerate refuses FSDP on CPU: so the code the CPU tests run over gloo is the code that
-runs over NCCL on GPUs.
+Launched by `torchrun` (it sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous; the worker starts
+it as `python -m torch.distributed.run`), or run alone as a world of one. The sharding is PyTorch's
+own `fully_shard` on each transformer layer, then the root (the wrapping accelerate's FSDP2 plugin
+does), called directly because accelerate refuses FSDP on CPU: so the code the CPU tests run over
+gloo is the code that runs over NCCL on GPUs.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from . import environment
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,42 @@ class Cluster:
         dist.all_reduce(total)
         return total.item() / self.world_size
 
+    def barrier(self) -> None:
+        """Waits for every process (a checkpoint is complete only once each has written its shards)."""
+        dist.barrier()
+
     def leave(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
+@dataclass(frozen=True)
+class SingleProcess:
+    """A LoRA run's world: this process alone, no process group; it answers as a Cluster of one would."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    main: bool = True
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+    def leave(self) -> None:
+        pass
+
+
 def join_cluster(device: torch.device) -> Cluster:
     """The process group of a launched run (env://), or a world of one for a run started alone."""
-    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    launched = environment.launched()
     if device.type == "cuda":
-        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched else (device.index or 0)
+        local_rank = environment.local_rank() if launched else (device.index or 0)
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "cuda:nccl,cpu:gloo"  # gloo for the full state dict gathered to CPU at the end

@@ -1,15 +1,20 @@
-"""Fine-tuning (LoRA, QLoRA, or every weight with FSDP2): setup → train → save, with progress as
-JSON lines, checkpoints and resume.
+"""Fine-tuning (LoRA, QLoRA, or every weight with FSDP2) as one recipe: setup → train → save → cleanup,
+with progress as JSON lines, checkpoints and resume.
 
-Every event is one JSON object on one line (start, log, eval, checkpoint, done, stopped, failed),
-so the bot or a terminal can follow a run that may be on another machine.
+Every event is one JSON object on one line (phase, start, log, eval, checkpoint, done, stopped,
+failed), so the bot or a terminal can follow a run that may be on another machine. `phase` events
+say what the run does between steps (loading, tokenizing, evaluating, with the evaluation passes it
+makes): the app shows them on its bar and times them for its estimates.
+
+The recipe is the same for every method. Where LoRA and full fine-tuning differ (how the base is
+loaded and made trainable, what a checkpoint holds, when the base is measured, what the result is)
+it asks the run's method: LoraFineTuning or FullFineTuning below, one method each.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -19,15 +24,26 @@ from typing import Any, Callable
 
 import torch
 
+from . import environment
 from .config import TrainConfig
 from .data import LabelledExample, check_chat_tokens, label_example, load_dataset
 from .evaluate import evaluate
 from .forward import supervised_loss
 from .memory import GIB, check_fits, model_shape
 from .model import load_base, pick_device, pick_dtype, quantization_for
+from .output import quiet_libraries
 from .packing import group_by_length, pack, pack_greedily, pad
 from .privacy import private_dir
-from .sharding import Cluster, join_cluster, load_sharded, local_value, save_full_model, save_sharded, shard
+from .sharding import (
+    Cluster,
+    SingleProcess,
+    join_cluster,
+    load_sharded,
+    local_value,
+    save_full_model,
+    save_sharded,
+    shard,
+)
 
 Emit = Callable[[dict[str, Any]], None]
 LINEAR_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -59,55 +75,6 @@ def eval_subset(examples: list[LabelledExample], limit: int, seed: int) -> list[
     if not limit or len(examples) <= limit:
         return examples
     return sorted(random.Random(seed).sample(examples, limit), key=lambda e: e.example_id)
-
-
-def _latest_checkpoint(output: Path) -> Path | None:
-    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] if checkpoints else None
-
-
-def _label(config: TrainConfig, tokenizer: Any) -> tuple[dict[str, Any], list[LabelledExample], list[LabelledExample]]:
-    dataset = load_dataset(config.dataset, os.environ.get("DATABASE_URL"))
-    check_chat_tokens(tokenizer)
-    train_set = [label_example(e, tokenizer) for e in dataset.train]
-    train_set = [e for e in train_set if e.supervised_tokens > 0]
-    eval_set = [label_example(e, tokenizer) for e in dataset.eval]
-    eval_set = eval_subset([e for e in eval_set if e.supervised_tokens > 0], config.max_eval_examples, config.seed)
-    if not train_set:
-        raise ValueError(f"dataset {config.dataset}: no training example has a trained turn")
-    too_long = [e for e in train_set if len(e.input_ids) > config.tokens_per_batch]
-    if too_long:
-        raise ValueError(
-            f"{len(too_long)} examples exceed tokens_per_batch={config.tokens_per_batch} "
-            f"(longest {max(len(e.input_ids) for e in too_long)}); raise it or rebuild with a lower --max-tokens"
-        )
-    return dataset.manifest, train_set, eval_set
-
-
-def _with_lora(model: Any, config: TrainConfig, device: torch.device) -> Any:
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    model.config.use_cache = False
-    if config.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if uses_checkpointing(config, device):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return get_peft_model(
-        model,
-        LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=LINEAR_PROJECTIONS,
-            use_rslora=config.use_rslora,
-            use_dora=config.use_dora,
-            task_type="CAUSAL_LM",
-        ),
-    )
-
-
-def _silent(event: dict[str, Any]) -> None:
-    """Events of the processes other than rank 0: one voice per run."""
 
 
 def make_optimizer(parameters: list[torch.nn.Parameter], learning_rate: float, device: torch.device) -> torch.optim.AdamW:
@@ -144,205 +111,341 @@ def memory_estimate(config: TrainConfig, gpus: int) -> dict[str, float] | None:
     )
 
 
-def _fully_trainable(model: Any, config: TrainConfig, cluster: Cluster, compute_dtype: torch.dtype) -> Any:
-    """Every weight trains; FSDP2 shards them (and their gradients and optimizer states) over the processes."""
-    model.config.use_cache = False
-    if uses_checkpointing(config, cluster.device):
+def _latest_checkpoint(output: Path) -> Path | None:
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def _label(config: TrainConfig, tokenizer: Any) -> tuple[dict[str, Any], list[LabelledExample], list[LabelledExample]]:
+    dataset = load_dataset(config.dataset, environment.database_url())
+    check_chat_tokens(tokenizer)
+    train_set = [label_example(e, tokenizer) for e in dataset.train]
+    train_set = [e for e in train_set if e.supervised_tokens > 0]
+    eval_set = [label_example(e, tokenizer) for e in dataset.eval]
+    eval_set = eval_subset([e for e in eval_set if e.supervised_tokens > 0], config.max_eval_examples, config.seed)
+    if not train_set:
+        raise ValueError(f"dataset {config.dataset}: no training example has a trained turn")
+    too_long = [e for e in train_set if len(e.input_ids) > config.tokens_per_batch]
+    if too_long:
+        raise ValueError(
+            f"{len(too_long)} examples exceed tokens_per_batch={config.tokens_per_batch} "
+            f"(longest {max(len(e.input_ids) for e in too_long)}); raise it or rebuild with a lower --max-tokens"
+        )
+    return dataset.manifest, train_set, eval_set
+
+
+def _silent(event: dict[str, Any]) -> None:
+    """Events of the processes other than rank 0: one voice per run."""
+
+
+def _checkpointed(model: Any, config: TrainConfig, device: torch.device) -> None:
+    """Gradient checkpointing where the config asks for it: activations recomputed, memory saved."""
+    if uses_checkpointing(config, device):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return shard(model, cluster, compute_dtype=compute_dtype)
+
+
+# ── where LoRA and full fine-tuning differ ─────────────────────────────────────
+
+
+class LoraFineTuning:
+    """LoRA and QLoRA: the base stays frozen, in this one process, and an adapter trains. A checkpoint
+    is the adapter with the optimizer's state; the result is the adapter, and the base is measured at
+    the end, with the adapter switched off."""
+
+    result = "adapter"  # the folder under `output`, and the done event's key for it
+    measures_base_first = False
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def processes_launched(self) -> int:
+        return 1
+
+    def join(self, device: torch.device) -> SingleProcess:
+        return SingleProcess(device)
+
+    def base_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return dtype
+
+    def make_trainable(self, model: Any, world: SingleProcess, dtype: torch.dtype) -> Any:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        config = self.config
+        model.config.use_cache = False
+        if config.method == "qlora":  # the 4-bit base was placed on its GPU as it loaded
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        else:
+            model.to(world.device)
+        _checkpointed(model, config, world.device)
+        return get_peft_model(
+            model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=LINEAR_PROJECTIONS,
+                use_rslora=config.use_rslora,
+                use_dora=config.use_dora,
+                task_type="CAUSAL_LM",
+            ),
+        )
+
+    def load_checkpoint(
+        self, folder: Path, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any], world: SingleProcess
+    ) -> None:
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        set_peft_model_state_dict(model, load_peft_weights(str(folder), device=str(world.device)))
+        optimizer.load_state_dict(state["optimizer"])
+
+    def save_checkpoint(self, folder: Path, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        model.save_pretrained(folder)
+        state["optimizer"] = optimizer.state_dict()  # small: the adapter's parameters only
+
+    def save_result(self, model: Any, tokenizer: Any, folder: Path, world: SingleProcess) -> None:
+        model.save_pretrained(folder)
+
+
+class FullFineTuning:
+    """Every weight trains, sharded with FSDP2 over the processes torchrun started (or a world of one):
+    fp32 master weights, computed in the run's dtype. A checkpoint is each process's shards of the
+    weights and optimizer states; the result is the whole model, gathered. There is no adapter to
+    switch off later, so the base is measured before the first step."""
+
+    result = "model"
+    measures_base_first = True
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def processes_launched(self) -> int:
+        return environment.world_size()
+
+    def join(self, device: torch.device) -> Cluster:
+        return join_cluster(device)
+
+    def base_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return torch.float32  # master weights; FSDP computes in `dtype`
+
+    def make_trainable(self, model: Any, world: Cluster, dtype: torch.dtype) -> Any:
+        model.config.use_cache = False
+        _checkpointed(model, self.config, world.device)
+        return shard(model, world, compute_dtype=dtype)
+
+    def load_checkpoint(
+        self, folder: Path, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any], world: Cluster
+    ) -> None:
+        load_sharded(folder, model, optimizer)  # resharded when the number of processes changed
+
+    def save_checkpoint(self, folder: Path, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        save_sharded(folder, model, optimizer)  # every process writes its own shards
+
+    def save_result(self, model: Any, tokenizer: Any, folder: Path, world: Cluster) -> None:
+        save_full_model(model, tokenizer, folder, world)
+
+
+# ── the recipe ─────────────────────────────────────────────────────────────────
+
+
+class Recipe:
+    """One run: `setup` loads and resumes, `train` steps, `save` writes the result and the metrics,
+    `cleanup` leaves the process group. Creating it refuses a run that cannot fit before anything loads."""
+
+    def __init__(self, config: TrainConfig, emit: Emit) -> None:
+        config.check()
+        self.config = config
+        self.method = FullFineTuning(config) if config.method == "full" else LoraFineTuning(config)
+        self.estimate = memory_estimate(config, self.method.processes_launched())
+        self.output = Path(config.output)
+        private_dir(self.output)
+        torch.manual_seed(config.seed)
+        device = pick_device(config.device)
+        self.dtype = pick_dtype(config.dtype, device)
+        self.world = self.method.join(device)  # the last step here: cleanup() leaves it
+        self.device = self.world.device  # a process of a launched run takes its own GPU
+        self.emit = emit if self.world.main else _silent
+
+    # ── setup ──────────────────────────────────────────────────────────────────
+    def setup(self) -> None:
+        from transformers import get_cosine_schedule_with_warmup
+
+        config, processes = self.config, self.world.world_size
+        if self.world.main:
+            (self.output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        quiet_libraries()
+        self.emit({"event": "phase", "phase": "loading"})
+        base, self.tokenizer = load_base(
+            config.base,
+            dtype=self.method.base_dtype(self.dtype),
+            attn_implementation=config.attn_implementation,
+            quantization=quantization_for(config.method, self.device),
+        )
+        self.emit({"event": "phase", "phase": "tokenizing"})
+        manifest, self.train_set, self.eval_set = _label(config, self.tokenizer)
+        if config.batching == "packed":
+            self.rows = pack_greedily(self.train_set, config.tokens_per_batch)
+        else:
+            self.rows = group_by_length(self.train_set, config.tokens_per_batch, config.seed)
+        order = batch_order(self.rows, config.epochs, config.seed)
+        # One step takes one row per process (data parallel); the order is the same on every process.
+        self.total_steps = config.max_steps or math.ceil(len(order) / processes)
+        needed = self.total_steps * processes
+        self.order = (order * math.ceil(needed / max(len(order), 1)))[:needed]
+
+        self.model = self.method.make_trainable(base, self.world, self.dtype)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.trainable, config.learning_rate, self.device)
+        self.scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, math.ceil(self.total_steps * config.warmup_ratio), self.total_steps
+        )
+        self.step = 0
+        self.base_metrics: dict[str, Any] | None = None
+        checkpoint = _latest_checkpoint(self.output)
+        if checkpoint is not None:
+            self._resume(checkpoint)
+        if self.method.measures_base_first and self.base_metrics is None and self.eval_set:
+            self.emit({"event": "phase", "phase": "evaluating", "passes": 1, "examples": len(self.eval_set)})
+            self.base_metrics = self._evaluate()
+        self.emit({
+            "event": "start",
+            "steps": self.total_steps,
+            "resumed_from": self.step,
+            "method": config.method,
+            "processes": processes,
+            "train_examples": len(self.train_set),
+            "eval_examples": len(self.eval_set),
+            "trainable_parameters": sum(p.numel() for p in self.trainable),
+            "dataset": manifest.get("datasetId"),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "memory_estimate_gib": round(self.estimate["total"] / GIB, 2) if self.estimate else None,
+        })
+
+    def _resume(self, checkpoint: Path) -> None:
+        """Weights, optimizer, schedule, random states and step count from the latest checkpoint."""
+        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+        self.method.load_checkpoint(checkpoint, self.model, self.optimizer, state, self.world)
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        random.setstate(state["python_rng"])
+        self.step = state["step"]
+        self.base_metrics = state.get("base_metrics")
+
+    # ── train ──────────────────────────────────────────────────────────────────
+    def train(self) -> bool:
+        """Steps until the last; False when a STOP file ended the run first (a checkpoint is saved)."""
+        config, processes, rank = self.config, self.world.world_size, self.world.rank
+        self.model.train()
+        started = time.time()
+        supervised = 0
+        done_this_run = 0
+        eval_loss: float | None = None  # the latest, repeated on every log line for a live chart
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        while self.step < self.total_steps:
+            if self._stop_requested():
+                self.save_checkpoint()
+                self.emit({"event": "stopped", "step": self.step})
+                return False
+            step_rows = self.order[self.step * processes : (self.step + 1) * processes]
+            row = step_rows[rank]
+            batch = pack(row) if config.batching == "packed" else pad(row, pad_id)
+            loss = supervised_loss(self.model, batch.to(self.device))
+            loss.backward()
+            grad_norm = local_value(torch.nn.utils.clip_grad_norm_(self.trainable, 1.0))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            done_this_run += 1
+            supervised += sum(e.supervised_tokens for r in step_rows for e in r)
+            elapsed = time.time() - started
+            self.emit({
+                "event": "log",
+                "step": self.step,
+                "max_steps": self.total_steps,
+                "epoch": round(self.step * processes / max(len(self.rows), 1), 3),
+                "loss": round(self.world.mean(loss.item()), 5),
+                "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": round(float(grad_norm), 4),
+                "supervised_tokens_per_second": round(supervised / max(elapsed, 1e-9), 1),
+                "padding_fraction": round(batch.padding_fraction, 4),
+                "eval_loss": eval_loss,
+                "eta_seconds": round(elapsed / done_this_run * (self.total_steps - self.step), 1),
+            })
+            if config.eval_every and self.step % config.eval_every == 0 and self.eval_set and self.step < self.total_steps:
+                self.emit({"event": "phase", "phase": "evaluating", "passes": 1, "examples": len(self.eval_set)})
+                result = self._evaluate()
+                eval_loss = round(result["overall"]["loss"], 5)
+                self.emit({"event": "eval", "step": self.step, **result["overall"]})
+            if config.save_every and self.step % config.save_every == 0:
+                self.save_checkpoint()
+        return True
+
+    def _stop_requested(self) -> bool:
+        """A STOP file in the output folder (the worker's cancel); seen by rank 0, it stops every process."""
+        return self.world.any((self.output / "STOP").exists())
+
+    def _evaluate(self, base: bool = False) -> dict[str, Any]:
+        return evaluate(self.model, self.eval_set, base=base, tokens_per_batch=self.config.tokens_per_batch, device=self.device)
+
+    # ── save ───────────────────────────────────────────────────────────────────
+    def save_checkpoint(self) -> Path:
+        """checkpoint-<step>: the method's weights and optimizer state, plus trainer_state.pt (schedule,
+        random states, step, the base's metrics) written once, by rank 0."""
+        folder = self.output / f"checkpoint-{self.step}"
+        state = {
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "step": self.step,
+            "base_metrics": self.base_metrics,
+        }
+        self.method.save_checkpoint(folder, self.model, self.optimizer, state)
+        if self.world.main:
+            torch.save(state, folder / "trainer_state.pt")
+        self.world.barrier()
+        self.emit({"event": "checkpoint", "step": self.step, "path": str(folder)})
+        return folder
+
+    def save(self) -> dict[str, Any]:
+        """The last checkpoint, the result (adapter or model), the held-out metrics of base and tuned."""
+        if not (self.output / f"checkpoint-{self.step}").exists():
+            self.save_checkpoint()  # a rerun of a finished run resumes here and only re-evaluates
+        result = self.output / self.method.result
+        self.method.save_result(self.model, self.tokenizer, result, self.world)
+        metrics: dict[str, Any] = {}
+        if self.eval_set:
+            passes = 1 if self.method.measures_base_first else 2  # the tuned model, then the base
+            self.emit({"event": "phase", "phase": "evaluating", "passes": passes, "examples": len(self.eval_set)})
+            tuned = self._evaluate()
+            if not self.method.measures_base_first:
+                self.base_metrics = self._evaluate(base=True)
+            metrics = {"base": self.base_metrics, "tuned": tuned, "eval_examples": len(self.eval_set), "steps": self.step}
+            self.emit({"event": "eval", "step": self.step, **metrics["tuned"]["overall"]})
+        if self.world.main:
+            (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+        self.emit({
+            "event": "done",
+            "step": self.step,
+            "method": self.config.method,
+            self.method.result: str(result),
+            "metrics": {k: metrics[k]["overall"] for k in ("base", "tuned")} if metrics else None,
+        })
+        return {"stopped": False, "step": self.step, "metrics": metrics}
+
+    # ── cleanup ────────────────────────────────────────────────────────────────
+    def cleanup(self) -> None:
+        self.world.leave()
 
 
 def train(config: TrainConfig, emit: Emit = json_lines()) -> dict[str, Any]:
-    # ── setup ──────────────────────────────────────────────────────────────────
-    config.check()
-    full = config.method == "full"
-    estimate = memory_estimate(config, int(os.environ.get("WORLD_SIZE", "1")) if full else 1)
-    output = Path(config.output)
-    private_dir(output)
-    torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.dtype, device)
-    cluster = join_cluster(device) if full else None
+    """A whole run: {"stopped": True, "step"} when a STOP file ended it, else also its "metrics"."""
+    recipe = Recipe(config, emit)
     try:
-        return _train(config, emit if cluster is None or cluster.main else _silent, output, device, dtype, cluster, estimate)
+        recipe.setup()
+        if not recipe.train():
+            return {"stopped": True, "step": recipe.step}
+        return recipe.save()
     finally:
-        if cluster is not None:
-            cluster.leave()
-
-
-def _train(
-    config: TrainConfig,
-    emit: Emit,
-    output: Path,
-    device: torch.device,
-    dtype: torch.dtype,
-    cluster: Cluster | None,
-    estimate: dict[str, float] | None,
-) -> dict[str, Any]:
-    from peft import set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-    from transformers import get_cosine_schedule_with_warmup
-
-    full = cluster is not None
-    main = cluster is None or cluster.main
-    processes = cluster.world_size if cluster else 1
-    rank = cluster.rank if cluster else 0
-    if full:
-        device = cluster.device
-    if main:
-        (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    model, tokenizer = load_base(
-        config.base,
-        # Full fine-tuning keeps fp32 master weights; FSDP computes in `dtype`.
-        dtype=torch.float32 if full else dtype,
-        attn_implementation=config.attn_implementation,
-        quantization=quantization_for(config.method, device),
-    )
-    manifest, train_set, eval_set = _label(config, tokenizer)
-    if config.batching == "packed":
-        rows = pack_greedily(train_set, config.tokens_per_batch)
-    else:
-        rows = group_by_length(train_set, config.tokens_per_batch, config.seed)
-    order = batch_order(rows, config.epochs, config.seed)
-    # One step takes one row per process (data parallel); the order is the same on every process.
-    total_steps = config.max_steps or math.ceil(len(order) / processes)
-    needed = total_steps * processes
-    order = (order * math.ceil(needed / max(len(order), 1)))[:needed]
-
-    if full:
-        model = _fully_trainable(model, config, cluster, dtype)
-    else:
-        if config.method != "qlora":
-            model.to(device)
-        model = _with_lora(model, config, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(trainable, config.learning_rate, device)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(total_steps * config.warmup_ratio), total_steps)
-    step = 0
-    base_metrics: dict[str, Any] | None = None
-    checkpoint = _latest_checkpoint(output)
-    if checkpoint is not None:
-        if full:
-            load_sharded(checkpoint, model, optimizer)
-        else:
-            set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device=str(device)))
-        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
-        if not full:
-            optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        random.setstate(state["python_rng"])
-        step = state["step"]
-        base_metrics = state.get("base_metrics")
-    if full and base_metrics is None and eval_set:
-        # No adapter to switch off later: the base is measured before the first step.
-        base_metrics = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
-    emit({
-        "event": "start",
-        "steps": total_steps,
-        "resumed_from": step,
-        "method": config.method,
-        "processes": processes,
-        "train_examples": len(train_set),
-        "eval_examples": len(eval_set),
-        "trainable_parameters": sum(p.numel() for p in trainable),
-        "dataset": manifest.get("datasetId"),
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "memory_estimate_gib": round(estimate["total"] / GIB, 2) if estimate else None,
-    })
-
-    def save(at: int) -> Path:
-        folder = output / f"checkpoint-{at}"
-        state = {
-            "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-            "step": at,
-            "base_metrics": base_metrics,
-        }
-        if full:
-            save_sharded(folder, model, optimizer)  # every process writes its own shards
-        else:
-            model.save_pretrained(folder)
-            state["optimizer"] = optimizer.state_dict()
-        if main:
-            torch.save(state, folder / "trainer_state.pt")
-        if full:
-            torch.distributed.barrier()
-        emit({"event": "checkpoint", "step": at, "path": str(folder)})
-        return folder
-
-    def stop_requested() -> bool:
-        stop = (output / "STOP").exists()
-        return cluster.any(stop) if cluster else stop
-
-    # ── train ──────────────────────────────────────────────────────────────────
-    model.train()
-    started = time.time()
-    supervised = 0
-    done_this_run = 0
-    eval_loss: float | None = None  # the latest, repeated on every log line for a live chart
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    while step < total_steps:
-        if stop_requested():
-            save(step)
-            emit({"event": "stopped", "step": step})
-            return {"stopped": True, "step": step}
-        step_rows = order[step * processes : (step + 1) * processes]
-        row = step_rows[rank]
-        batch = pack(row) if config.batching == "packed" else pad(row, pad_id)
-        loss = supervised_loss(model, batch.to(device))
-        loss.backward()
-        grad_norm = local_value(torch.nn.utils.clip_grad_norm_(trainable, 1.0))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        done_this_run += 1
-        supervised += sum(e.supervised_tokens for r in step_rows for e in r)
-        elapsed = time.time() - started
-        emit({
-            "event": "log",
-            "step": step,
-            "max_steps": total_steps,
-            "epoch": round(step * processes / max(len(rows), 1), 3),
-            "loss": round(cluster.mean(loss.item()) if cluster else loss.item(), 5),
-            "lr": scheduler.get_last_lr()[0],
-            "grad_norm": round(float(grad_norm), 4),
-            "supervised_tokens_per_second": round(supervised / max(elapsed, 1e-9), 1),
-            "padding_fraction": round(batch.padding_fraction, 4),
-            "eval_loss": eval_loss,
-            "eta_seconds": round(elapsed / done_this_run * (total_steps - step), 1),
-        })
-        if config.eval_every and step % config.eval_every == 0 and eval_set and step < total_steps:
-            result = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
-            eval_loss = round(result["overall"]["loss"], 5)
-            emit({"event": "eval", "step": step, **result["overall"]})
-        if config.save_every and step % config.save_every == 0:
-            save(step)
-
-    # ── save ───────────────────────────────────────────────────────────────────
-    if not (output / f"checkpoint-{step}").exists():
-        save(step)  # a rerun of a finished run resumes here and only re-evaluates
-    if full:
-        save_full_model(model, tokenizer, output / "model", cluster)
-    else:
-        model.save_pretrained(output / "adapter")
-    metrics: dict[str, Any] = {}
-    if eval_set:
-        tuned = evaluate(model, eval_set, tokens_per_batch=config.tokens_per_batch, device=device)
-        if not full:
-            base_metrics = evaluate(model, eval_set, base=True, tokens_per_batch=config.tokens_per_batch, device=device)
-        metrics = {"base": base_metrics, "tuned": tuned, "eval_examples": len(eval_set), "steps": step}
-        emit({"event": "eval", "step": step, **metrics["tuned"]["overall"]})
-    if main:
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
-    emit({
-        "event": "done",
-        "step": step,
-        "method": config.method,
-        **({"model": str(output / "model")} if full else {"adapter": str(output / "adapter")}),
-        "metrics": {k: metrics[k]["overall"] for k in ("base", "tuned")} if metrics else None,
-    })
-    return {"stopped": False, "step": step, "metrics": metrics}
+        recipe.cleanup()

@@ -21,14 +21,16 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import run_queue
+from . import environment, run_queue
 from .config import TrainConfig, load_config
 from .database import connect
+from .output import OutputCapture
 from .parent import die_with_parent
 from .privacy import private_dir
 
@@ -38,12 +40,12 @@ CONFIGS = TRAINER / "configs"
 
 def model_store() -> Path:
     """Where full models and their checkpoints go: shared with the bot (and other workers)."""
-    store = os.environ.get("TWIN_MODEL_STORE")
-    if not store:
+    store = environment.model_store()
+    if store is None:
         raise FileNotFoundError(
             "method=full needs TWIN_MODEL_STORE: a folder this worker and the bot share (a volume in compose)"
         )
-    return Path(store)
+    return store
 
 
 def processes_for(config: TrainConfig, facts: dict[str, Any]) -> int:
@@ -78,7 +80,7 @@ def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seco
         process = subprocess.Popen(
             command, cwd=TRAINER, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
-        read = 0
+        read = relayed = 0
         while True:
             finished = process.poll() is not None
             if events.exists():
@@ -88,6 +90,12 @@ def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seco
                         read += len(line)
                         last = {k: v for k, v in json.loads(line).items() if k != "time"}
                         emit(last)
+            # What the processes print goes on to this worker's stderr: the run's log, not a terminal.
+            with log.open("rb") as file:
+                file.seek(relayed)
+                while (line := file.readline()).endswith(b"\n") or (finished and line):
+                    relayed += len(line)
+                    sys.stderr.write(line.decode("utf-8", errors="replace"))
             if finished:
                 break
             time.sleep(poll_seconds)
@@ -138,17 +146,43 @@ def run_config(run: run_queue.Run, output: Path) -> TrainConfig:
     return config
 
 
-def check_base(run: run_queue.Run) -> None:
-    """The base GGUF here must be the registered one: the adapter is exported against it."""
+def check_base(run: run_queue.Run, method: str) -> None:
+    """A base GGUF here must be the registered one: the adapter is exported against it. Without it,
+    a LoRA run trains on the base's HF weights and stamps the adapter with the run's fingerprint;
+    full fine-tuning rewrites the GGUF itself, so it needs it."""
     from .gguf_export import base_fingerprint
 
     gguf = Path(run.base_gguf)
     if not gguf.is_file():
+        if run.base_hf and method != "full":
+            return
+        needs = "method=full rewrites the base GGUF" if run.base_hf else "the base has no HF weights registered"
         raise FileNotFoundError(
-            f"base {run.base_name}: {gguf} is not on this worker; mount the models folder at the same path"
+            f"base {run.base_name}: {gguf} is not on this worker ({needs}); mount the models folder at the same path"
         )
     if base_fingerprint(gguf) != run.base_fingerprint:
         raise ValueError(f"base {run.base_name}: {gguf} on this worker is not the registered model (fingerprint differs)")
+
+
+def base_weights(run: run_queue.Run) -> Path:
+    """The run's HF weights on this worker (a hub id is fetched once into the model store), checked
+    against the served GGUF where that is here too: one model, or the run fails saying where they differ."""
+    from .pair import check_pair
+    from .weights import resolve_weights
+
+    folder = resolve_weights(str(run.base_hf))
+    if Path(run.base_gguf).is_file():
+        check_pair(run.base_gguf, folder)
+    return folder
+
+
+def export_base(run: run_queue.Run, weights: str) -> Any:
+    """What the adapter is exported against: the GGUF where it is here, else the weights with the run's fingerprint."""
+    from .pair import describe_weights
+
+    if Path(run.base_gguf).is_file():
+        return run.base_gguf
+    return describe_weights(weights, run.base_architecture, run.base_fingerprint)
 
 
 class Heartbeat(threading.Thread):
@@ -177,12 +211,71 @@ class Heartbeat(threading.Thread):
             self.join()
 
 
+class RunLog(threading.Thread):
+    """A run's own output (what it printed that is not an event: library warnings and notices,
+    tracebacks), stored as its `log_line` events every `every` seconds on a connection of its own,
+    so a follower sees it live and a failed run keeps its traceback. At most MAX_LINES an attempt."""
+
+    MAX_LINES = 5000
+    MAX_CHARS = 2000
+
+    def __init__(self, url: str, run_id: int, every: float = 1.0):
+        super().__init__(daemon=True, name=f"run-log-{run_id}")
+        self.url, self.run_id, self.every = url, run_id, every
+        self.pending: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+
+    def add(self, line: str) -> None:
+        with self.lock:
+            if self.kept >= self.MAX_LINES:
+                self.dropped += 1
+                return
+            self.kept += 1
+            self.pending.append(line if len(line) <= self.MAX_CHARS else line[: self.MAX_CHARS] + " …")
+
+    def _flush(self, connection: Any) -> None:
+        with self.lock:
+            lines, self.pending = self.pending, []
+        run_queue.add_log_lines(connection, self.run_id, lines)
+
+    def run(self) -> None:
+        try:
+            with connect(self.url) as connection:
+                while not self.finished.wait(self.every):
+                    self._flush(connection)
+                self._flush(connection)
+                if self.dropped:
+                    note = f"… {self.dropped} more lines were not stored (at most {self.MAX_LINES} an attempt)"
+                    run_queue.add_log_lines(connection, self.run_id, [note])
+        except Exception:  # the database is gone: the run fails on its own connection and says so
+            pass
+
+    def stop(self) -> None:
+        self.finished.set()
+        if self.is_alive():
+            self.join()
+
+
 class Worker:
-    def __init__(self, url: str, *, workdir: Path, heartbeat_seconds: float, stale_seconds: float, out=sys.stdout):
+    def __init__(
+        self,
+        url: str,
+        *,
+        workdir: Path,
+        heartbeat_seconds: float,
+        stale_seconds: float,
+        out=sys.stdout,
+        capture: OutputCapture | None = None,
+    ):
         self.url = url
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.out = out
+        # Descriptors 1 and 2 into a pipe (output.py): a run's output goes to its log, not the terminal.
+        self.capture = capture
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         # This worker's own folder: workers of other databases on the machine number their runs
         # from 1 too, and must never share (or delete) each other's run folders.
@@ -193,6 +286,27 @@ class Worker:
     def say(self, event: dict[str, Any]) -> None:
         self.out.write(json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False) + "\n")
         self.out.flush()
+
+    def phase(self, connection: Any, run: run_queue.Run, name: str, **details: Any) -> None:
+        """What the run does now, outside training (fetching the weights, exporting, storing), for the bar and the estimate."""
+        event = {"event": "phase", "phase": name, **details}
+        self.say({"run": run.id, **event})
+        run_queue.add_event(connection, run.id, event)
+
+    def start_log(self, run_id: int) -> RunLog | None:
+        if self.capture is None:
+            return None
+        log = RunLog(self.url, run_id)
+        log.start()
+        self.capture.attach(log.add)
+        return log
+
+    def stop_log(self, log: RunLog | None) -> None:
+        """Every line printed so far stored, then the output goes back to the worker's console."""
+        if log is None or self.capture is None:
+            return
+        self.capture.detach()
+        log.stop()
 
     def shutdown(self, *_: Any) -> None:
         """SIGTERM/SIGINT: the current run stops at its next step with a checkpoint and goes back to the queue."""
@@ -234,10 +348,11 @@ class Worker:
         full = False
         keep = False  # a full run that goes back to the queue keeps its checkpoints in the store
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
+        log = self.start_log(run.id)
         try:
-            check_base(run)
             config = run_config(run, self.scratch / f"run-{run.id}")
             full = config.method == "full"
+            check_base(run, config.method)
             if full:
                 config.output = str(model_store() / f"run-{run.id}")
             output = Path(config.output)
@@ -250,6 +365,9 @@ class Worker:
                 self.current_stop.touch()
             heartbeat = Heartbeat(self.url, run.id, self.id, self.heartbeat_seconds, self.current_stop)
             heartbeat.start()
+            if run.base_hf:  # fetched here on first use, under the heartbeat: a 7B model takes a while
+                self.phase(connection, run, "loading", weights=run.base_hf)
+                config.base = str(base_weights(run))
 
             def emit(event: dict[str, Any]) -> None:
                 self.say({"run": run.id, **event})
@@ -279,15 +397,19 @@ class Worker:
             elif full:
                 keep = self.publish_full(connection, run, output, result["metrics"], config.export_type)
             else:
-                self.publish(connection, run, output, result["metrics"])
+                self.publish(connection, run, output, result["metrics"], config.base)
         except Exception as error:  # the run's last word, for whoever follows it
             if heartbeat is not None:
                 heartbeat.stop()
+            traceback.print_exc()  # into the run's log, stored before the run is marked failed
+            self.stop_log(log)
+            log = None
             reason = f"{type(error).__name__}: {error}"
             self.say({"event": "failed", "run": run.id, "reason": reason})
             run_queue.finish(connection, run, self.id, "failed", reason)
             keep = False
         finally:
+            self.stop_log(log)
             self.current_stop = None
             if output is not None and not (full and keep):  # LoRA checkpoints are in the database
                 shutil.rmtree(output, ignore_errors=True)
@@ -301,11 +423,13 @@ class Worker:
         run_queue.put_file(connection, run.id, "chart_svg", svg)
         run_queue.put_file(connection, run.id, "chart_png", png)
 
-    def publish(self, connection: Any, run: run_queue.Run, output: Path, metrics: dict[str, Any]) -> None:
+    def publish(self, connection: Any, run: run_queue.Run, output: Path, metrics: dict[str, Any], base: str) -> None:
         """The GGUF adapter, the chart and the metrics into the database; the adapter becomes active."""
         from .gguf_export import export_adapter
 
-        gguf = export_adapter(output / "adapter", run.base_gguf, output / "adapter.gguf")
+        self.phase(connection, run, "exporting")
+        gguf = export_adapter(output / "adapter", export_base(run, base), output / "adapter.gguf")
+        self.phase(connection, run, "storing")
         adapter_file = run_queue.put_file(connection, run.id, "adapter_gguf", gguf.read_bytes())
         self.chart(connection, run, metrics)
         adapter = run_queue.succeed(connection, run, self.id, adapter_file, metrics, f"run-{run.id}")
@@ -319,7 +443,9 @@ class Worker:
         """
         from .gguf_export import export_full_model
 
+        self.phase(connection, run, "exporting")
         gguf = export_full_model(output / "model", run.base_gguf, output / f"model-{export_type}.gguf", export_type)
+        self.phase(connection, run, "storing")
         for leftover in [*output.glob("checkpoint-*"), output / "model"]:
             shutil.rmtree(leftover, ignore_errors=True)
         stored = run_queue.StoredModel(
@@ -332,5 +458,4 @@ class Worker:
 
 
 def default_workdir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "twin" / "worker"
+    return environment.cache_dir() / "worker"

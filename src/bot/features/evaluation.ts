@@ -1,9 +1,7 @@
 import path from "node:path";
-import { eq } from "drizzle-orm";
 import { Composer, InputFile } from "grammy";
-import { evaluationFiles, evaluations } from "../../evaluation/evaluation.tables.ts";
 import { generateSamples } from "../../evaluation/generate.usecase.ts";
-import { runReport } from "../../evaluation/report-runner.ts";
+import { reportFolder, runReport } from "../../evaluation/report-runner.ts";
 import { summaryLines } from "../../evaluation/summary.ts";
 import type { BotContext } from "../context.ts";
 import { progressBar } from "../jobs.ts";
@@ -25,7 +23,7 @@ export function evaluation(services: BotServices): Composer<BotContext> {
     services.jobs.start(chatId, "Evaluating the twin", async ({ signal, report }) => {
       const { database, config } = services;
       const id = await generateSamples(
-        { database, config, engine: inference.engine, conversations: inference.conversations },
+        { ...services, engine: inference.engine, conversations: inference.conversations },
         {
           maxTurns: turns,
           signal,
@@ -34,20 +32,12 @@ export function evaluation(services: BotServices): Composer<BotContext> {
         },
       );
       report("measuring: style metrics, the discriminator, plots…");
-      const out = path.join(config.dataDir, "evaluations", `eval-${id}`);
+      const out = reportFolder(config.dataDir, id);
       await runReport(config.training, database.url, id, out);
-      const [row] = await database.db
-        .select({ summary: evaluations.summary })
-        .from(evaluations)
-        .where(eq(evaluations.id, id));
-      const pictures = await database.db
-        .select()
-        .from(evaluationFiles)
-        .where(eq(evaluationFiles.evaluationId, id));
-      await services.api.sendMessage(
-        chatId,
-        `Evaluation ${id}:\n${summaryLines(row?.summary ?? {}).join("\n")}`,
-      );
+      const evaluations = services.repositories.evaluations;
+      const summary = await evaluations.summary(id);
+      const pictures = await evaluations.files(id);
+      await services.api.sendMessage(chatId, `Evaluation ${id}:\n${summaryLines(summary).join("\n")}`);
       if (pictures.length > 0) {
         await services.api.sendMediaGroup(
           chatId,

@@ -1,8 +1,9 @@
 import { type Conversation, createConversation } from "@grammyjs/conversations";
 import { Composer, type Context, InlineKeyboard } from "grammy";
-import { forgetEverything, forgetPersonalChat } from "../../history/forget.ts";
+import { datasetForgetting } from "../../dataset/dataset.repository.ts";
+import { plural } from "../../plural.ts";
 import type { BotContext } from "../context.ts";
-import { findPerson } from "../people.ts";
+import { displayName, pickPerson } from "../people.ts";
 import type { BotServices } from "../services.ts";
 
 type Target = { personId: number; name: string } | "all";
@@ -13,15 +14,17 @@ export function forget(services: BotServices): Composer<BotContext> {
 
   const erase = async (target: Target): Promise<string> => {
     if (target === "all") {
-      const { messages } = await forgetEverything(services.database.pool);
+      const { messages } = await services.history.forgetEverything(datasetForgetting);
       const conversations = await services.messages.forget(undefined);
-      return `Deleted ${messages} messages of history, every dataset and ${conversations} messages of the twin's conversations. Your friends list stays.`;
+      await services.friends.forgetIntroductions(undefined); // their next message is introduced again
+      return `Deleted ${plural(messages, "message")} of history, every dataset and ${plural(conversations, "message")} of the twin's conversations. Your friends list stays.`;
     }
-    const { messages } = await forgetPersonalChat(services.database.pool, target.personId);
+    const { messages } = await services.history.forgetPersonalChat(target.personId, datasetForgetting);
     const conversations = await services.messages.forget([target.personId]);
+    await services.friends.forgetIntroductions([target.personId]);
     for (const mode of ["friend", "talk"] as const)
       await services.replier.reset({ personId: target.personId, mode });
-    return `Deleted your personal chat with ${target.name} (${messages} messages, and the dataset examples made from it) and ${conversations} messages of their conversations with the twin.`;
+    return `Deleted your personal chat with ${target.name} (${plural(messages, "message")}, and the dataset examples made from it) and ${plural(conversations, "message")} of their conversations with the twin.`;
   };
 
   async function forgetConversation(
@@ -54,9 +57,13 @@ export function forget(services: BotServices): Composer<BotContext> {
     const query = ctx.match.trim();
     if (!query) return ctx.reply("What should I forget? /forget <friend> or /forget all");
     if (query.toLowerCase() === "all") return ctx.conversation.enter("forget", "all");
-    const person = await findPerson(services.database.pool, query);
-    if (!person) return ctx.reply(`Nobody called “${query}” in your history.`);
-    await ctx.conversation.enter("forget", { personId: person.id, name: person.name });
+    const person = await pickPerson(ctx, services.history, query, "forget:pick");
+    if (person) await ctx.conversation.enter("forget", { personId: person.id, name: person.name });
+  });
+  owner.callbackQuery(/^forget:pick:(\d+)$/, async (ctx) => {
+    const id = Number(ctx.match[1]);
+    await ctx.answerCallbackQuery();
+    await ctx.conversation.enter("forget", { personId: id, name: await displayName(services.history, id) });
   });
   return composer;
 }

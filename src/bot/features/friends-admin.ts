@@ -1,8 +1,12 @@
-import { Composer, InlineKeyboard } from "grammy";
+import { Composer } from "grammy";
+import { sanitizeName } from "../../dataset/names.ts";
+import { SESSION_GAP_MINUTES } from "../../dataset/sessions.ts";
+import { plural } from "../../plural.ts";
 import type { BotContext } from "../context.ts";
-import { findPerson, personName, topPartners } from "../people.ts";
+import { fullName } from "../incoming-text.ts";
+import { noReplyNote } from "../no-reply.ts";
+import { displayName, hasHistory, type PickedPerson, pickerKeyboard, pickPerson } from "../people.ts";
 import type { BotServices } from "../services.ts";
-import { fullName } from "./friend-chat.ts";
 
 const PICKER_SIZE = 8;
 const TELEGRAM_MESSAGE_LIMIT = 4000;
@@ -31,7 +35,7 @@ export function chunks(text: string, limit = TELEGRAM_MESSAGE_LIMIT): string[] {
 export function friendsAdmin(services: BotServices): Composer<BotContext> {
   const composer = new Composer<BotContext>();
   const owner = composer.filter((ctx) => ctx.role === "owner");
-  const { pool } = services.database;
+  const { history } = services;
 
   const allow = async (ctx: BotContext, id: number, name: string) => {
     await services.friends.allow(id);
@@ -41,30 +45,34 @@ export function friendsAdmin(services: BotServices): Composer<BotContext> {
   owner.command("allow", async (ctx) => {
     const query = ctx.match.trim();
     if (query) {
-      const person = await findPerson(pool, query);
-      if (person) return allow(ctx, person.id, person.name);
-      if (/^\d+$/.test(query)) return allow(ctx, Number(query), `User ${query}`);
-      return ctx.reply(
-        `Nobody called “${query}” in your history. Forward me a message from them, or share their contact.`,
-      );
+      const person = await pickPerson(ctx, history, query, "allow");
+      if (person) await allow(ctx, person.id, person.name);
+      return;
     }
-    const choices = await topPartners(pool, {
+    const choices = await history.conversationPartners({
       limit: PICKER_SIZE,
+      gapMinutes: SESSION_GAP_MINUTES,
       exclude: await services.friends.allowedIds(),
     });
-    const keyboard = new InlineKeyboard();
-    for (const person of choices) keyboard.text(person.name, `allow:${person.id}`).row();
+    const keyboard = pickerKeyboard(
+      choices.map((person) => [sanitizeName(person.name, person.id), `allow:${person.id}`]),
+    );
+    if (keyboard) {
+      return ctx.reply(
+        "Who may talk to your twin? Your busiest chats first — or forward me a message from someone, or share their contact.",
+        { reply_markup: keyboard },
+      );
+    }
     await ctx.reply(
-      choices.length > 0
-        ? "Who may talk to your twin? Your busiest chats first — or forward me a message from someone, or share their contact."
-        : "Forward me a message from someone, or share their contact, to let them talk to your twin.",
-      { reply_markup: keyboard },
+      (await hasHistory(history))
+        ? "Everyone you talk with most is allowed already. Forward me a message from someone else, share their contact, or /allow <name>."
+        : "Forward me a message from someone, or share their contact, to let them talk to your twin (or /import your history to pick from it).",
     );
   });
   owner.callbackQuery(/^allow:(\d+)$/, async (ctx) => {
     const id = Number(ctx.match[1]);
     await services.friends.allow(id);
-    const name = await personName(pool, id);
+    const name = await displayName(history, id);
     await ctx.answerCallbackQuery({ text: `${name} allowed` });
     await ctx.editMessageText(`${name} can now talk to your twin. /revoke to undo.`);
   });
@@ -87,22 +95,22 @@ export function friendsAdmin(services: BotServices): Composer<BotContext> {
   owner.command("revoke", async (ctx) => {
     const query = ctx.match.trim();
     if (query) {
-      const person = await findPerson(pool, query);
-      const id = person?.id ?? (/^\d+$/.test(query) ? Number(query) : undefined);
-      if (id === undefined || !(await services.friends.revoke(id)))
-        return ctx.reply(`“${query}” is not an allowed friend.`);
-      return ctx.reply(`${person?.name ?? `User ${id}`} can no longer talk to your twin.`);
+      const person = await pickPerson(ctx, history, query, "revoke");
+      if (!person) return;
+      if (!(await services.friends.revoke(person.id)))
+        return ctx.reply(`${person.name} is not an allowed friend.`);
+      return ctx.reply(`${person.name} can no longer talk to your twin.`);
     }
     const allowed = await services.friends.allowedIds();
     if (allowed.length === 0) return ctx.reply("Nobody is allowed yet. /allow to add someone.");
-    const keyboard = new InlineKeyboard();
-    for (const id of allowed.slice(0, 50)) keyboard.text(await personName(pool, id), `revoke:${id}`).row();
-    await ctx.reply("Whose access do you take back?", { reply_markup: keyboard });
+    const buttons: [string, string][] = [];
+    for (const id of allowed.slice(0, 50)) buttons.push([await displayName(history, id), `revoke:${id}`]);
+    await ctx.reply("Whose access do you take back?", { reply_markup: pickerKeyboard(buttons) });
   });
   owner.callbackQuery(/^revoke:(\d+)$/, async (ctx) => {
     const id = Number(ctx.match[1]);
     await services.friends.revoke(id);
-    const name = await personName(pool, id);
+    const name = await displayName(history, id);
     await ctx.answerCallbackQuery({ text: `${name} revoked` });
     await ctx.editMessageText(`${name} can no longer talk to your twin.`);
   });
@@ -110,21 +118,29 @@ export function friendsAdmin(services: BotServices): Composer<BotContext> {
   owner.command("log", async (ctx) => {
     const query = ctx.match.trim();
     if (!query) return ctx.reply("Whose conversation? /log <name>");
-    const person = await findPerson(pool, query);
-    const id = person?.id ?? (/^\d+$/.test(query) ? Number(query) : undefined);
-    if (id === undefined) return ctx.reply(`Nobody called “${query}” in your history.`);
-    const name = person?.name ?? (await personName(pool, id));
+    const person = await pickPerson(ctx, history, query, "log");
+    if (person) await showLog(ctx, person);
+  });
+  owner.callbackQuery(/^log:(\d+)$/, async (ctx) => {
+    const id = Number(ctx.match[1]);
+    await ctx.answerCallbackQuery();
+    await showLog(ctx, { id, name: await displayName(history, id) });
+  });
+
+  const showLog = async (ctx: BotContext, { id, name }: PickedPerson) => {
     const stored = await services.messages.recent({ personId: id, mode: "friend" }, 200);
     if (stored.length === 0) return ctx.reply(`${name} has not talked to your twin yet.`);
+    const silent = await services.messages.withoutReply(); // marked after the message left unanswered
     const lines = stored.map(
       (m) =>
-        `${m.sentAt.toISOString().slice(0, 16).replace("T", " ")} ${m.fromTwin ? "twin (as you)" : name}: ${m.text}`,
+        `${m.sentAt.toISOString().slice(0, 16).replace("T", " ")} ${m.fromTwin ? "twin (as you)" : name}: ${m.marker ? `${m.marker} ` : ""}${m.text}` +
+        noReplyNote(silent, { personId: id, mode: "friend" }, m.id),
     );
     for (const chunk of chunks(
-      `Your twin and ${name}, latest ${stored.length} messages:\n${lines.join("\n")}`,
+      `Your twin and ${name}, latest ${plural(stored.length, "message")}:\n${lines.join("\n")}`,
     )) {
       await ctx.reply(chunk);
     }
-  });
+  };
   return composer;
 }

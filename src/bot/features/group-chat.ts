@@ -1,11 +1,11 @@
 import { Composer } from "grammy";
 import type { Message, MessageEntity } from "grammy/types";
 import type { BotContext } from "../context.ts";
-import { incomingText } from "../incoming-text.ts";
+import { fullName, incomingText } from "../incoming-text.ts";
 import type { BotServices } from "../services.ts";
 import { texts } from "../texts.ts";
 import { consent } from "./consent.ts";
-import { type FriendInbox, fullName } from "./friend-chat.ts";
+import { type FriendInbox, introduce } from "./friend-chat.ts";
 
 /** How a group message speaks to the twin (pure): not at all, with a command, or as a message. */
 export type GroupAddress =
@@ -70,7 +70,8 @@ export function groupChat(services: BotServices, inbox: FriendInbox): Composer<B
     if (ctx.role !== "friend") return;
     const text = address.kind === "message" ? address.text : address.rest;
     if (!text) {
-      await ctx.reply(texts.intro(await services.ownerName()));
+      if (!(await introduce(services, ctx, ctx.from.id)))
+        await ctx.reply(texts.friendHelp(await services.ownerName()));
       return;
     }
     const chat = ctx.chat;

@@ -1,5 +1,5 @@
 import { Composer, InlineKeyboard } from "grammy";
-import { createGuessRepository, type GuessRound } from "../../evaluation/guess.repository.ts";
+import type { GuessRound } from "../../evaluation/guess.repository.ts";
 import type { BotContext } from "../context.ts";
 import type { BotServices } from "../services.ts";
 
@@ -23,7 +23,7 @@ export function roundText(round: GuessRound, owner: string): string {
  */
 export function guessGame(services: BotServices): Composer<BotContext> {
   const composer = new Composer<BotContext>();
-  const rounds = createGuessRepository(services.database);
+  const rounds = services.repositories.guesses;
   const friends = composer.filter((ctx) => ctx.role === "friend");
 
   friends.command("guess", async (ctx) => {

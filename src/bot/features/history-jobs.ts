@@ -2,10 +2,11 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { type Conversation, createConversation } from "@grammyjs/conversations";
 import { Composer, type Context } from "grammy";
+import { ownerTimeZone } from "../../config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../../dataset/build.usecase.ts";
 import { summaryLine } from "../../dataset/manifest.ts";
 import { importDesktopExport } from "../../history/desktop-import/import.usecase.ts";
-import { createHistoryRepository } from "../../history/history.repository.ts";
+import { plural } from "../../plural.ts";
 import type { BotContext } from "../context.ts";
 import { progressBar } from "../jobs.ts";
 import type { BotServices } from "../services.ts";
@@ -20,9 +21,9 @@ export function startDatasetJob(
   then?: (datasetId: number) => Promise<void>,
 ): number {
   return services.jobs.start(chatId, "Building the dataset", async ({ signal, report }) => {
-    const owned = await createHistoryRepository(services.database).getOwner();
-    const result = await buildDataset(services.database, {
-      ...defaultDatasetOptions(services.config.timeZone ?? owned?.timeZone ?? services.timeZone),
+    const owned = await services.history.getOwner();
+    const result = await buildDataset(services, {
+      ...defaultDatasetOptions(ownerTimeZone(services.config.timeZone, owned?.timeZone)),
       staleSeconds: services.config.training.staleSeconds,
       signal,
       onProgress: ({ chats, totalChats, examples }) =>
@@ -30,7 +31,7 @@ export function startDatasetJob(
     });
     const counts = result.manifest.counts;
     await then?.(result.datasetId);
-    return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${counts.evalExamples} held-out examples.`;
+    return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${plural(counts.evalExamples, "held-out example")}.`;
   });
 }
 
@@ -51,10 +52,10 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
         report("downloading…");
         await services.download(fileId, file);
         const summary = await importDesktopExport(
-          { historyRepository: createHistoryRepository(services.database) },
+          { historyRepository: services.history },
           {
             input: file,
-            owner: String(services.ownerId),
+            owner: `user${services.ownerId}`, // the bot's owner is a user, never a channel
             timeZone: services.config.timeZone,
             batchSize: services.config.importBatchSize,
             staleSeconds: services.config.training.staleSeconds,
@@ -64,7 +65,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
           },
         );
         return (
-          `${summary.messages.toLocaleString("en-US")} messages in ${summary.chats} chats ` +
+          `${plural(summary.messages, "message", { grouped: true })} in ${plural(summary.chats, "chat")} ` +
           `(${summary.new} new, ${summary.updated} updated, ${summary.unchanged} unchanged) in ${summary.seconds.toFixed(1)} s.` +
           summary.warnings.map((warning) => `\n⚠️ ${warning}`).join("")
         );
@@ -76,7 +77,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
   async function importConversation(conversation: Conversation<BotContext, Context>, ctx: Context) {
     await ctx.reply(
       "Send me your Telegram Desktop export's result.json as a file (Settings → Advanced → Export Telegram data, format JSON). " +
-        "Bots can only download files up to 20 MB: for a larger export, run `twin import result.json` on the server. /cancel to stop.",
+        "Bots can only download files up to 20 MB: for a larger export, run `node bin/twin.js import result.json` on the server (with docker compose: put it in ./import, then `docker compose run --rm bot node bin/twin.js import /import/result.json`). /cancel to stop.",
     );
     const answer = await conversation.waitFor(":document", {
       otherwise: (other) => other.reply("Please send result.json as a file, or /cancel."),
@@ -84,7 +85,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
     const document = answer.msg.document;
     if ((document.file_size ?? 0) > BOT_DOWNLOAD_LIMIT) {
       await answer.reply(
-        `That file is ${((document.file_size ?? 0) / 1024 / 1024).toFixed(1)} MB; bots can download 20 MB at most. Run \`twin import\` on the server instead.`,
+        `That file is ${((document.file_size ?? 0) / 1024 / 1024).toFixed(1)} MB; bots can download 20 MB at most. Import it on the server instead: \`node bin/twin.js import result.json\` (with docker compose: put it in ./import, then \`docker compose run --rm bot node bin/twin.js import /import/result.json\`).`,
       );
       return;
     }
@@ -106,7 +107,7 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
   });
 
   composer.callbackQuery(/^job:cancel:(\d+)$/, async (ctx) => {
-    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    if (ctx.role !== "owner") return; // not theirs to press: the press guard answers (presses.ts)
     const cancelled = services.jobs.cancel(Number(ctx.match[1]));
     await ctx.answerCallbackQuery({ text: cancelled ? "Cancelling…" : "That job already finished." });
   });

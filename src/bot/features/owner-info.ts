@@ -1,9 +1,12 @@
 import { Composer } from "grammy";
-import { createDatasetRepository } from "../../dataset/dataset.repository.ts";
 import type { Manifest } from "../../dataset/manifest.ts";
 import { summaryLine } from "../../dataset/manifest.ts";
-import { historyStats } from "../../history/stats.ts";
+import { SESSION_GAP_MINUTES } from "../../dataset/sessions.ts";
+import { doctorStatusLines } from "../../doctor/status.ts";
+import { plural } from "../../plural.ts";
 import type { BotContext } from "../context.ts";
+import { noReplyStatus } from "../no-reply.ts";
+import { displayName } from "../people.ts";
 import type { BotServices } from "../services.ts";
 
 const HELP = `I am your AI twin: friends you allow talk to me and I answer as you; you can talk to them, simulated.
@@ -29,29 +32,46 @@ export function ownerInfo(services: BotServices): Composer<BotContext> {
 
   owner.command(["start", "help"], async (ctx) => {
     const friends = await services.friends.allowedIds();
-    const stats = await historyStats(services.database);
+    const stats = await services.history.stats({ top: 0, gapMinutes: SESSION_GAP_MINUTES });
     await ctx.reply(
       `${HELP}\n\nModel: ${services.model.name}${adapterLine(services)}\n` +
-        `History: ${stats.messages.toLocaleString("en-US")} messages · friends allowed: ${friends.length}` +
+        `History: ${plural(stats.messages, "message", { grouped: true })} · friends allowed: ${friends.length}` +
         (services.settings.paused ? "\nPaused: friends get an 'away' message." : ""),
     );
   });
 
   owner.command("status", async (ctx) => {
-    const stats = await historyStats(services.database, { top: 3 });
-    const dataset = await createDatasetRepository(services.database).latestReady();
+    const stats = await services.history.stats({ top: 3, gapMinutes: SESSION_GAP_MINUTES });
+    const dataset = await services.repositories.dataset.latestReady();
     const jobs = services.jobs.titles();
     const lines = [
-      `History: ${stats.messages.toLocaleString("en-US")} messages in ${stats.chatsByType.reduce((n, t) => n + t.chats, 0)} chats, ${stats.people} people`,
+      `History: ${plural(stats.messages, "message", { grouped: true })} in ${plural(
+        stats.chatsByType.reduce((n, t) => n + t.chats, 0),
+        "chat",
+        { grouped: true },
+      )}, ${plural(stats.people, "person", { many: "people", grouped: true })}`,
       stats.firstMessageAt
         ? `From ${stats.firstMessageAt.toISOString().slice(0, 10)} to ${stats.lastMessageAt?.toISOString().slice(0, 10)}`
         : "Nothing imported yet: /import",
+      ...(stats.partners.length > 0
+        ? [`Talks most with: ${stats.partners.map((p) => p.name ?? String(p.id)).join(", ")}`]
+        : []),
       dataset?.manifest
         ? `Dataset ${dataset.id}: ${summaryLine(dataset.manifest as Manifest)}`
         : "No dataset yet: /dataset",
       `Model: ${services.model.name}${adapterLine(services)}`,
+      // Where it runs and how fast, and what this machine serves best (`twin doctor` in short).
+      ...(await doctorStatusLines({
+        config: services.config,
+        repositories: services.repositories,
+        engine: services.inference?.engine,
+      })),
       `Friends allowed: ${(await services.friends.allowedIds()).length}${services.settings.paused ? " · paused" : ""}`,
       jobs.length > 0 ? `Running: ${jobs.join(", ")}` : "No jobs running",
+      // Conversations the model gave no reply (replier.ts): a line only when there are some.
+      ...(await noReplyStatus(await services.messages.withoutReply(), (id) =>
+        displayName(services.history, id),
+      )),
     ];
     await ctx.reply(lines.join("\n"));
   });

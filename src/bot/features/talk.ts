@@ -1,7 +1,10 @@
-import { Composer, InlineKeyboard } from "grammy";
+import { Composer } from "grammy";
+import { sanitizeName } from "../../dataset/names.ts";
+import { SESSION_GAP_MINUTES } from "../../dataset/sessions.ts";
 import type { BotContext } from "../context.ts";
 import { incomingText } from "../incoming-text.ts";
-import { findPerson, personName, topPartners } from "../people.ts";
+import { liveMarker } from "../live-marker.ts";
+import { displayName, hasHistory, pickerKeyboard, pickPerson } from "../people.ts";
 import type { BotServices } from "../services.ts";
 
 const PICKER_SIZE = 8;
@@ -13,7 +16,7 @@ const PICKER_SIZE = 8;
 export function talk(services: BotServices): Composer<BotContext> {
   const composer = new Composer<BotContext>();
   const owner = composer.filter((ctx) => ctx.role === "owner");
-  const { pool } = services.database;
+  const { history } = services;
 
   const begin = async (ctx: BotContext, id: number, name: string) => {
     if ((await services.friends.optedOutIds()).includes(id)) {
@@ -29,23 +32,28 @@ export function talk(services: BotServices): Composer<BotContext> {
   owner.command("talk", async (ctx) => {
     const query = ctx.match.trim();
     if (query) {
-      const person = await findPerson(pool, query);
-      if (!person) return ctx.reply(`Nobody called “${query}” in your history.`);
+      const person = await pickPerson(ctx, history, query, "talk");
+      if (!person) return;
       if (await begin(ctx, person.id, person.name)) await ctx.reply(started(person.name));
       return;
     }
-    const choices = await topPartners(pool, {
+    const choices = await history.conversationPartners({
       limit: PICKER_SIZE,
+      gapMinutes: SESSION_GAP_MINUTES,
       exclude: await services.friends.optedOutIds(),
     });
-    if (choices.length === 0) return ctx.reply("Nobody to talk to yet: /import your history first.");
-    const keyboard = new InlineKeyboard();
-    for (const person of choices) keyboard.text(person.name, `talk:${person.id}`).row();
-    await ctx.reply("Who do you want to talk to?", { reply_markup: keyboard });
+    const keyboard = pickerKeyboard(
+      choices.map((person) => [sanitizeName(person.name, person.id), `talk:${person.id}`]),
+    );
+    if (keyboard) return ctx.reply("Who do you want to talk to?", { reply_markup: keyboard });
+    if (!(await hasHistory(history))) return ctx.reply("Nobody to talk to yet: /import your history first.");
+    await ctx.reply(
+      "Nobody in your history to offer: the people you talk with opted out of being simulated, or you wrote in none of their chats. /talk <name> finds someone by name.",
+    );
   });
   owner.callbackQuery(/^talk:(\d+)$/, async (ctx) => {
     const id = Number(ctx.match[1]);
-    const name = await personName(pool, id);
+    const name = await displayName(history, id);
     await ctx.answerCallbackQuery();
     if (await begin(ctx, id, name)) await ctx.editMessageText(started(name));
   });
@@ -73,7 +81,8 @@ export function talk(services: BotServices): Composer<BotContext> {
     const text = incomingText(ctx.msg);
     if (!text) return;
     const ref = { personId: current.personId, mode: "talk" as const };
-    const stored = await services.messages.addIncoming(ref, text, ctx.update.update_id);
+    const marker = await liveMarker(services, ctx.msg, ref, { botId: ctx.me.id, personName: current.name });
+    const stored = await services.messages.addIncoming(ref, text, ctx.update.update_id, { marker });
     if (stored === undefined) return;
     services.replier.schedule({ ...ref, chatId: ctx.chat.id, name: current.name });
   });

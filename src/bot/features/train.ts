@@ -1,39 +1,41 @@
 import { Composer, InlineKeyboard, InputFile } from "grammy";
+import { describeKind } from "../../inference/serving.ts";
+import { plural } from "../../plural.ts";
 import { formatDuration } from "../../training/plan.ts";
-import { followRun, type RunProgress } from "../../training/progress.ts";
+import { followRun, PHASE_LABELS, type RunProgress } from "../../training/progress.ts";
+import { describeFailure, FAILURE_TAIL_LINES } from "../../training/run-log.ts";
 import type { Adapter, TrainingRun } from "../../training/runs.repository.ts";
-import { describeKind } from "../../training/serving.ts";
+import { describePlan, planRun, queueRun, workerGpus } from "../../training/train.usecase.ts";
 import {
-  describePlan,
   NoDatasetError,
   NothingToTrainError,
-  planRun,
-  queueRun,
-  workerGpus,
-} from "../../training/train.usecase.ts";
+  RunFailedError,
+  TrainPlanError,
+} from "../../training/training.errors.ts";
 import type { BotContext } from "../context.ts";
 import { progressBar } from "../jobs.ts";
 import type { BotServices } from "../services.ts";
 import { startDatasetJob } from "./history-jobs.ts";
 
-/** The status line of a run in progress (pure). */
+/** The status of a run in progress (pure): its phase, the steps with a bar, loss and the ETA. */
 export function progressText(progress: RunProgress): string {
+  const eta = progress.etaSeconds !== null ? `ETA ${formatDuration(progress.etaSeconds)}` : "";
   switch (progress.phase) {
     case "queued":
       return progress.requeues > 0
         ? "its worker went silent: waiting for a worker to resume it…"
         : "waiting for a worker…";
     case "loading":
-      return "loading the model and the dataset…";
-    case "finishing":
-      return "evaluating, exporting the adapter, drawing the chart…";
+    case "tokenizing":
+      return [`${PHASE_LABELS[progress.phase]}…`, eta].filter(Boolean).join("\n");
     default: {
       const total = progress.maxSteps ?? 0;
       const parts = [`${progressBar(progress.step, total)} · step ${progress.step}/${total}`];
+      if (progress.phase !== "training") parts.unshift(`${PHASE_LABELS[progress.phase]}…`);
       const figures = [
         progress.loss !== null ? `loss ${progress.loss.toFixed(3)}` : "",
         progress.evalLoss !== null ? `held-out ${progress.evalLoss.toFixed(3)}` : "",
-        progress.etaSeconds !== null ? `ETA ${formatDuration(progress.etaSeconds)}` : "",
+        eta,
       ].filter(Boolean);
       if (figures.length) parts.push(figures.join(" · "));
       if (progress.resumedFrom > 0) parts.push(`resumed from step ${progress.resumedFrom}`);
@@ -52,7 +54,7 @@ export function metricsText(metrics: Record<string, unknown> | null): string {
   const f = (value: number) => value.toFixed(3);
   return [
     `Held-out loss on the messages' own text: base ${f(base.content_loss)} → tuned ${f(tuned.content_loss)} (perplexity ${base.content_perplexity.toFixed(1)} → ${tuned.content_perplexity.toFixed(1)}).`,
-    `On every trained token: ${f(base.loss)} → ${f(tuned.loss)}; ${metrics?.eval_examples} held-out examples.`,
+    `On every trained token: ${f(base.loss)} → ${f(tuned.loss)}; ${plural(Number(metrics?.eval_examples ?? 0), "held-out example")}.`,
   ].join("\n");
 }
 
@@ -77,7 +79,11 @@ export function followTraining(services: BotServices, chatId: number, run: Train
       const active = await runs.activeAdapter();
       return `cancelled. ${active ? `Adapter ${active.name} stays active.` : "The base model keeps answering."}`;
     }
-    if (finished.status === "failed") throw new Error(finished.error ?? "the worker gave no reason");
+    if (finished.status === "failed") {
+      // The reason with the last lines of the run's log (the traceback), and where the rest is.
+      const tail = await runs.logTail(run.id, FAILURE_TAIL_LINES);
+      throw new RunFailedError(describeFailure(run.id, finished.error, tail));
+    }
     await services.model.refresh();
     const chart = await runs.file(run.id, "chart_png");
     const summary = metricsText(finished.metrics);
@@ -88,7 +94,7 @@ export function followTraining(services: BotServices, chatId: number, run: Train
     }
     const active = await runs.activeAdapter();
     const made = active?.kind === "full" ? "fully tuned model" : "adapter";
-    return `done in ${finished.step} steps. ${chart ? "" : `${summary}\n`}The new ${made} ${active?.name ?? ""} now answers new messages; /model switches.`;
+    return `done in ${plural(finished.step, "step")}. ${chart ? "" : `${summary}\n`}The new ${made} ${active?.name ?? ""} now answers new messages; /model switches.`;
   });
 }
 
@@ -105,20 +111,25 @@ export function training(services: BotServices): Composer<BotContext> {
    */
   const confirm = async (chatId: number) => {
     try {
-      const plan = await planRun(services.database, services.config);
+      const plan = await planRun(services);
       const gpus = workerGpus(plan.workers);
-      if (gpus < 2) {
-        await services.api.sendMessage(chatId, `${describePlan(plan)}\n\nStart training?`, {
+      // Full fine-tuning needs a config for this base on these GPUs: without one, LoRA alone, and why.
+      const full =
+        gpus < 2
+          ? undefined
+          : await planRun(services, { datasetId: plan.dataset.id, method: "full" }).catch((error) => {
+              if (error instanceof TrainPlanError) return error;
+              throw error;
+            });
+      if (!full || full instanceof TrainPlanError) {
+        const why = full ? `\n\nFull fine-tuning is not offered: ${full.message}.` : "";
+        await services.api.sendMessage(chatId, `${describePlan(plan)}${why}\n\nStart training?`, {
           reply_markup: new InlineKeyboard()
             .text("Start training", `train:go:${plan.dataset.id}:lora`)
             .text("Not now", "train:no"),
         });
         return;
       }
-      const full = await planRun(services.database, services.config, {
-        datasetId: plan.dataset.id,
-        method: "full",
-      });
       const text = [
         `LoRA (a small adapter on the base, one GPU):\n${describePlan(plan)}`,
         `Full fine-tuning (every weight, all ${gpus} GPUs):\n${describePlan(full)}`,
@@ -143,7 +154,8 @@ export function training(services: BotServices): Composer<BotContext> {
               .text("Not now", "train:no"),
           },
         );
-      } else if (error instanceof NothingToTrainError) {
+      } else if (error instanceof NothingToTrainError || error instanceof TrainPlanError) {
+        // A refusal the owner can act on (e.g. the trainer config to set for this base): say it.
         await services.api.sendMessage(chatId, `${error.message}.`);
       } else throw error;
     }
@@ -168,12 +180,12 @@ export function training(services: BotServices): Composer<BotContext> {
   composer.callbackQuery(/^train:go:(\d+)(?::(lora|full))?$/, async (ctx) => {
     if (ctx.role !== "owner") return ctx.answerCallbackQuery();
     await ctx.answerCallbackQuery({ text: "Queued" });
-    const plan = await planRun(services.database, services.config, {
+    const plan = await planRun(services, {
       datasetId: Number(ctx.match[1]),
       method: ctx.match[2] === "full" ? "full" : "lora",
     });
     const chatId = ctx.chat?.id ?? services.ownerId;
-    const run = await queueRun(services.database, plan, chatId);
+    const run = await queueRun(services, plan, chatId);
     await ctx.editMessageText(`${describePlan(plan)}\n\nQueued as run ${run.id}.`);
     followTraining(services, chatId, run);
     await services.training.kick();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { flattenText, isFilePlaceholder, MessageShapeError, parseExportMessage } from "./export-message.ts";
+import { flattenText, isFilePlaceholder, parseExportMessage } from "./export-message.ts";
+import { MessageShapeError } from "./import.errors.ts";
 
 const chat = { chatId: -1002482670091, timeZone: "UTC" };
 const base = { id: 10, type: "message", date: "2024-09-22T10:20:57", date_unixtime: "1726996857" };

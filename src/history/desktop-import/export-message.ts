@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import type { MessageKind } from "../history.tables.ts";
 import { markExportPeer } from "../identity.ts";
 import type { MessageRecord } from "../message.ts";
+import { MessageShapeError } from "./import.errors.ts";
 
 /**
  * Parsing one message object of a Telegram Desktop export (pure). Both export formats:
@@ -101,16 +102,6 @@ function checkShape(value: unknown): ExportMessage | string {
     }
   }
   return raw as ExportMessage;
-}
-
-/** A message object that does not have the export's shape; `field` and `expected` say what is wrong. */
-export class MessageShapeError extends Error {
-  readonly messageId: number | undefined;
-  constructor(messageId: number | undefined, problem: string) {
-    super(problem);
-    this.name = "MessageShapeError";
-    this.messageId = messageId;
-  }
 }
 
 export type ParseContext = { chatId: number; timeZone: string };
@@ -260,7 +251,9 @@ export function parseExportMessage(value: unknown, context: ParseContext): Messa
     text: flattenText(raw.text),
     emoji: kind === "sticker" ? (raw.sticker_emoji ?? null) : kind === "dice" ? diceEmoji(raw.dice) : null,
     replyToMessageId: raw.reply_to_message_id ?? null,
-    forwardedFromName: raw.forwarded_from ?? null,
+    // A forward whose author the export does not name (`"forwarded_from": null`) keeps an empty
+    // name: it is still a forward (see isForwarded).
+    forwardedFromName: "forwarded_from" in raw ? (raw.forwarded_from ?? "") : null,
     forwardedFromId:
       forwardedRef === undefined || forwardedRef === null ? null : (markExportPeer(forwardedRef) ?? null),
     viaBot: raw.via_bot ?? null,

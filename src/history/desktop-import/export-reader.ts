@@ -1,8 +1,8 @@
 import { exportChatKind, markPeer } from "../identity.ts";
 import type { ChatRecord, MessageRecord } from "../message.ts";
-import { MessageShapeError, parseExportMessage } from "./export-message.ts";
-import { ExportFormatError } from "./import.errors.ts";
-import { JsonSplitter, JsonSyntaxError } from "./json-splitter.ts";
+import { parseExportMessage } from "./export-message.ts";
+import { ExportFormatError, JsonSyntaxError, MessageShapeError } from "./import.errors.ts";
+import { JsonSplitter } from "./json-splitter.ts";
 
 /**
  * Reads a Telegram Desktop export as a stream of chats and messages. Both layouts:

@@ -1,19 +1,15 @@
 import fs from "node:fs";
 import path from "node:path";
 import createDebug from "debug";
-import { machineTimeZone } from "../../config/config.ts";
+import { ownerTimeZone } from "../../config/config.ts";
+import { BatchBuilder } from "../batch-builder.ts";
 import { HistoryError } from "../history.errors.ts";
 import type { HistoryRepository } from "../history.repository.ts";
 import type { ImportCounts } from "../history.tables.ts";
 import type { ChatRecord } from "../message.ts";
-import { BatchBuilder } from "./batch-builder.ts";
-import {
-  ExportReader,
-  type InputPlace,
-  type InputRepairs,
-  type PersonalInformation,
-} from "./export-reader.ts";
-import { OwnerUnknownError } from "./import.errors.ts";
+import { chooseOwner, type Owner, parseOwnerHint, surveyExport } from "./export-owner.ts";
+import { ExportReader, type InputPlace, type InputRepairs } from "./export-reader.ts";
+import { ImportInterruptedError } from "./import.errors.ts";
 
 const debug = createDebug("twin:import");
 
@@ -22,7 +18,10 @@ export type ImportProgress = { bytes: number; totalBytes: number; messages: numb
 export type ImportOptions = {
   /** result.json, or the export folder that holds it. */
   input: string;
-  /** `--owner`: a Telegram user id or a display name, for exports without personal_information. */
+  /**
+   * `--owner`, for exports without personal_information: a user or channel id (`123`, `user123`,
+   * `channel123`, `-100123`) or a display name, matched against the export's senders.
+   */
   owner?: string | undefined;
   /** The owner's time zone for old exports' local dates; default: the stored one, else this machine's. */
   timeZone?: string | undefined;
@@ -110,11 +109,19 @@ export async function importDesktopExport(
   const file = resolveExportFile(options.input);
   const totalBytes = fs.statSync(file).size;
   const storedOwner = await historyRepository.getOwner();
-  const timeZone = options.timeZone ?? storedOwner?.timeZone ?? machineTimeZone();
-  const ownerHint = options.owner?.trim();
-  const hintedId = ownerHint && /^\d+$/.test(ownerHint) ? Number(ownerHint) : undefined;
+  const timeZone = ownerTimeZone(options.timeZone, storedOwner?.timeZone);
+  const fileName = path.basename(file);
+  const hint = options.owner?.trim() ? parseOwnerHint(options.owner) : undefined;
+  const stored = storedOwner ? { id: storedOwner.personId, name: storedOwner.name } : undefined;
+  // The owner is decided before a row is written. With a stored owner that --owner does not
+  // contradict, the stream itself checks personal_information, so the file is read once.
+  const settled = stored && (!hint || ("ids" in hint && hint.ids.includes(stored.id)));
+  const survey = settled ? undefined : await surveyExport(file, timeZone, options.signal);
+  const expectedOwner: Owner = survey
+    ? chooseOwner({ file: fileName, survey, hint, stored })
+    : (stored as Owner);
+  const ownerSilent = survey !== undefined && !survey.personal && !survey.senders.has(expectedOwner.id);
 
-  let personal: PersonalInformation | undefined;
   let openChat: ChatRecord | undefined;
   const chatIds = new Set<number>();
   const counts: ImportCounts = { chats: 0, messages: 0, new: 0, updated: 0, unchanged: 0, skipped: {} };
@@ -131,14 +138,13 @@ export async function importDesktopExport(
     debug("import %d of %s lost its process: marked interrupted", gone.id, gone.fileName);
   const importId = await historyRepository.startImport({
     source: "desktop_export",
-    fileName: path.basename(file),
+    fileName,
     fileBytes: totalBytes,
   });
   const heartbeat = historyRepository.keepImportAlive(importId, staleSeconds);
   const batch = new BatchBuilder(importId, () => openChat);
   const session = await historyRepository.openImportSession();
   let inFlight: Promise<void> = Promise.resolve();
-  let resolvedOwnerId: number | null = storedOwner?.personId ?? null;
 
   const flush = async (committedBytes: number) => {
     await inFlight;
@@ -153,25 +159,16 @@ export async function importDesktopExport(
     inFlight.catch(() => undefined);
   };
 
-  const reader = new ExportReader(path.basename(file), timeZone, {
+  const reader = new ExportReader(fileName, timeZone, {
     onPersonalInformation(info) {
-      personal = info;
-      if (hintedId !== undefined && hintedId !== info.userId) {
+      if (info.userId !== expectedOwner.id) {
         throw new HistoryError(
-          `${path.basename(file)} belongs to user ${info.userId}, but --owner says ${hintedId}; drop --owner or fix it.`,
+          `${fileName} is the history of user ${info.userId}, but this database holds ` +
+            `${expectedOwner.name ?? "another account"} (${expectedOwner.id}); use another TWIN_DATA_DIR or DATABASE_URL.`,
         );
       }
     },
     onChat(chat) {
-      // The owner must be known, and be this database's owner, before anything is written.
-      if (!personal && !ownerHint && !storedOwner) throw new OwnerUnknownError(path.basename(file));
-      const exportOwner = personal?.userId ?? hintedId;
-      if (storedOwner && exportOwner !== undefined && exportOwner !== storedOwner.personId) {
-        throw new HistoryError(
-          `${path.basename(file)} is the history of user ${exportOwner}, but this database holds ` +
-            `${storedOwner.name ?? "another account"} (${storedOwner.personId}); use another TWIN_DATA_DIR or DATABASE_URL.`,
-        );
-      }
       openChat = chat;
       chatIds.add(chat.id);
       counts.chats = chatIds.size;
@@ -194,7 +191,7 @@ export async function importDesktopExport(
     const stream = fs.createReadStream(file, { highWaterMark: READ_CHUNK });
     let bytes = 0;
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (options.signal?.aborted) throw new HistoryError(`import of ${path.basename(file)} cancelled`);
+      if (options.signal?.aborted) throw new ImportInterruptedError(fileName);
       reader.push(chunk);
       bytes += chunk.length;
       if (batch.size >= options.batchSize) await flush(reader.offset);
@@ -203,28 +200,37 @@ export async function importDesktopExport(
     reader.end();
     await flush(totalBytes);
     await inFlight;
-    if (!personal && !ownerHint && !storedOwner) throw new OwnerUnknownError(path.basename(file)); // e.g. `{}`
-
-    const owner = await resolveOwner();
-    resolvedOwnerId = owner.id;
-    await historyRepository.setOwner(owner.id, owner.name, timeZone);
-    await historyRepository.finishImport(importId, { status: "succeeded", counts, ownerId: owner.id });
+    // A stored owner keeps the name it has; a new one is named by the export.
+    await historyRepository.setOwner(expectedOwner.id, expectedOwner.name, timeZone);
+    await historyRepository.finishImport(importId, {
+      status: "succeeded",
+      counts,
+      ownerId: expectedOwner.id,
+    });
     return {
       ...counts,
       importId,
       file,
-      owner,
+      owner: expectedOwner,
       timeZone,
       seconds: (performance.now() - started) / 1000,
-      warnings: importWarnings(reader.repairs, future),
+      warnings: [
+        ...(ownerSilent
+          ? [
+              `the owner (${expectedOwner.id}) wrote nothing in ${fileName}: its chats give the dataset no examples`,
+            ]
+          : []),
+        ...importWarnings(reader.repairs, future),
+      ],
     };
   } catch (error) {
+    // The batch being written commits or rolls back; the one being filled is never written.
     await inFlight.catch(() => undefined);
     await historyRepository
       .finishImport(importId, {
-        status: "failed",
+        status: error instanceof ImportInterruptedError ? "interrupted" : "failed",
         counts,
-        ownerId: resolvedOwnerId,
+        ownerId: stored?.id ?? null,
         error: (error as Error).message,
       })
       .catch(() => undefined);
@@ -232,28 +238,5 @@ export async function importDesktopExport(
   } finally {
     heartbeat.stop();
     await session.release();
-  }
-
-  async function resolveOwner(): Promise<{ id: number; name: string | null }> {
-    if (personal) return { id: personal.userId, name: personal.name };
-    if (hintedId !== undefined) {
-      const person = await historyRepository.getPerson(hintedId);
-      return { id: hintedId, name: person?.name ?? null };
-    }
-    if (ownerHint) {
-      const matches = await historyRepository.findSendersByName(ownerHint);
-      if (matches.length === 0) {
-        throw new HistoryError(
-          `--owner "${ownerHint}": nobody of that name wrote in ${path.basename(file)}; pass the numeric user id instead.`,
-        );
-      }
-      if (matches.length > 1) {
-        throw new HistoryError(
-          `--owner "${ownerHint}" is ambiguous: ${matches.map((m) => `${m.id} (${m.messages} messages)`).join(", ")}; pass the id.`,
-        );
-      }
-      return { id: (matches[0] as { id: number }).id, name: ownerHint };
-    }
-    return { id: (storedOwner as { personId: number }).personId, name: storedOwner?.name ?? null };
   }
 }

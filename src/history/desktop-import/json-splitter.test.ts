@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Decision, JsonSplitter, JsonSyntaxError } from "./json-splitter.ts";
+import { JsonSyntaxError } from "./import.errors.ts";
+import { type Decision, JsonSplitter } from "./json-splitter.ts";
 
 type Role = "root" | "items";
 

@@ -1,4 +1,5 @@
 import { isUtf8 } from "node:buffer";
+import { JsonSyntaxError } from "./import.errors.ts";
 
 /**
  * A streaming JSON splitter: walks the outline of a document byte by byte and hands whole
@@ -23,22 +24,6 @@ export type SplitterHandlers<Role extends string> = {
   /** A captured value, parsed. `offset` is the byte where it starts in the whole input. */
   onValue(parent: Role | undefined, key: string | number, value: unknown, offset: number): void;
 };
-
-/** Where in the input the splitter stopped and what it expected there. */
-export class JsonSyntaxError extends Error {
-  readonly offset: number;
-  readonly path: string;
-  readonly expected: string;
-  readonly detail: string | undefined;
-  constructor(offset: number, path: string, expected: string, detail?: string) {
-    super(`at byte ${offset} (${path || "top level"}): expected ${expected}${detail ? ` — ${detail}` : ""}`);
-    this.name = "JsonSyntaxError";
-    this.offset = offset;
-    this.path = path;
-    this.expected = expected;
-    this.detail = detail;
-  }
-}
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;

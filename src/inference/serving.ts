@@ -4,8 +4,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PRIVATE_FILE_MODE, privateDir } from "../files/private.ts";
-import type { AdapterChoice } from "../inference/engine.ts";
-import type { Adapter, RunsRepository } from "./runs.repository.ts";
+import type { Adapter, RunsRepository } from "../training/runs.repository.ts";
+import type { AdapterChoice } from "./engine.ts";
+import { StoredModelError } from "./inference.errors.ts";
 
 export type ServingDeps = {
   runs: RunsRepository;
@@ -105,8 +106,6 @@ export async function tunedChoice(
   await deps.checkAdapter(file);
   return { path: file, scale: deps.scale, label };
 }
-
-export class StoredModelError extends Error {}
 
 /**
  * A full model's GGUF in the model store, checked against the size and sha256 the worker recorded

@@ -1,6 +1,6 @@
-import { CopyBuffer, messageCopyLine } from "../copy-format.ts";
-import type { HistoryBatch } from "../history.repository.ts";
-import type { ChatRecord, MessageRecord, PersonSighting } from "../message.ts";
+import { CopyBuffer, messageCopyLine } from "./copy-format.ts";
+import type { HistoryBatch } from "./history.repository.ts";
+import type { ChatRecord, MessageRecord, PersonSighting } from "./message.ts";
 
 /**
  * Collects one transaction's rows while the reader streams; sealed when full. Two COPY buffers

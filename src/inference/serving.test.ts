@@ -4,8 +4,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import type { Adapter } from "./runs.repository.ts";
-import { describeKind, StoredModelError, storedModelFile } from "./serving.ts";
+import type { Adapter } from "../training/runs.repository.ts";
+import { StoredModelError } from "./inference.errors.ts";
+import { describeKind, storedModelFile } from "./serving.ts";
 
 const store = fs.mkdtempSync(path.join(os.tmpdir(), "twin-model-store-"));
 after(() => fs.rmSync(store, { recursive: true, force: true }));

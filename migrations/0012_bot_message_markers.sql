@@ -1,0 +1,1 @@
+ALTER TABLE "bot_messages" ADD COLUMN "marker" text;

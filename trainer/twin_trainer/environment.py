@@ -1,0 +1,64 @@
+"""The environment variables the trainer reads, all of them, each behind one small accessor.
+
+No other module reads `os.environ` (tests/test_architecture.py keeps it so): what a process is told
+from outside is listed here, with who sets it. Every accessor reads the variable when called, so a
+value set after import (a test, a launcher) is seen.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def database_url() -> str | None:
+    """PostgreSQL, where datasets, the training queue and evaluations are."""
+    # Set by twin (Node) for the worker and the report it starts; by hand or compose for a remote worker.
+    return os.environ.get("DATABASE_URL")
+
+
+def hf_token() -> str | None:
+    """The Hugging Face token; huggingface_hub reads it itself, the trainer only keeps it out of its output."""
+    # Set by the user (a shell, compose) for gated models; twin does not set it.
+    return os.environ.get("HF_TOKEN")
+
+
+def cache_dir() -> Path:
+    """twin's cache folder: converted GGUF bases (hf/) and the worker's scratch runs (worker/)."""
+    # XDG_CACHE_HOME: the desktop session, or the trainer image (/cache); unset, ~/.cache.
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "twin"
+
+
+def model_store() -> Path | None:
+    """The folder fully tuned models and their checkpoints go to, shared by the workers and the bot."""
+    # Set by twin for the local worker (from its own TWIN_MODEL_STORE or TWIN_DATA_DIR), by compose for others.
+    store = os.environ.get("TWIN_MODEL_STORE")
+    return Path(store) if store else None
+
+
+def take_parent_pid() -> int | None:
+    """The pid of the twin process that started this one, removed from the environment as it is read,
+    so the processes this one starts (torchrun's) are not taken for twin's direct children."""
+    # Set by twin (src/config/env.ts) on every trainer process it starts.
+    parent = os.environ.pop("TWIN_PARENT_PID", None)
+    return int(parent) if parent and parent.isdigit() else None
+
+
+# ── a distributed launch ──────────────────────────────────────────────────────
+# RANK, WORLD_SIZE and LOCAL_RANK are set by torchrun (`python -m torch.distributed.run`) on each
+# process it starts, with the rendezvous that torch.distributed reads itself (MASTER_ADDR, …).
+
+
+def launched() -> bool:
+    """True in a process torchrun started; False for a run started alone (a world of one)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def world_size() -> int:
+    """The number of processes torchrun started (1 when started alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    """This process's index on its machine: the GPU it takes (0 when started alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
