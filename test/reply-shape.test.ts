@@ -69,10 +69,16 @@ const median = (values: number[]) => {
 /** A reply the limit stopped ends where a word of the generated text ends (one that ended on its own did). */
 function assertWholeWords(reply: Reply): void {
   if (reply.stopReason !== "maxTokens" || reply.messages.length === 0) return;
+  // The kept lines are found in the generated text in order, so a short last line ("U") is the
+  // one that was kept, not the same letters later inside a word ("JUST").
+  let end = 0;
+  for (const line of reply.messages.flatMap((message) => message.split("\n"))) {
+    const at = reply.text.indexOf(line, end);
+    assert.ok(at >= 0, `“${line}” is generated text, in order: ${JSON.stringify(reply.text)}`);
+    end = at + line.length;
+  }
   const lastLine = (reply.messages.at(-1) as string).split("\n").at(-1) as string;
-  const at = reply.text.lastIndexOf(lastLine);
-  assert.ok(at >= 0, `“${lastLine}” is generated text: ${JSON.stringify(reply.text)}`);
-  const next = reply.text.slice(at + lastLine.length).charAt(0);
+  const next = reply.text.charAt(end);
   assert.ok(
     !WORD_CHAR.test(next),
     `cut mid-word: “${lastLine}” went on “${next}” in ${JSON.stringify(reply.text)}`,

@@ -96,6 +96,11 @@ describe("a turn the token limit stopped", () => {
   it("else at its last complete message or line", () => {
     assert.equal(cutToComplete(">>> sure\n>>> why not, we could go to the"), ">>> sure");
     assert.equal(cutToComplete(">>> first line\nsecond li"), ">>> first line");
+    assert.equal(
+      cutToComplete(">>> what is wrong?\n\nS\nYES\n\nU\nJUST"),
+      ">>> what is wrong?\n\nS\nYES\n\nU",
+      "a one-letter line is whole; the cut word after it goes",
+    );
     assert.equal(cutToComplete(">>> done.\n\n"), ">>> done.", "trailing blank lines");
   });
 

@@ -4,9 +4,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import type { Adapter } from "../training/runs.repository.ts";
+import type { Adapter, RunsRepository } from "../training/runs.repository.ts";
 import { StoredModelError } from "./inference.errors.ts";
-import { describeKind, storedModelFile } from "./serving.ts";
+import { describeKind, Serving, storedModelFile } from "./serving.ts";
 
 const store = fs.mkdtempSync(path.join(os.tmpdir(), "twin-model-store-"));
 after(() => fs.rmSync(store, { recursive: true, force: true }));
@@ -64,5 +64,50 @@ describe("a full model in the model store", () => {
     assert.equal(describeKind({ kind: "lora", bytes: null }), "LoRA adapter");
     assert.equal(describeKind({ kind: "full", bytes: 270_000_000 }), "full model, 270 MB");
     assert.equal(describeKind({ kind: "full", bytes: 15_240_000_000 }), "full model, 15.2 GB");
+  });
+});
+
+describe("the served choice", () => {
+  it("is in place when a refresh returns, even while another refresh was loading it", async () => {
+    const data = Buffer.from("a fully tuned model");
+    fs.mkdirSync(path.join(store, "run-9"));
+    fs.writeFileSync(path.join(store, "run-9/model-f16.gguf"), data);
+    const model = fullModel({
+      id: 9,
+      storePath: "run-9/model-f16.gguf",
+      sha256: createHash("sha256").update(data).digest("hex"),
+      bytes: data.length,
+    });
+    let active: Adapter | undefined;
+    let releaseCheck = () => {};
+    const checked = new Promise<void>((resolve) => {
+      releaseCheck = resolve;
+    });
+    // Only the reads Serving makes for a full model; the check stalls until released.
+    const runs = { activeAdapter: async () => active } as unknown as RunsRepository;
+    const serving = new Serving({
+      runs,
+      modelName: "SmolLM2",
+      adapterDir: store,
+      scale: 1,
+      modelStore: store,
+      checkAdapter: async () => undefined,
+      checkFullModel: () => checked,
+    });
+    await serving.refresh();
+    assert.equal(serving.adapter(), undefined, "the base alone before any run");
+
+    active = model;
+    const watch = serving.refresh(); // the bot's periodic watch starts loading the new model
+    let finishedRunSeen = false;
+    const finishedRun = serving.refresh().then(() => {
+      finishedRunSeen = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(finishedRunSeen, false, "the second refresh waits for the load in progress");
+    releaseCheck();
+    await finishedRun;
+    assert.equal(serving.adapter()?.label, "adapter:9", "served once the refresh returned");
+    await watch;
   });
 });

@@ -35,6 +35,11 @@ export type ServingDeps = {
 export class Serving {
   private current: AdapterChoice | undefined;
   private activeId: number | null | undefined;
+  /**
+   * Changes run one after another: a refresh that finds the choice already being loaded by another
+   * call must not return before that load is done (the bot's watch and a finished run both refresh).
+   */
+  private changes: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: ServingDeps) {
     if (deps.pinned) {
@@ -52,7 +57,22 @@ export class Serving {
   }
 
   /** Reads the active adapter; at the first call a pinned file wins until the choice changes. */
-  async refresh(): Promise<void> {
+  refresh(): Promise<void> {
+    return this.inTurn(() => this.readActive());
+  }
+
+  /** Makes an adapter active (null: the base alone) for new replies. */
+  use(adapterId: number | null): Promise<void> {
+    return this.inTurn(() => this.activate(adapterId));
+  }
+
+  private inTurn(change: () => Promise<void>): Promise<void> {
+    const done = this.changes.then(change, change);
+    this.changes = done.catch(() => undefined);
+    return done;
+  }
+
+  private async readActive(): Promise<void> {
     const active = await this.deps.runs.activeAdapter();
     const id = active?.id ?? null;
     const first = this.activeId === undefined;
@@ -62,8 +82,7 @@ export class Serving {
     this.current = active ? await this.load(active) : undefined;
   }
 
-  /** Makes an adapter active (null: the base alone) for new replies. */
-  async use(adapterId: number | null): Promise<void> {
+  private async activate(adapterId: number | null): Promise<void> {
     const adapter = adapterId === null ? undefined : await this.fetch(adapterId);
     const choice = adapter ? await this.load(adapter, true) : undefined;
     await this.deps.runs.activate(adapterId);
