@@ -29,8 +29,8 @@ fi
 echo "hadolint: Dockerfile trainer/Dockerfile"
 "$venv/bin/hadolint" --config .hadolint.yaml --no-color Dockerfile trainer/Dockerfile
 
-echo "shellcheck: scripts/docker/install-app.sh scripts/lint-dockerfiles.sh"
-"$venv/bin/shellcheck" scripts/docker/install-app.sh scripts/lint-dockerfiles.sh
+echo "shellcheck: scripts/docker/install-app.sh scripts/lint-dockerfiles.sh scripts/setup-ssh-remote.sh"
+"$venv/bin/shellcheck" scripts/docker/install-app.sh scripts/lint-dockerfiles.sh scripts/setup-ssh-remote.sh
 
 echo "compose: docker-compose.yml docker-compose.cuda.yml"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.cuda.yml

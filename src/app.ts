@@ -51,6 +51,7 @@ export function createLocalWorker(
     config: app.config.training,
     databaseUrl: app.database.url,
     runs: app.repositories.runs,
+    hasGpu: app.config.inference.gpu === "cuda",
     onLine,
     onExit,
   });

@@ -110,6 +110,8 @@ describe("child processes: started without twin's secrets, stopped within their 
       config: {} as never,
       method: "lora",
       estimate: { steps: 1, seconds: null },
+      target: "any",
+      needsGpu: false,
     });
     const worker = new LocalWorker({
       config: { ...database.config.training, python: stubborn },

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { isTimeZone } from "../config/config.ts";
+import { parseRunTarget, type RunTarget } from "../training/train.usecase.ts";
 
 /**
  * Parsers of command-line values, each refusing a bad value when it is parsed with a message that
@@ -72,3 +73,15 @@ export const personName = (name: string) => (value: string) => {
     throw new InvalidArgumentError(`${name} must be <person id>=<name>, such as 12345=Sasha, not “${value}”`);
   return [Number(match[1]), match[2] as string] as [number, string];
 };
+
+/** Which worker may train a run: local, remote:<host> or any. */
+export const runTarget =
+  (name: string) =>
+  (value: string): RunTarget => {
+    const target = parseRunTarget(value.trim());
+    if (!target)
+      throw new InvalidArgumentError(
+        `${name} must be local, remote:<host> (a host \`twin worker remote\` trains on) or any, not “${value}”`,
+      );
+    return target;
+  };

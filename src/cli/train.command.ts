@@ -7,7 +7,7 @@ import { buildDataset, defaultDatasetOptions } from "../dataset/build.usecase.ts
 import { formatDuration } from "../training/plan.ts";
 import { followRun, PHASE_LABELS } from "../training/progress.ts";
 import { describeFailure, FAILURE_TAIL_LINES, failureNote, formatRunLog } from "../training/run-log.ts";
-import { describePlan, planRun, queueRun } from "../training/train.usecase.ts";
+import { describePlan, planRun, queueRun, type RunTarget } from "../training/train.usecase.ts";
 import {
   NoDatasetError,
   NoSuchRunError,
@@ -15,7 +15,7 @@ import {
   TrainerWorkerError,
 } from "../training/training.errors.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
-import { integer, keyValue, many } from "./options.ts";
+import { integer, keyValue, many, runTarget } from "./options.ts";
 import { progressBar } from "./progress.ts";
 import { table } from "./table.ts";
 
@@ -26,6 +26,7 @@ type TrainOptions = {
   set: [string, string][];
   yes?: boolean;
   detach?: boolean;
+  on?: RunTarget;
 };
 
 export function registerTrainCommand(program: Command): void {
@@ -53,6 +54,11 @@ export function registerTrainCommand(program: Command): void {
       "a config from trainer/configs (default: TWIN_TRAIN_CONFIG, or _FULL; unset: the one for the base's size and the worker's GPUs)",
     )
     .option("--set <key=value>", "override a trainer config key (repeatable)", many(keyValue("--set")), [])
+    .option(
+      "--on <target>",
+      "which worker trains it: local, remote:<host> (`twin worker remote`) or any (default)",
+      runTarget("--on"),
+    )
     .option("-y, --yes", "do not ask for confirmation")
     .option("--detach", "queue and return; a worker (or the bot's) trains it")
     .action(async (options: TrainOptions, command: Command) => {
@@ -68,7 +74,8 @@ export function registerTrainCommand(program: Command): void {
       await withDatabase(config, async ({ database, repositories }) => {
         const app = { config, database, repositories };
         const datasetId = options.dataset;
-        const plan = await planRun(app, { datasetId, method }).catch(async (error) => {
+        const target = options.on;
+        const plan = await planRun(app, { datasetId, method, target }).catch(async (error) => {
           if (!(error instanceof NoDatasetError)) throw error;
           process.stdout.write(
             "no dataset yet: building one with the defaults (`twin dataset` has the options)…\n",
@@ -79,7 +86,7 @@ export function registerTrainCommand(program: Command): void {
             staleSeconds: config.training.staleSeconds,
           });
           process.stdout.write(`built dataset ${built.datasetId}\n`);
-          return planRun(app, { datasetId: built.datasetId, method });
+          return planRun(app, { datasetId: built.datasetId, method, target });
         });
         process.stdout.write(`${describePlan(plan)}\n`);
         if (!options.yes && !(await confirm("Start training? [y/N] "))) {
@@ -99,7 +106,7 @@ export function registerTrainCommand(program: Command): void {
       const rows = await withDatabase(config, ({ repositories }) => repositories.runs.list(30));
       const stale = (heartbeat: Date | null) =>
         heartbeat && Date.now() - heartbeat.getTime() > config.training.staleSeconds * 1000;
-      const out = table(["run", "status", "dataset", "step", "created", "worker", "note"]);
+      const out = table(["run", "status", "dataset", "step", "created", "on", "worker", "note"]);
       for (const run of rows) {
         out.push([
           run.id,
@@ -107,6 +114,7 @@ export function registerTrainCommand(program: Command): void {
           run.datasetId,
           `${run.step}/${run.maxSteps ?? "?"}`,
           run.createdAt.toISOString().slice(0, 16).replace("T", " "),
+          run.target,
           run.worker ?? "",
           run.status === "failed" ? failureNote(run.id, run.error) : (run.error ?? ""),
         ]);

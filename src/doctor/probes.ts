@@ -272,6 +272,8 @@ export function readTrainerConfigs(folder = trainerConfigs): Record<string, Trai
         evalEvery: number("eval_every", 0),
         maxEvalExamples: number("max_eval_examples", 0),
         saveEvery: number("save_every", 0),
+        device: typeof values.device === "string" ? values.device : "auto",
+        gpuMemoryGb: number("gpu_memory_gb", 0),
       };
     } catch {
       // a config the trainer would refuse is not one to recommend

@@ -330,6 +330,8 @@ const DEFAULT_SETTINGS: TrainerSettings = {
   evalEvery: 0,
   maxEvalExamples: 0,
   saveEvery: 0,
+  device: "auto",
+  gpuMemoryGb: 0,
 };
 
 /**

@@ -45,6 +45,8 @@ export class LocalWorker {
       config: TrainingConfig;
       databaseUrl: string;
       runs: RunsRepository;
+      /** The owner said this machine has a CUDA GPU (TWIN_GPU=cuda): runs that need one are its too. */
+      hasGpu?: boolean | undefined;
       onLine?: ((line: string) => void) | undefined;
       onExit?: ((code: number | null, signal: NodeJS.Signals | null) => void) | undefined;
     },
@@ -58,7 +60,8 @@ export class LocalWorker {
   async kick(): Promise<boolean> {
     const { config, runs } = this.options;
     if (this.child || config.worker === "external") return false;
-    if (!(await runs.hasWork(config.staleSeconds))) return false;
+    const hasGpu = this.options.hasGpu ?? false;
+    if (!(await runs.hasWork(config.staleSeconds, { target: "local", hasGpu }))) return false;
     const others = config.worker === "auto" ? (await runs.liveWorkers(config.staleSeconds)).length : 0;
     if (!wantsLocalWorker(config.worker, others)) return false;
     this.start();

@@ -32,6 +32,8 @@ describe("a run's plan", () => {
     evalEvery: 50,
     maxEvalExamples: 0,
     saveEvery: 100,
+    device: "auto",
+    gpuMemoryGb: 0,
   };
   const pace: Pace = { source: "rough", setup: 10, step: 1.5, evalPass: 20, checkpoint: 1, finish: 5 };
 

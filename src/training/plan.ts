@@ -27,7 +27,16 @@ export type TrainerSettings = {
   maxEvalExamples: number;
   /** Steps between checkpoints (0: only the final one). */
   saveEvery: number;
+  /** "auto", "cpu" or "cuda". */
+  device: string;
+  /** The card the config is written for (0: none named). */
+  gpuMemoryGb: number;
 };
+
+/** A run of these settings trains only where there is a GPU (pure): QLoRA, CUDA, or a card named. */
+export function needsGpu(settings: Pick<TrainerSettings, "method" | "device" | "gpuMemoryGb">): boolean {
+  return settings.method === "qlora" || settings.device === "cuda" || settings.gpuMemoryGb > 0;
+}
 
 /** What `python -m twin_trainer config` prints that a plan needs (it prints every key). */
 const resolvedConfig = z.object({
@@ -40,6 +49,8 @@ const resolvedConfig = z.object({
   eval_every: z.number(),
   max_eval_examples: z.number(),
   save_every: z.number(),
+  device: z.string(),
+  gpu_memory_gb: z.number(),
 });
 
 /**
@@ -98,6 +109,8 @@ export async function readTrainerSettings(
     batching: parsed.batching,
     processes: parsed.processes,
     evalEvery: parsed.eval_every,
+    device: parsed.device,
+    gpuMemoryGb: parsed.gpu_memory_gb,
     maxEvalExamples: parsed.max_eval_examples,
     saveEvery: parsed.save_every,
   };

@@ -52,13 +52,15 @@ export function createRunsRepository({ db }: Pick<Database, "db">) {
       config: RunConfig;
       method: string;
       estimate: RunEstimate;
+      target: string;
+      needsGpu: boolean;
       chatId?: number | undefined;
     }): Promise<TrainingRun> {
       const [run] = await db
         .insert(trainingRuns)
         .values({ ...input, chatId: input.chatId ?? null })
         .returning();
-      await event((run as TrainingRun).id, "queued", { estimate: input.estimate });
+      await event((run as TrainingRun).id, "queued", { estimate: input.estimate, target: input.target });
       return run as TrainingRun;
     },
 
@@ -145,14 +147,24 @@ export function createRunsRepository({ db }: Pick<Database, "db">) {
       return rows.map((row) => row.id);
     },
 
-    /** Is there work a worker should pick up: a queued run, or a running one whose worker went silent? */
-    async hasWork(staleSeconds: number): Promise<boolean> {
+    /**
+     * Is there work this worker should pick up: a queued run meant for it (its target or `any`; one
+     * that needs a GPU only when it has one), or a running one whose worker went silent?
+     */
+    async hasWork(
+      staleSeconds: number,
+      worker: { target: string; hasGpu: boolean } = { target: "local", hasGpu: false },
+    ): Promise<boolean> {
       const rows = await db
         .select({ id: trainingRuns.id })
         .from(trainingRuns)
         .where(
           or(
-            eq(trainingRuns.status, "queued"),
+            and(
+              eq(trainingRuns.status, "queued"),
+              inArray(trainingRuns.target, ["any", worker.target]),
+              worker.hasGpu ? undefined : eq(trainingRuns.needsGpu, false),
+            ),
             and(
               eq(trainingRuns.status, "running"),
               sql`${trainingRuns.heartbeatAt} < now() - make_interval(secs => ${staleSeconds})`,

@@ -14,6 +14,8 @@ describe("a run's plan in words", () => {
     evalEvery: 50,
     maxEvalExamples: 200,
     saveEvery: 50,
+    device: "cpu",
+    gpuMemoryGb: 0,
   };
   const plan = {
     dataset: {

@@ -10,6 +10,7 @@ import {
   describeEstimate,
   estimateRun,
   measuredPace,
+  needsGpu,
   type Pace,
   priorPace,
   readTrainerSettings,
@@ -35,7 +36,19 @@ export type RunPlan = {
   load?: { average: number; cpus: number } | undefined;
   /** Processes the worker trains with: one per GPU for full fine-tuning, else one. */
   processes: number;
+  /** Which worker may take it (`any` unless asked). */
+  target: RunTarget;
 };
+
+/** `local` (this machine's worker), `remote:<host>` (`twin worker remote`) or `any`. */
+export type RunTarget = "any" | "local" | `remote:${string}`;
+
+/** A run target as typed (`--on`, a bot button), or undefined when it is none (pure). */
+export function parseRunTarget(text: string): RunTarget | undefined {
+  if (text === "any" || text === "local") return text;
+  if (/^remote:[^\s:/@]+$/.test(text)) return text as RunTarget;
+  return undefined;
+}
 
 export type TrainMethod = "lora" | "full";
 
@@ -50,7 +63,11 @@ export function workerGpus(workers: RunPlan["workers"]): number {
  */
 export async function planRun(
   { config, repositories }: Pick<App, "config" | "repositories">,
-  options: { datasetId?: number | undefined; method?: TrainMethod | undefined } = {},
+  options: {
+    datasetId?: number | undefined;
+    method?: TrainMethod | undefined;
+    target?: RunTarget | undefined;
+  } = {},
 ): Promise<RunPlan> {
   const dataset = await repositories.dataset.readyDataset(options.datasetId);
   if (!dataset) {
@@ -129,6 +146,7 @@ export async function planRun(
     estimate,
     workers,
     processes,
+    target: options.target ?? "any",
   };
 }
 
@@ -143,6 +161,8 @@ export function queueRun(
     config: plan.config,
     method: plan.settings.method,
     estimate: plan.estimate,
+    target: plan.target,
+    needsGpu: needsGpu(plan.settings),
     chatId,
   });
 }
@@ -153,9 +173,12 @@ export function describePlan(plan: RunPlan): string {
   const n = (value: number) => value.toLocaleString("en-US");
   const overrides = Object.entries(plan.config.set).map(([key, value]) => `${key}=${value}`);
   const time = describeEstimate(plan.estimate);
-  const worker = plan.workers[0]
-    ? `worker ${plan.workers[0].id} (${describeHardware(plan.workers[0].hardware)})`
-    : "a local worker on this machine";
+  const remote = plan.target.startsWith("remote:") ? plan.target.slice("remote:".length) : undefined;
+  const worker = remote
+    ? `${remote}, when \`twin worker remote ssh://…@${remote}\` runs`
+    : plan.workers[0]
+      ? `worker ${plan.workers[0].id} (${describeHardware(plan.workers[0].hardware)})`
+      : "a local worker on this machine";
   return [
     `Dataset ${plan.dataset.id}: ${summaryLine(plan.dataset.manifest)}.`,
     `${n(counts.trainExamples)} training and ${plural(counts.evalExamples, "held-out example", { grouped: true })}, ~${n(counts.tokensEstimate)} tokens.`,

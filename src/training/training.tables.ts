@@ -85,6 +85,13 @@ export const trainingRuns = pgTable(
     estimate: jsonb("estimate").$type<RunEstimate>(),
     /** Where the bot follows the run (the owner's chat); null for runs from the CLI. */
     chatId: bigint("chat_id", { mode: "number" }),
+    /**
+     * Which worker may claim it: `local` (this machine's), `remote:<host>` (`twin worker remote`) or
+     * `any`. A run that needs a GPU (QLoRA, a CUDA device, a GPU memory budget) is never claimed by a
+     * worker without one.
+     */
+    target: text("target").notNull().default("any"),
+    needsGpu: boolean("needs_gpu").notNull().default(false),
     worker: text("worker"),
     attempts: integer("attempts").notNull().default(0),
     step: integer("step").notNull().default(0),

@@ -145,6 +145,15 @@ def _worker(arguments: argparse.Namespace) -> int:
     from .output import OutputCapture
     from .worker import Worker, default_workdir
 
+    if arguments.link:
+        from .link import LinkError, read_secrets
+
+        try:
+            secrets = read_secrets(sys.stdin)
+        except LinkError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        environment.adopt_link_secrets(secrets["database_url"], secrets.get("hf_token"))
     url = environment.database_url()
     if not url:
         print("error: set DATABASE_URL: the worker takes its runs from PostgreSQL", file=sys.stderr)
@@ -159,8 +168,19 @@ def _worker(arguments: argparse.Namespace) -> int:
         out=capture.events,
         capture=capture,
     )
+    if arguments.link:
+        from .link import Link, leave_now
+
+        Link(sys.stdin, on_stop=worker.shutdown, on_lost=leave_now).start()
     try:
-        return worker.serve(until_idle=arguments.until_idle, once=arguments.once, poll_seconds=arguments.poll_seconds)
+        return worker.serve(
+            until_idle=arguments.until_idle,
+            once=arguments.once,
+            poll_seconds=arguments.poll_seconds,
+            target=arguments.target,
+            methods=arguments.methods.split(",") if arguments.methods else None,
+            idle_exit_seconds=arguments.idle_exit_seconds,
+        )
     except ConnectionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -250,6 +270,18 @@ def main(argv: list[str] | None = None) -> int:
         "--stale-seconds", type=float, default=60.0, help="a running run silent this long has lost its worker: re-queue it"
     )
     serve.add_argument("--workdir", help="local scratch folder (default: ~/.cache/twin/worker)")
+    serve.add_argument(
+        "--target", default="local", help="the runs it takes: those for `any` and for this (local, remote:<host>)"
+    )
+    serve.add_argument("--methods", help="only runs of these methods, comma-separated (lora,qlora: no full fine-tuning)")
+    serve.add_argument(
+        "--idle-exit-seconds", type=float, default=0, help="with --until-idle: how long the queue stays empty first"
+    )
+    serve.add_argument(
+        "--link",
+        action="store_true",
+        help="started by `twin worker remote`: secrets on the first stdin line, then commands; stdin's end stops it",
+    )
     serve.set_defaults(handler=_worker)
     arguments = parser.parse_args(argv)
     return arguments.handler(arguments)

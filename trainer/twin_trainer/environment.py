@@ -62,3 +62,11 @@ def world_size() -> int:
 def local_rank() -> int:
     """This process's index on its machine: the GPU it takes (0 when started alone)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def adopt_link_secrets(database_url: str, hf_token: str | None) -> None:
+    """The secrets `twin worker remote` sends over the SSH link on stdin (never argv, never a file):
+    from now on `database_url()` and `hf_token()` return them, and the output guard redacts them."""
+    os.environ["DATABASE_URL"] = database_url
+    if hf_token:
+        os.environ["HF_TOKEN"] = hf_token

@@ -96,11 +96,21 @@ def requeue_stale(connection: Any, stale_seconds: float) -> list[tuple[int, str,
     return changed
 
 
-def claim(connection: Any, worker_id: str) -> Run | None:
-    """The oldest queued run, now running on this worker; None when the queue is empty."""
+def claim(
+    connection: Any,
+    worker_id: str,
+    target: str = "local",
+    has_gpu: bool = False,
+    methods: list[str] | None = None,
+) -> Run | None:
+    """The oldest queued run meant for this worker (its target or `any`; one that needs a GPU only
+    when this worker has one; of `methods` only, when given), now running on it; None when there is none."""
     with connection.transaction():
         row = connection.execute(
-            "SELECT r.id FROM training_runs r WHERE r.status = 'queued' ORDER BY r.id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "SELECT r.id FROM training_runs r WHERE r.status = 'queued' AND r.target IN ('any', %s) "
+            "AND (%s OR NOT r.needs_gpu) AND (%s::text[] IS NULL OR r.method = ANY(%s::text[])) "
+            "ORDER BY r.id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            (target, has_gpu, methods, methods),
         ).fetchone()
         if row is None:
             return None
@@ -124,6 +134,16 @@ def run_heartbeat(connection: Any, run_id: int, worker_id: str) -> tuple[bool, b
         (run_id, worker_id),
     ).fetchone()
     return (row is not None, bool(row and row[0]))
+
+
+def forget_steps_after(connection: Any, run_id: int, step: int) -> int:
+    """A resumed run retrains the steps after its checkpoint: the lost attempt's events for them go,
+    so the chart, the progress and the timing see each step once."""
+    return connection.execute(
+        "DELETE FROM training_events WHERE run_id = %s AND event IN ('log', 'eval', 'checkpoint') "
+        "AND (data->>'step')::int > %s",
+        (run_id, step),
+    ).rowcount
 
 
 def record_progress(connection: Any, run_id: int, step: int, max_steps: int | None) -> None:

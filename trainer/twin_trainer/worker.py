@@ -314,25 +314,38 @@ class Worker:
         if self.current_stop is not None:
             self.current_stop.touch()
 
-    def serve(self, *, until_idle: bool, once: bool, poll_seconds: float) -> int:
+    def serve(
+        self,
+        *,
+        until_idle: bool,
+        once: bool,
+        poll_seconds: float,
+        target: str = "local",
+        methods: list[str] | None = None,
+        idle_exit_seconds: float = 0,
+    ) -> int:
+        """Trains claimed runs one after another. `until_idle`: exits once the queue has had nothing
+        for this worker for `idle_exit_seconds`."""
         signal.signal(signal.SIGTERM, self.shutdown)
         signal.signal(signal.SIGINT, self.shutdown)
         with connect(self.url) as connection:
             facts = hardware()
             run_queue.register_worker(connection, self.id, socket.gethostname(), os.getpid(), facts)
-            self.say({"event": "worker", "worker": self.id, "hardware": facts})
+            self.say({"event": "worker", "worker": self.id, "hardware": facts, "target": target, "methods": methods})
+            idle_since = time.monotonic()
             try:
                 while not self.shutting_down:
                     for run_id, silent, status in run_queue.requeue_stale(connection, self.stale_seconds):
                         self.say({"event": "requeued" if status == "queued" else "failed", "run": run_id, "silent_worker": silent})
-                    run = run_queue.claim(connection, self.id)
+                    run = run_queue.claim(connection, self.id, target, bool(facts["gpus"]), methods)
                     if run is None:
-                        if until_idle or once:
+                        if once or (until_idle and time.monotonic() - idle_since >= idle_exit_seconds):
                             break
                         run_queue.worker_heartbeat(connection, self.id)
                         time.sleep(poll_seconds)
                         continue
                     self.process(connection, run)
+                    idle_since = time.monotonic()
                     if once:
                         break
             finally:
@@ -371,6 +384,8 @@ class Worker:
 
             def emit(event: dict[str, Any]) -> None:
                 self.say({"run": run.id, **event})
+                if event["event"] == "start":
+                    run_queue.forget_steps_after(connection, run.id, event["resumed_from"])
                 run_queue.add_event(connection, run.id, event)
                 if event["event"] == "start":
                     run_queue.record_progress(connection, run.id, event["resumed_from"], event["steps"])
