@@ -187,6 +187,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
         },
         staleSeconds: 10,
         modelStore: path.join(tmp, "models"),
+        remote: { workers: [], sshConfig: undefined, pipOptions: "" },
       },
     };
     worker = new LocalWorker({

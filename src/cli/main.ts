@@ -12,6 +12,7 @@ import { registerModelCommand } from "./model.command.ts";
 import { timeZone } from "./options.ts";
 import { registerStatsCommand } from "./stats.command.ts";
 import { registerTrainCommand } from "./train.command.ts";
+import { registerWorkerCommand } from "./worker.command.ts";
 
 const program = new Command()
   .name("twin")
@@ -31,6 +32,7 @@ registerStatsCommand(program);
 registerDatasetCommand(program);
 registerModelCommand(program);
 registerTrainCommand(program);
+registerWorkerCommand(program);
 registerEvalCommand(program);
 registerChatCommand(program);
 registerBotCommand(program);

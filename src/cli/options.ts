@@ -85,3 +85,11 @@ export const runTarget =
       );
     return target;
   };
+
+/** A number above zero (hours, minutes). */
+export const positiveNumber = (name: string) => (value: string) => {
+  const parsed = Number(value);
+  if (value.trim() === "" || !Number.isFinite(parsed) || parsed <= 0)
+    throw new InvalidArgumentError(`${name} must be a number above 0, such as 2 or 0.5, not “${value}”`);
+  return parsed;
+};

@@ -269,6 +269,29 @@ const configSchema = z.object({
     .describe(
       "where fully fine-tuned models live (gigabytes each), shared by the bot and the workers; default: <TWIN_DATA_DIR>/models",
     ),
+  TWIN_REMOTE_WORKERS: z
+    .string()
+    .regex(
+      /^\s*ssh:\/\/[^\s,]+(\s*,\s*ssh:\/\/[^\s,]+)*\s*$/,
+      "must be ssh:// addresses separated by commas, e.g. ssh://ubuntu@gpu-box,ssh://root@1.2.3.4:2222",
+    )
+    .optional()
+    .describe(
+      "machines /train offers to train on over SSH (twin worker remote), comma-separated ssh:// addresses",
+    ),
+  TWIN_SSH_CONFIG: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "an ssh config file for twin worker remote (passed as ssh -F); default: ssh's own (~/.ssh/config)",
+    ),
+  TWIN_REMOTE_PIP_OPTIONS: z
+    .string()
+    .optional()
+    .describe(
+      "pip options on a remote worker's machine: a mirror (--index-url URL) or wheels there (--no-index --find-links DIR); default: PyPI, and PyTorch's CPU index where there is no GPU",
+    ),
 });
 
 export type Config = {
@@ -295,6 +318,13 @@ export type TrainingConfig = {
   staleSeconds: number;
   /** Fully fine-tuned models (and their checkpoints) by run: a folder the bot and every worker see. */
   modelStore: string;
+  /** Machines reached over SSH (`twin worker remote`). */
+  remote: {
+    /** TWIN_REMOTE_WORKERS: the ssh:// addresses /train offers. */
+    workers: string[];
+    sshConfig: string | undefined;
+    pipOptions: string;
+  };
 };
 
 export type BotConfig = {
@@ -488,6 +518,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ),
       staleSeconds: values.TWIN_WORKER_STALE_S,
       modelStore: path.resolve(values.TWIN_MODEL_STORE ?? path.join(values.TWIN_DATA_DIR, "models")),
+      remote: {
+        workers: (values.TWIN_REMOTE_WORKERS ?? "")
+          .split(",")
+          .map((address) => address.trim())
+          .filter(Boolean),
+        sshConfig: values.TWIN_SSH_CONFIG,
+        pipOptions: values.TWIN_REMOTE_PIP_OPTIONS?.trim() ?? "",
+      },
     },
   };
 }

@@ -17,6 +17,21 @@ export function environmentForChild(extra: Record<string, string> = {}): Record<
 }
 
 /**
+ * The environment `ssh` starts with: what OpenSSH needs to find the user's keys, agent and config,
+ * and nothing else, so no variable of twin's (a database URL, a token) can be sent to a remote by a
+ * `SendEnv` in the user's ssh config.
+ */
+export function environmentForSsh(): Record<string, string> {
+  const kept =
+    /^(PATH|HOME|USER|LOGNAME|LANG|LC_\w+|TERM|SSH_AUTH_SOCK|SSH_AGENT_PID|XDG_RUNTIME_DIR|DISPLAY|SSH_ASKPASS)$/;
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      (entry): entry is [string, string] => entry[1] !== undefined && kept.test(entry[0]),
+    ),
+  );
+}
+
+/**
  * The Hugging Face hub as huggingface_hub and llama.cpp find it: HF_ENDPOINT (a mirror; default
  * https://huggingface.co) and HF_TOKEN (for gated repositories; a secret: never logged).
  */

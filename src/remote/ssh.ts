@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { environmentForChild } from "../config/env.ts";
+import { environmentForSsh } from "../config/env.ts";
 import { RemoteWorkerError } from "./remote.errors.ts";
 import type { SshTarget } from "./ssh-target.ts";
 
@@ -46,7 +46,11 @@ export function remoteShell(script: string): string {
   return `sh -c ${shellQuote(script)}`;
 }
 
-/** Starts `ssh` (stdio piped); the bot's secrets stay behind as for every child process. */
+/**
+ * Starts `ssh` (stdio piped) with an environment of OpenSSH's own variables only, in a process
+ * group of its own: Ctrl-C in the terminal reaches twin, which stops the remote in order (its
+ * checkpoint stored), not ssh, which would cut the link at once.
+ */
 export function spawnSsh(
   target: SshTarget,
   options: SshOptions,
@@ -54,8 +58,9 @@ export function spawnSsh(
   extra: string[] = [],
 ): ChildProcess {
   return spawn("ssh", [...sshArgs(target, options, extra), command], {
-    env: environmentForChild(),
+    env: environmentForSsh(),
     stdio: ["pipe", "pipe", "pipe"],
+    detached: true,
   });
 }
 

@@ -19,7 +19,8 @@ export const WORKER_GRANTS: Readonly<Record<string, readonly string[]>> = {
   training_runs: ["SELECT", "UPDATE"],
   // DELETE: a resumed run drops the lost attempt's events for the steps it trains again.
   training_events: ["SELECT", "INSERT", "DELETE"],
-  training_files: ["SELECT", "INSERT"],
+  // DELETE: a new checkpoint replaces the run's older ones (their chunks go by cascade).
+  training_files: ["SELECT", "INSERT", "DELETE"],
   training_file_chunks: ["SELECT", "INSERT"],
   training_workers: ["SELECT", "INSERT", "UPDATE"],
   adapters: ["SELECT", "INSERT", "UPDATE"],

@@ -148,6 +148,20 @@ export function createRunsRepository({ db }: Pick<Database, "db">) {
     },
 
     /**
+     * A queued run no worker can train as asked (a remote machine too small for it, full fine-tuning
+     * sent to a remote): failed with the reason, before any worker claims it.
+     */
+    async refuse(id: number, reason: string): Promise<boolean> {
+      const rows = await db
+        .update(trainingRuns)
+        .set({ status: "failed", error: reason, finishedAt: sql`now()` })
+        .where(and(eq(trainingRuns.id, id), eq(trainingRuns.status, "queued")))
+        .returning({ id: trainingRuns.id });
+      if (rows.length > 0) await event(id, "failed", { reason });
+      return rows.length > 0;
+    },
+
+    /**
      * Is there work this worker should pick up: a queued run meant for it (its target or `any`; one
      * that needs a GPU only when it has one), or a running one whose worker went silent?
      */

@@ -281,8 +281,18 @@ def tar_folder(folder: Path) -> bytes:
 
 
 def untar_into(data: bytes, parent: Path) -> None:
+    """A stored checkpoint unpacked under `parent`, refusing any member that would land outside it."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
-        archive.extractall(parent, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(parent, filter="data")
+            return
+        # Python 3.11.0-3.11.3 (Debian 12's 3.11.2, on many rented machines) has no extraction filters.
+        root = parent.resolve()
+        for member in archive.getmembers():
+            target = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+                raise ValueError(f"checkpoint archive: {member.name!r} is not a plain file inside the run folder")
+        archive.extractall(parent)
 
 
 def loss_points(connection: Any, run_id: int) -> dict[str, list[tuple[int, float]]]:
