@@ -13,6 +13,7 @@ import {
   type Pace,
   priorPace,
   priorSecondsPerStep,
+  needsGpu,
   readTrainerSettings,
   runSchedule,
   timeRun,
@@ -217,7 +218,12 @@ describe("a run's plan", () => {
       evalEvery: 50,
       maxEvalExamples: 500,
       saveEvery: 100,
+      device: "cuda",
+      gpuMemoryGb: 80,
     });
+    assert.equal(needsGpu(full), true, "a CUDA config trains only where there is a GPU");
+    assert.equal(needsGpu(read), false, "the CPU config trains anywhere");
+    assert.equal(needsGpu({ ...read, method: "qlora" }), true, "QLoRA's 4-bit kernels are CUDA's");
     // A file that leaves the keys out: the trainer's own defaults (config.py), not a copy here.
     const folder = fs.mkdtempSync(path.join(os.tmpdir(), "twin-plan-"));
     try {
@@ -232,6 +238,8 @@ describe("a run's plan", () => {
         evalEvery: 50,
         maxEvalExamples: 0,
         saveEvery: 50,
+        device: "auto",
+        gpuMemoryGb: 0,
       });
     } finally {
       fs.rmSync(folder, { recursive: true, force: true });

@@ -43,6 +43,7 @@ describe("a run's plan in words", () => {
     }),
     workers: [],
     processes: 1,
+    target: "any" as const,
   } as unknown as RunPlan;
 
   it("shows the time as a range with the parts it adds up, and says when the machine is busy", () => {
