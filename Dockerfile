@@ -41,8 +41,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 # Planning a run (/train, twin train) asks the trainer for its resolved config
 # (`python -m twin_trainer config`): that needs Python and PyYAML only, never torch.
+# openssh-client: `twin worker remote` (training on a rented GPU) uses the system `ssh`.
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends python3 python3-yaml \
+    && apt-get install --yes --no-install-recommends openssh-client python3 python3-yaml \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir /data && chown node:node /data
 ENV TWIN_TRAINER_PYTHON=/usr/bin/python3
@@ -72,9 +73,9 @@ ENV NODE_ENV=production \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     CUDA_CACHE_PATH=/data/cuda-cache \
     CUDA_CACHE_MAXSIZE=4294967296
-# Python and PyYAML for planning runs, as in the cpu target.
+# Python and PyYAML for planning runs, and the ssh client for remote workers, as in the cpu target.
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends python3 python3-yaml \
+    && apt-get install --yes --no-install-recommends openssh-client python3 python3-yaml \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1000 twin \
     && useradd --uid 1000 --gid twin --create-home --shell /usr/sbin/nologin twin \

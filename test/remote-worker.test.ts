@@ -5,7 +5,10 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { Message, User } from "grammy/types";
 import { createRepositories } from "../src/app.ts";
+import { createTwinBot } from "../src/bot/bot.ts";
+import { createLog } from "../src/bot/log.ts";
 import { createServing } from "../src/cli/engine-setup.ts";
 import { loadConfig } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
@@ -13,7 +16,10 @@ import { importDesktopExport } from "../src/history/desktop-import/import.usecas
 import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
 import { buildPrompt } from "../src/inference/prompt.ts";
+import { RemoteWorkers } from "../src/remote/remote-workers.ts";
+import { parseSshTarget } from "../src/remote/ssh-target.ts";
 import { planRun, queueRun } from "../src/training/train.usecase.ts";
+import { type ApiCall, BotApiServer } from "./support/bot-api-server.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
@@ -30,6 +36,14 @@ const SECRETS = {
   TWIN_SESSION_KEY: "5e55102b6b3f4c0e9a1d2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f70819",
 };
 const HF_TOKEN = "hf_remoteWorkerTestToken0123";
+/** A short run of the test model (dataset rows are at most 256 tokens by estimate; a few run longer). */
+const OVERRIDES = (maxSteps: number) => ({
+  max_steps: String(maxSteps),
+  save_every: "2",
+  eval_every: "0",
+  max_eval_examples: "4",
+  tokens_per_batch: "512",
+});
 
 type Worker = { child: ChildProcess; output: () => string; exited: Promise<number | null> };
 
@@ -68,13 +82,7 @@ describe("twin worker remote: a rented GPU box over SSH", { timeout: 900_000 }, 
     app.config.training = {
       ...app.config.training,
       configFile: "smollm2-135m-lora-cpu.yaml",
-      overrides: {
-        max_steps: String(maxSteps),
-        save_every: "2",
-        eval_every: "0",
-        max_eval_examples: "4",
-        tokens_per_batch: "512",
-      },
+      overrides: OVERRIDES(maxSteps),
     };
     const plan = await planRun(app, { target: "remote:remote" });
     return (await queueRun(app, plan)).id;
@@ -204,6 +212,140 @@ describe("twin worker remote: a rented GPU box over SSH", { timeout: 900_000 }, 
       await conversations.close();
     } finally {
       await engine.dispose();
+    }
+  });
+
+  it("is offered by /train in the bot with its hardware and estimate, and the run it trains there answers", async () => {
+    const owner: User = { id: 64232718, is_bot: false, first_name: "ActionParsnip" }; // the IRC fixture's owner
+    const server = new BotApiServer(SECRETS.TWIN_BOT_TOKEN);
+    await server.start();
+    const engine = await Engine.open({
+      modelPath: testModel(),
+      contextSize: 2048,
+      sequences: 2,
+      threads: 1,
+      sampling: { ...loadConfig({}).inference.sampling, seed: 1 },
+      maxReplyTokens: 24,
+    });
+    const logLines: string[] = [];
+    const config = {
+      ...database.config,
+      dataDir: path.join(tmp, "bot"),
+      bot: {
+        ...database.config.bot,
+        token: SECRETS.TWIN_BOT_TOKEN,
+        ownerId: owner.id,
+        apiRoot: server.apiRoot,
+        progressEditMs: 200,
+      },
+      training: {
+        ...database.config.training,
+        configFile: "smollm2-135m-lora-cpu.yaml",
+        overrides: OVERRIDES(4),
+        staleSeconds: 10,
+      },
+    };
+    const repositories = createRepositories(database);
+    const remoteWorkers = new RemoteWorkers(
+      [remote.url("remote")],
+      {
+        database,
+        runs: repositories.runs,
+        models: repositories.models,
+        python: undefined,
+        say: (line) => logLines.push(line),
+      },
+      {
+        ssh: { configFile: remote.configFile, identity: undefined },
+        idleExitMinutes: 0,
+        maxHours: undefined,
+        onIdle: undefined,
+        purge: false,
+        role: undefined,
+        pipOptions: String(env.TWIN_REMOTE_PIP_OPTIONS),
+        hfToken: undefined,
+        staleSeconds: 10,
+      },
+    );
+    const twin = await createTwinBot({
+      config,
+      database,
+      conversations: new Conversations(engine),
+      engine,
+      countTokens: engine.countTokens,
+      model: createServing({ config, repositories }, engine),
+      remoteWorkers,
+      log: createLog([SECRETS.TWIN_BOT_TOKEN], (line) => logLines.push(line)),
+    });
+    await twin.start();
+    try {
+      const texts = (method: string) => server.sent(method, owner.id).map((call) => String(call.params.text));
+      server.sendMessage(owner, { text: "/train" });
+      await server.waitFor(
+        "the confirmation",
+        () => texts("sendMessage").some((t) => t.includes("Start training?")),
+        60_000,
+      );
+      const confirmation = server
+        .sent("sendMessage", owner.id)
+        .find((c) => String(c.params.text).includes("Start training?")) as ApiCall;
+      assert.match(
+        String(confirmation.params.text),
+        /Or on a machine reached over SSH \(LoRA\):\nremote \(CPU\): /,
+      );
+      const buttons = (confirmation.params.reply_markup?.inline_keyboard ?? []).flat() as {
+        text: string;
+        callback_data: string;
+      }[];
+      const button = buttons.find((b) => b.text === "Train on remote (CPU)");
+      assert.ok(button, `a button for the remote among ${buttons.map((b) => b.text).join(", ")}`);
+      server.pressButton(
+        owner,
+        button.callback_data,
+        (confirmation as ApiCall & { result?: Message }).result as Message,
+      );
+      await server.waitFor("the queued run", () =>
+        texts("editMessageText").some((t) => /Queued as run \d+; remote sets up and trains it/.test(t)),
+      );
+      const runId = Number(
+        /Queued as run (\d+)/.exec(texts("editMessageText").find((t) => /Queued as run/.test(t)) ?? "")?.[1],
+      );
+      assert.equal((await repositories.runs.get(runId))?.target, "remote:remote");
+      await server
+        .waitFor(
+          "the finished run",
+          () => texts("editMessageText").some((t) => t.startsWith(`Training run ${runId}: done`)),
+          300_000,
+        )
+        .catch((error: Error) => {
+          throw new Error(`${error.message}\n${logLines.slice(-15).join("\n")}`);
+        });
+      const active = await repositories.runs.activeAdapter();
+      assert.equal(active?.runId, runId);
+      assert.equal(twin.services.model.adapter()?.label, `adapter:${active?.id}`, "the bot serves it");
+      // The owner talks to the twin: the answer comes from the adapter trained over there.
+      const asked = server.sent("sendMessage", owner.id).length;
+      server.sendMessage(owner, { text: "/talk ubottu" });
+      await server.waitFor(
+        "talking to ubottu",
+        () => server.sent("sendMessage", owner.id).length > asked,
+        30_000,
+      );
+      const before = server.sent("sendMessage", owner.id).length;
+      server.sendMessage(owner, { text: "how do I fix my wifi?" });
+      await server.waitFor(
+        "the tuned model's answer",
+        () => server.sent("sendMessage", owner.id).length > before,
+        120_000,
+      );
+      const { rows } = await database.pool.query<{ served_by: string }>(
+        "SELECT served_by FROM bot_messages WHERE from_twin AND served_by IS NOT NULL ORDER BY id DESC LIMIT 1",
+      );
+      assert.deepEqual(rows, [{ served_by: `adapter:${active?.id}` }]);
+    } finally {
+      await twin.stop();
+      await engine.dispose();
+      await server.close();
     }
   });
 

@@ -17,6 +17,7 @@ import { PRIVATE_FILE_MODE } from "../files/private.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { Engine } from "../inference/engine.ts";
 import type { Serving } from "../inference/serving.ts";
+import type { RemoteWorkers } from "../remote/remote-workers.ts";
 import type { LocalWorker } from "../training/local-worker.ts";
 import type { Userbot } from "../userbot/setup.ts";
 import { BotConfigError } from "./bot.errors.ts";
@@ -72,6 +73,8 @@ export type TwinBotOptions = {
   model: Serving;
   /** Trains queued runs on this machine (TWIN_WORKER); absent: runs wait for an external worker. */
   worker?: LocalWorker | undefined;
+  /** Machines reached over SSH that /train offers (TWIN_REMOTE_WORKERS). */
+  remoteWorkers?: RemoteWorkers | undefined;
   log?: Log | undefined;
   userbot?: Userbot | undefined;
   /** Who the bot is, when the caller has connected already (`connectToBotApi`); absent: start() connects. */
@@ -184,6 +187,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     model: options.model,
     training: {
       runs: repositories.runs,
+      remote: options.remoteWorkers,
       kick: async () => {
         await options.worker?.kick().catch((error) => log.error("starting the trainer worker", error));
       },
@@ -329,6 +333,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       await replier.stop(); // a reply in progress is cut short and answered after the restart
       await options.conversations.close(); // their states saved, their sequences free for the next start
       await options.worker?.stop(); // its run goes back to the queue with a checkpoint
+      await options.remoteWorkers?.stop(); // theirs too, stored over the link before it closes
       await services.jobs.idle();
     },
   };

@@ -7,6 +7,7 @@ import type { HistoryRepository } from "../history/history.repository.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { Engine } from "../inference/engine.ts";
 import type { Serving } from "../inference/serving.ts";
+import type { RemoteWorkers } from "../remote/remote-workers.ts";
 import type { RunsRepository } from "../training/runs.repository.ts";
 import type { Userbot } from "../userbot/setup.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
@@ -40,7 +41,7 @@ export type BotServices = {
   /** The served base and which adapter answers (the database's active one, switched by /model). */
   model: Serving;
   /** The training queue; `kick` starts the local worker when runs wait (and config allows). */
-  training: { runs: RunsRepository; kick: () => Promise<void> };
+  training: { runs: RunsRepository; kick: () => Promise<void>; remote: RemoteWorkers | undefined };
   log: Log;
   /** Downloads a file the Bot API holds (getFile + the file URL, which carries the token). */
   download: (fileId: string, to: string) => Promise<void>;

@@ -4,8 +4,10 @@ import { createApp, createLocalWorker } from "../app.ts";
 import { checkBotConfig, createTwinBot } from "../bot/bot.ts";
 import { connectToBotApi } from "../bot/connection.ts";
 import { createLog } from "../bot/log.ts";
+import { huggingFaceFromEnvironment } from "../config/env.ts";
 import { openDatabase } from "../db/client.ts";
 import { Conversations } from "../inference/conversations.ts";
+import { RemoteWorkers } from "../remote/remote-workers.ts";
 import { createUserbot } from "../userbot/setup.ts";
 import { type GlobalOptions, resolveConfig } from "./context.ts";
 import { createServing, openEngine, resolveModelPath } from "./engine-setup.ts";
@@ -53,6 +55,30 @@ export function registerBotCommand(program: Command): void {
         const worker = createLocalWorker(app, (line) => {
           if (!line.startsWith('{"time"') || !line.includes('"event": "log"')) log.info(`trainer: ${line}`);
         });
+        const remote = config.training.remote;
+        const remoteWorkers = remote.workers.length
+          ? new RemoteWorkers(
+              remote.workers,
+              {
+                database,
+                runs: app.repositories.runs,
+                models: app.repositories.models,
+                python: config.training.python,
+                say: (line) => log.info(`remote worker ${line}`),
+              },
+              {
+                ssh: { configFile: remote.sshConfig, identity: undefined },
+                idleExitMinutes: 0,
+                maxHours: undefined,
+                onIdle: undefined,
+                purge: false,
+                role: undefined,
+                pipOptions: remote.pipOptions,
+                hfToken: huggingFaceFromEnvironment().token,
+                staleSeconds: config.training.staleSeconds,
+              },
+            )
+          : undefined;
         const twin = await createTwinBot({
           config,
           database,
@@ -65,6 +91,7 @@ export function registerBotCommand(program: Command): void {
             onError: (message, error) => log.error(message, error),
           }),
           worker,
+          remoteWorkers,
           log,
           userbot,
           botInfo,

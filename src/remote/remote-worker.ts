@@ -97,7 +97,7 @@ export async function runRemoteWorker(
   const { target } = options;
   const host = target.host;
   deps.say(`connecting to ${host}…`);
-  const facts = await preflight(options);
+  const facts = await probeRemote(target, options.ssh);
   deps.say(describePreflight(host, facts));
   const flavour = facts.gpus.length > 0 ? "cuda" : "cpu";
 
@@ -131,9 +131,14 @@ export async function runRemoteWorker(
   }
 }
 
-async function preflight(options: RemoteWorkerOptions): Promise<Preflight> {
-  const host = options.target.host;
-  const result = await runRemote(options.target, options.ssh, preflightScript("/nonexistent"));
+/** What the remote has (Python, GPUs, disk); a machine twin cannot train on is refused saying why. */
+export async function probeRemote(
+  target: SshTarget,
+  ssh: SshOptions,
+  timeoutMs = 60_000,
+): Promise<Preflight> {
+  const host = target.host;
+  const result = await runRemote(target, ssh, preflightScript("/nonexistent"), undefined, timeoutMs);
   const failure = describeSshFailure(host, result);
   if (failure) throw new RemoteWorkerError(failure);
   const facts = parsePreflight(result.stdout);

@@ -72,8 +72,15 @@ export function runRemote(
   options: SshOptions,
   script: string,
   input?: string | NodeJS.ReadableStream,
+  timeoutMs?: number,
 ): Promise<SshResult> {
   const child = spawnSsh(target, options, remoteShell(script));
+  const timer = timeoutMs
+    ? setTimeout(() => {
+        stderr += `\ntimed out after ${Math.round(timeoutMs / 1000)} s`;
+        child.kill("SIGKILL");
+      }, timeoutMs)
+    : undefined;
   let stdout = "";
   let stderr = "";
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
@@ -93,7 +100,10 @@ export function runRemote(
         ),
       ),
     );
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? SSH_FAILED, stdout, stderr });
+    });
   });
 }
 

@@ -67,6 +67,8 @@ export async function planRun(
     datasetId?: number | undefined;
     method?: TrainMethod | undefined;
     target?: RunTarget | undefined;
+    /** The machine that will train it, when known before any worker of it registered (a remote's preflight). */
+    hardware?: { gpus: WorkerGpu[]; cpus: number } | undefined;
   } = {},
 ): Promise<RunPlan> {
   const dataset = await repositories.dataset.readyDataset(options.datasetId);
@@ -102,7 +104,7 @@ export async function planRun(
     method,
     configured: method === "full" ? config.training.fullConfigFile : config.training.configFile,
     base: { name: base.name, parameters },
-    gpus: (workers[0]?.hardware.gpus as WorkerGpu[] | undefined) ?? [],
+    gpus: options.hardware?.gpus ?? (workers[0]?.hardware.gpus as WorkerGpu[] | undefined) ?? [],
   });
   const runConfig: RunConfig = { file, set: config.training.overrides };
   const settings = await readTrainerSettings(runConfig, { python: config.training.python });
@@ -111,8 +113,8 @@ export async function planRun(
   const perExample = counts.tokensEstimate / Math.max(1, counts.examples);
   const trainTokens = Math.round(perExample * counts.trainExamples);
   const evalExamples = Math.min(counts.evalExamples, settings.maxEvalExamples || Number.POSITIVE_INFINITY);
-  const gpus = workerGpus(workers);
-  const cpus = Number(workers[0]?.hardware.cpus ?? os.availableParallelism());
+  const gpus = options.hardware?.gpus.length ?? workerGpus(workers);
+  const cpus = options.hardware?.cpus ?? Number(workers[0]?.hardware.cpus ?? os.availableParallelism());
   const processes = settings.method === "full" ? settings.processes || Math.max(1, gpus) : 1;
   // The prior from the model's size, with the parts the latest run on this base and config timed
   // put over it: the steps, the evaluation passes, the setup and the export as they took.
@@ -136,7 +138,8 @@ export async function planRun(
     part.evalPass !== undefined && part.checkpoint !== undefined;
   const pace = measured && (prior || whole(measured)) ? ({ ...prior, ...measured } as Pace) : prior;
   const estimate = estimateRun({ trainTokens, settings, evalExamples, pace, processes });
-  const local = workers.length === 0 && config.training.worker !== "external";
+  const local =
+    workers.length === 0 && config.training.worker !== "external" && !options.target?.startsWith("remote:");
   return {
     load: local ? { average: os.loadavg()[0] ?? 0, cpus } : undefined,
     dataset: { id: dataset.id, manifest },

@@ -1,7 +1,9 @@
 import { Composer, InlineKeyboard, InputFile } from "grammy";
 import { describeKind } from "../../inference/serving.ts";
 import { plural } from "../../plural.ts";
-import { formatDuration } from "../../training/plan.ts";
+import type { Preflight } from "../../remote/preflight.ts";
+import type { WorkerGpu } from "../../training/config-choice.ts";
+import { describeEstimate, formatDuration } from "../../training/plan.ts";
 import { followRun, PHASE_LABELS, type RunProgress } from "../../training/progress.ts";
 import { describeFailure, FAILURE_TAIL_LINES } from "../../training/run-log.ts";
 import type { Adapter, TrainingRun } from "../../training/runs.repository.ts";
@@ -121,27 +123,42 @@ export function training(services: BotServices): Composer<BotContext> {
               if (error instanceof TrainPlanError) return error;
               throw error;
             });
+      const remotes = await remotePlans(services, plan.dataset.id);
+      const remoteText = remotes.length
+        ? `\n\nOr on a machine reached over SSH (LoRA):\n${remotes.map((remote) => remote.line).join("\n")}`
+        : "";
+      const withRemotes = (keyboard: InlineKeyboard) => {
+        for (const remote of remotes) {
+          if (remote.button)
+            keyboard.row().text(remote.button, `train:on:${plan.dataset.id}:${remote.index}`);
+        }
+        return keyboard.row().text("Not now", "train:no");
+      };
       if (!full || full instanceof TrainPlanError) {
         const why = full ? `\n\nFull fine-tuning is not offered: ${full.message}.` : "";
-        await services.api.sendMessage(chatId, `${describePlan(plan)}${why}\n\nStart training?`, {
-          reply_markup: new InlineKeyboard()
-            .text("Start training", `train:go:${plan.dataset.id}:lora`)
-            .text("Not now", "train:no"),
-        });
+        await services.api.sendMessage(
+          chatId,
+          `${describePlan(plan)}${why}${remoteText}\n\nStart training?`,
+          {
+            reply_markup: withRemotes(
+              new InlineKeyboard().text("Start training", `train:go:${plan.dataset.id}:lora`),
+            ),
+          },
+        );
         return;
       }
       const text = [
         `LoRA (a small adapter on the base, one GPU):\n${describePlan(plan)}`,
-        `Full fine-tuning (every weight, all ${gpus} GPUs):\n${describePlan(full)}`,
+        `Full fine-tuning (every weight, all ${gpus} GPUs):\n${describePlan(full)}${remoteText}`,
         "Which one?",
       ].join("\n\n");
       await services.api.sendMessage(chatId, text, {
-        reply_markup: new InlineKeyboard()
-          .text("Start LoRA", `train:go:${plan.dataset.id}:lora`)
-          .row()
-          .text(`Full fine-tuning on ${gpus} GPUs`, `train:go:${plan.dataset.id}:full`)
-          .row()
-          .text("Not now", "train:no"),
+        reply_markup: withRemotes(
+          new InlineKeyboard()
+            .text("Start LoRA", `train:go:${plan.dataset.id}:lora`)
+            .row()
+            .text(`Full fine-tuning on ${gpus} GPUs`, `train:go:${plan.dataset.id}:full`),
+        ),
       });
     } catch (error) {
       if (error instanceof NoDatasetError) {
@@ -191,6 +208,31 @@ export function training(services: BotServices): Composer<BotContext> {
     await services.training.kick();
   });
 
+  composer.callbackQuery(/^train:on:(\d+):(\d+)$/, async (ctx) => {
+    if (ctx.role !== "owner") return ctx.answerCallbackQuery();
+    const remote = services.training.remote;
+    const target = remote?.targets[Number(ctx.match[2])];
+    if (!remote || !target) return ctx.answerCallbackQuery({ text: "That machine is no longer configured" });
+    await ctx.answerCallbackQuery({ text: `Checking ${target.host}…` });
+    const facts = await remote.probe(target);
+    if (facts instanceof Error) {
+      await ctx.editMessageText(`Nothing was queued: ${facts.message}.`);
+      return;
+    }
+    const plan = await planRun(services, {
+      datasetId: Number(ctx.match[1]),
+      target: target.runTarget,
+      hardware: remoteHardware(facts),
+    });
+    const chatId = ctx.chat?.id ?? services.ownerId;
+    const run = await queueRun(services, plan, chatId);
+    await ctx.editMessageText(
+      `${describePlan(plan)}\n\nQueued as run ${run.id}; ${target.host} sets up and trains it.`,
+    );
+    followTraining(services, chatId, run);
+    remote.start(target, (message) => services.api.sendMessage(chatId, `${target.host}: ${message}`));
+  });
+
   owner.command("model", async (ctx) => {
     const adapters = await runs.listAdapters();
     await ctx.reply(modelList(services.model.name, adapters, services.model.adapter()?.label), {
@@ -238,4 +280,44 @@ function modelKeyboard(adapters: Adapter[]): InlineKeyboard {
   for (const adapter of adapters.slice(-8))
     keyboard.text(`Use ${adapter.name}`, `model:use:${adapter.id}`).row();
   return keyboard.text("Base model only", "model:use:base");
+}
+
+/** A remote's hardware as the plan takes it (pure). */
+function remoteHardware(facts: Preflight): { gpus: WorkerGpu[]; cpus: number } {
+  return { gpus: facts.gpus.map((gpu) => ({ name: gpu.name, memory_gb: gpu.memoryGb })), cpus: 0 };
+}
+
+/**
+ * Each configured remote machine probed (in parallel), with its plan's time and a button, or the
+ * reason it is not offered (unreachable, no config for its GPU).
+ */
+async function remotePlans(
+  services: BotServices,
+  datasetId: number,
+): Promise<{ index: number; line: string; button?: string }[]> {
+  const remote = services.training.remote;
+  if (!remote) return [];
+  return Promise.all(
+    remote.targets.map(async (target, index) => {
+      const facts = await remote.probe(target);
+      if (facts instanceof Error) return { index, line: `${target.host}: not offered (${facts.message})` };
+      const gpu = facts.gpus[0];
+      const hardware = gpu ? `${gpu.name.replace(/^NVIDIA\s+/, "")}, ${Math.round(gpu.memoryGb)} GB` : "CPU";
+      try {
+        const plan = await planRun(services, {
+          datasetId,
+          target: target.runTarget,
+          hardware: remoteHardware(facts),
+        });
+        return {
+          index,
+          line: `${target.host} (${hardware}): ${describeEstimate(plan.estimate).total}${remote.running(target) ? ", its worker is running" : ""}`,
+          button: `Train on ${target.host} (${hardware})`,
+        };
+      } catch (error) {
+        if (!(error instanceof TrainPlanError || error instanceof NothingToTrainError)) throw error;
+        return { index, line: `${target.host} (${hardware}): not offered (${error.message})` };
+      }
+    }),
+  );
 }
