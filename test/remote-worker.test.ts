@@ -17,7 +17,6 @@ import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
 import { buildPrompt } from "../src/inference/prompt.ts";
 import { RemoteWorkers } from "../src/remote/remote-workers.ts";
-import { parseSshTarget } from "../src/remote/ssh-target.ts";
 import { planRun, queueRun } from "../src/training/train.usecase.ts";
 import { type ApiCall, BotApiServer } from "./support/bot-api-server.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
