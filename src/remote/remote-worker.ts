@@ -178,8 +178,8 @@ async function checkRuns(
   let left = 0;
   for (const run of runs) {
     const mine = run.target === options.target.runTarget;
-    const reason = await unfit(
-      deps,
+    const reason = await remoteRefusal(
+      deps.python,
       facts,
       run,
       models.find((model) => model.id === run.baseModelId),
@@ -196,8 +196,9 @@ async function checkRuns(
   return left > 0;
 }
 
-async function unfit(
-  deps: RemoteWorkerDeps,
+/** Why this machine cannot train the run (full fine-tuning, no GPU for a GPU run, too little GPU memory), or undefined. */
+export async function remoteRefusal(
+  python: string | undefined,
   facts: Preflight,
   run: TrainingRun,
   base: BaseModel | undefined,
@@ -209,7 +210,7 @@ async function unfit(
   if (!gpu)
     return run.needsGpu ? "the run needs a GPU and there is none (nvidia-smi found nothing)" : undefined;
   if (!base) return undefined;
-  return memoryRefusal(deps.python, run, base.ggufPath, gpu);
+  return memoryRefusal(python, run, base.ggufPath, gpu);
 }
 
 /** The trainer's memory estimate for the run on this GPU; its refusal, or undefined when it fits. */

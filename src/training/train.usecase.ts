@@ -17,7 +17,7 @@ import {
   type TrainerSettings,
 } from "./plan.ts";
 import type { TrainingRun } from "./runs.repository.ts";
-import { NoDatasetError, NothingToTrainError } from "./training.errors.ts";
+import { NoDatasetError, NothingToTrainError, TrainPlanError } from "./training.errors.ts";
 import type { RunConfig, RunEstimate } from "./training.tables.ts";
 
 /** What a run would be, shown for confirmation before it is queued. */
@@ -100,6 +100,11 @@ export async function planRun(
   // The configured config, else the one written for this base's size and the worker's GPUs
   // (config-choice.ts), else a refusal that names the config to set.
   const method = options.method === "full" ? "full" : "lora";
+  if (method === "full" && options.target?.startsWith("remote:")) {
+    throw new TrainPlanError(
+      "full fine-tuning stays with the model store (TWIN_MODEL_STORE: its checkpoints and model are gigabytes): train it on a worker here, or LoRA on the remote",
+    );
+  }
   const file = chooseTrainConfig({
     method,
     configured: method === "full" ? config.training.fullConfigFile : config.training.configFile,

@@ -265,3 +265,31 @@ def test_a_killed_worker_s_full_run_stops_its_processes_and_resumes_from_the_sto
     resumed = [s["resumed_from"] for s in starts]
     assert resumed[0] == 0 and resumed[-1] >= step > 0, f"the second worker resumed from the store's checkpoint: {resumed}"
     assert kind == ("full",)
+
+
+def test_a_worker_claims_only_the_runs_meant_for_it(store):
+    """`local`, `remote:<host>` or `any`; a run that needs a GPU only by a worker with one; a remote
+    takes no full fine-tuning (its output belongs in the model store)."""
+    config = psycopg.types.json.Jsonb({"file": "smollm2-135m-lora-cpu.yaml", "set": {}})
+    with psycopg.connect(store["url"], autocommit=True) as connection:
+        connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE status = 'queued'")
+        ids = {}
+        for name, target, needs_gpu, method in [
+            ("for the remote", "remote:box", False, "lora"),
+            ("needs a GPU", "any", True, "lora"),
+            ("full", "any", False, "full"),
+            ("for this machine", "local", False, "lora"),
+        ]:
+            ids[name] = connection.execute(
+                "INSERT INTO training_runs (dataset_id, base_model_id, config, target, needs_gpu, method) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (store["dataset"], store["base"], config, target, needs_gpu, method),
+            ).fetchone()[0]
+        try:
+            cpu = [run_queue.claim(connection, "cpu:1:a", "local", False) for _ in range(3)]
+            assert [run and run.id for run in cpu] == [ids["full"], ids["for this machine"], None]
+            connection.execute("UPDATE training_runs SET status = 'queued' WHERE id = %s", (ids["full"],))
+            remote = [run_queue.claim(connection, "box:2:b", "remote:box", True, ["lora", "qlora"]) for _ in range(3)]
+            assert [run and run.id for run in remote] == [ids["for the remote"], ids["needs a GPU"], None]
+        finally:
+            connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE id = ANY(%s)", (list(ids.values()),))
