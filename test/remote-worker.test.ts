@@ -23,7 +23,7 @@ import { backends, stopEmbedded, type TestDatabase } from "./support/databases.t
 import { fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
 import { sharedCopy, trainerWheelhouse } from "./support/remote-files.ts";
-import { type SshRemote, startSshRemote } from "./support/ssh-remote.ts";
+import { type SshRemote, sshRemoteUnavailable, startSshRemote } from "./support/ssh-remote.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 after(stopEmbedded);
@@ -50,7 +50,10 @@ type Worker = { child: ChildProcess; output: () => string; exited: Promise<numbe
  * The worker trains on "the remote": another unix user on this machine, in a network namespace with
  * loopback only, reached through a real sshd; PostgreSQL is reachable there only through the tunnel.
  */
-describe("twin worker remote: a rented GPU box over SSH", { timeout: 900_000 }, () => {
+describe("twin worker remote: a rented GPU box over SSH", {
+  timeout: 900_000,
+  skip: sshRemoteUnavailable(),
+}, () => {
   let remote: SshRemote;
   let database: TestDatabase;
   let env: NodeJS.ProcessEnv;

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { type SshAlias, type SshRemote, startSshRemote } from "./support/ssh-remote.ts";
+import { type SshAlias, type SshRemote, sshRemoteUnavailable, startSshRemote } from "./support/ssh-remote.ts";
 
 type Result = { code: number | null; stdout: string; stderr: string };
 
@@ -56,7 +56,7 @@ function running(pid: number): boolean {
   }
 }
 
-describe("the SSH remote harness", () => {
+describe("the SSH remote harness", { skip: sshRemoteUnavailable() }, () => {
   let remote: SshRemote;
   before(async () => {
     remote = await startSshRemote();

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
@@ -55,6 +55,21 @@ const ALIAS_USER: Record<SshAlias, (typeof REMOTE_USERS)[number]> = {
   "remote-changed-key": "twinremote",
   "remote-wrong-identity": "twinremote",
 };
+
+/**
+ * Why this machine cannot stand in for a remote, or undefined when it can: the tests need root (to
+ * run sshd as other users), OpenSSH's server (scripts/setup-ssh-remote.sh installs it) and network
+ * namespaces (a container without CAP_SYS_ADMIN has none). Asked once per test file.
+ */
+export function sshRemoteUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "the stand-in remote needs root (sshd runs sessions as other users)";
+  const setup = spawnSync("bash", [path.join(repoRoot, "scripts/setup-ssh-remote.sh")], { encoding: "utf8" });
+  if (setup.status !== 0)
+    return `scripts/setup-ssh-remote.sh failed: ${setup.stderr.trim().split("\n").at(-1)}`;
+  const namespace = spawnSync("unshare", ["--net", "true"], { encoding: "utf8" });
+  if (namespace.status !== 0) return `no network namespace here (unshare --net: ${namespace.stderr.trim()})`;
+  return undefined;
+}
 
 export async function startSshRemote(): Promise<SshRemote> {
   await run("bash", [path.join(repoRoot, "scripts/setup-ssh-remote.sh")]);
