@@ -112,10 +112,14 @@ describe("splitting long sessions", () => {
     );
   });
 
-  it("estimates Cyrillic and emoji conservatively", () => {
-    assert.equal(estimateTokens("hello world!"), 4);
+  it("estimates Cyrillic, emoji and dense text conservatively", () => {
+    // Real SmolLM2 tokens: 3, 4, 6, 17, 34, 6.
+    assert.equal(estimateTokens("hello world!"), 5);
     assert.equal(estimateTokens("привет"), 6);
-    assert.equal(estimateTokens("👍👍"), 6);
+    assert.equal(estimateTokens("👍👍"), 8);
+    assert.equal(estimateTokens("07/05/09 22:53:21"), 17);
+    assert.equal(estimateTokens("VCore 1: +1.33 V (min = +2.85 V, max = +3.02 V) [ALARM]"), 34);
+    assert.equal(estimateTokens("<|im_start|>Anna\n>>> ok<|im_end|>"), 11);
   });
 });
 
