@@ -38,7 +38,9 @@ const result = spawnSync(
     "--test",
     "--test-reporter=spec",
     "--test-concurrency=2",
-    "--test-timeout=600000",
+    // A file may take 15 min at most: the slowest (a remote worker over SSH) takes 4-5 min alone and up to
+    // 2.5x that beside another model-bound file on a loaded CI machine.
+    "--test-timeout=900000",
     ...files,
   ],
   { stdio: "inherit", env },

@@ -129,9 +129,16 @@ describe("twin worker remote: a rented GPU box over SSH", {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it("trains a queued run over the tunnel, with only the role's password and HF_TOKEN crossing; the adapter answers", async () => {
-    const runId = await queue(4);
+  it("trains a queued run over the tunnel, resumes it after the link drops, with only the role's password and HF_TOKEN crossing; the adapter answers", async () => {
+    // One run does both: a clean start (a fresh venv, the preflight) and a dropped link mid-run,
+    // since each remote run costs a minute of set-up the two would otherwise pay twice.
+    const runId = await queue(6);
+    const runs = createRepositories(database).runs;
     const worker = startWorker(remote.url("remote"));
+    let ended = false;
+    void worker.exited.then(() => {
+      ended = true;
+    });
     // While it trains: what the remote's processes hold.
     const seen = new Map<number, { command: string; environ: string[] }>();
     const watching = setInterval(() => {
@@ -144,6 +151,19 @@ describe("twin worker remote: a rented GPU box over SSH", {
         }
       }
     }, 200);
+    const storedCheckpoint = async () =>
+      (
+        await database.pool.query(
+          "SELECT 1 FROM training_files WHERE run_id = $1 AND kind = 'checkpoint' AND step >= 2",
+          [runId],
+        )
+      ).rows.length > 0;
+    const deadline = Date.now() + 400_000;
+    while (!(await storedCheckpoint())) {
+      assert.ok(Date.now() < deadline && !ended, `a checkpoint was stored: ${worker.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await remote.dropConnections();
     const code = await worker.exited;
     clearInterval(watching);
     assert.equal(code, 0, worker.output());
@@ -153,12 +173,23 @@ describe("twin worker remote: a rented GPU box over SSH", {
       "the preflight",
     );
     assert.match(worker.output(), /setting up the trainer/, "the venv was made");
+    assert.match(worker.output(), /the link was lost; run \d+ went back to the queue/);
     assert.match(worker.output(), /trained run \d+/);
 
-    const runs = createRepositories(database).runs;
     const run = await runs.get(runId);
     assert.equal(run?.status, "succeeded", `${run?.error}\n${worker.output()}`);
-    assert.equal(run?.step, 4);
+    assert.equal(run?.step, 6, "it ends at max_steps");
+    const events = await runs.events(runId);
+    const starts = events.filter((e) => e.event === "start").map((e) => Number(e.data.resumed_from));
+    assert.equal(starts.length, 2, "trained twice: before and after the drop");
+    assert.ok((starts[1] as number) >= 2, `resumed from its checkpoint (${starts})`);
+    const steps = events.filter((e) => e.event === "log").map((e) => Number(e.data.step));
+    assert.deepEqual(
+      steps,
+      [...new Set(steps)].sort((a, b) => a - b),
+      `each step logged once: ${steps}`,
+    );
+    assert.equal(steps.at(-1), 6);
     assert.match(
       String(run?.worker ?? (await runs.events(runId)).find((e) => e.event === "claimed")?.data.worker),
       /:/,
@@ -349,48 +380,6 @@ describe("twin worker remote: a rented GPU box over SSH", {
       await engine.dispose();
       await server.close();
     }
-  });
-
-  it("resumes a run after the SSH link drops, ends at max_steps, each step's events once", async () => {
-    const runId = await queue(8);
-    const runs = createRepositories(database).runs;
-    const worker = startWorker(remote.url("remote"));
-    const deadline = Date.now() + 300_000;
-    let ended = false;
-    void worker.exited.then(() => {
-      ended = true;
-    });
-    const storedCheckpoint = async () =>
-      (
-        await database.pool.query(
-          "SELECT 1 FROM training_files WHERE run_id = $1 AND kind = 'checkpoint' AND step >= 2",
-          [runId],
-        )
-      ).rows.length > 0;
-    while (!(await storedCheckpoint())) {
-      assert.ok(Date.now() < deadline && !ended, `a checkpoint was stored: ${worker.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    await remote.dropConnections();
-    const code = await worker.exited;
-    assert.equal(code, 0, worker.output());
-    assert.match(worker.output(), /the link was lost; run \d+ went back to the queue/);
-    const run = await runs.get(runId);
-    assert.equal(run?.status, "succeeded", `${run?.error}\n${worker.output()}`);
-    assert.equal(run?.step, 8);
-    const events = await runs.events(runId);
-    const starts = events.filter((e) => e.event === "start").map((e) => Number(e.data.resumed_from));
-    assert.equal(starts.length, 2, "trained twice: before and after the drop");
-    assert.ok((starts[1] as number) >= 2, `resumed from its checkpoint (${starts})`);
-    const steps = events.filter((e) => e.event === "log").map((e) => Number(e.data.step));
-    assert.deepEqual(
-      steps,
-      [...new Set(steps)].sort((a, b) => a - b),
-      `each step logged once: ${steps}`,
-    );
-    assert.equal(steps.at(-1), 8);
-    assert.deepEqual(remote.processes(), [], "no remote process remains");
-    assert.deepEqual(await workerRoles(), [], "no role remains");
   });
 
   it("refuses a changed host key, a failed login and a machine without Python, each saying so", async () => {

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -53,3 +56,27 @@ def test_a_checkpoint_unpacks_where_python_has_no_extraction_filters(tmp_path, m
     with pytest.raises(ValueError, match="not a plain file inside"):
         run_queue.untar_into(escaping.getvalue(), out)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_the_links_secrets_stay_in_the_worker_process_and_reach_no_child_it_starts():
+    """A child inherits os.environ (matplotlib runs fc-list the first time it builds its font cache):
+    the link's secrets are kept out of it, yet the worker reads them and its output guard redacts them."""
+    script = """
+import subprocess, sys
+from twin_trainer import environment
+from twin_trainer.privacy import redact
+environment.adopt_link_secrets("postgres://twin_worker_7:s3cretpass@127.0.0.1:5/db", "hf_linkToken123")
+print(environment.database_url(), environment.hf_token())
+print("redacted" if redact("pw s3cretpass tok hf_linkToken123") == "pw [redacted] tok [redacted]" else "not redacted")
+print(subprocess.run(["env"], capture_output=True, text=True, check=True).stdout)
+print("for a distributed launch:", environment.environment_with_secrets()["DATABASE_URL"])
+"""
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HF_TOKEN")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=clean).stdout
+    first, redaction, *rest = out.splitlines()
+    assert first == "postgres://twin_worker_7:s3cretpass@127.0.0.1:5/db hf_linkToken123"
+    assert redaction == "redacted"
+    child = "\n".join(rest)
+    env = child.split("for a distributed launch:")[0]
+    assert "s3cretpass" not in env and "twin_worker_" not in env and "hf_linkToken123" not in env
+    assert "for a distributed launch: postgres://twin_worker_7:s3cretpass@127.0.0.1:5/db" in child

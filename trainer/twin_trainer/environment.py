@@ -11,16 +11,22 @@ import os
 from pathlib import Path
 
 
+# The secrets a link sent (see adopt_link_secrets): held here, never in os.environ, which every child
+# process inherits (matplotlib's fc-list, torch's compilers, pip) and /proc/<pid>/environ shows.
+_link_secrets: dict[str, str] = {}
+
+
 def database_url() -> str | None:
     """PostgreSQL, where datasets, the training queue and evaluations are."""
-    # Set by twin (Node) for the worker and the report it starts; by hand or compose for a remote worker.
-    return os.environ.get("DATABASE_URL")
+    # Set by twin (Node) for the worker and the report it starts; by hand or compose for a remote worker;
+    # sent on stdin by `twin worker remote`.
+    return _link_secrets.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
 
 
 def hf_token() -> str | None:
-    """The Hugging Face token; huggingface_hub reads it itself, the trainer only keeps it out of its output."""
-    # Set by the user (a shell, compose) for gated models; twin does not set it.
-    return os.environ.get("HF_TOKEN")
+    """The Hugging Face token, passed to huggingface_hub; the trainer also keeps it out of its output."""
+    # Set by the user (a shell, compose) for gated models; sent on stdin by `twin worker remote`.
+    return _link_secrets.get("HF_TOKEN") or os.environ.get("HF_TOKEN")
 
 
 def cache_dir() -> Path:
@@ -66,7 +72,14 @@ def local_rank() -> int:
 
 def adopt_link_secrets(database_url: str, hf_token: str | None) -> None:
     """The secrets `twin worker remote` sends over the SSH link on stdin (never argv, never a file):
-    from now on `database_url()` and `hf_token()` return them, and the output guard redacts them."""
-    os.environ["DATABASE_URL"] = database_url
+    from now on `database_url()` and `hf_token()` return them, and the output guard redacts them.
+    They stay in this process: a child that needs one is given it explicitly (`environment_with_secrets`)."""
+    _link_secrets["DATABASE_URL"] = database_url
     if hf_token:
-        os.environ["HF_TOKEN"] = hf_token
+        _link_secrets["HF_TOKEN"] = hf_token
+
+
+def environment_with_secrets() -> dict[str, str]:
+    """This process's environment plus the link's secrets, for the one kind of child that must read
+    the database itself (the processes of a distributed launch)."""
+    return {**os.environ, **_link_secrets}

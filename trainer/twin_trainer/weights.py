@@ -71,7 +71,14 @@ def fetch_weights(repo: str, dest: Path | None = None, revision: str | None = No
     # Its bars would be a stream of carriage returns in a log; a line every few seconds says as much.
     disable_progress_bars()
     where = f"{repo}{'@' + revision if revision else ''}"
-    options = {"repo_id": repo, "revision": revision, "local_dir": dest, "allow_patterns": WANTED, "ignore_patterns": ["*/*"]}
+    options = {
+        "repo_id": repo,
+        "revision": revision,
+        "local_dir": dest,
+        "allow_patterns": WANTED,
+        "ignore_patterns": ["*/*"],
+        "token": environment.hf_token(),  # None: huggingface_hub's own lookup (its login, HF_TOKEN)
+    }
     try:
         plan = snapshot_download(**options, dry_run=True)
         total = sum(file.file_size or 0 for file in plan)

@@ -77,8 +77,14 @@ def train_in_processes(config: TrainConfig, processes: int, emit: Any, poll_seco
                "-m", "twin_trainer", "train", "--config", str(launch)]  # fmt: skip
     last: dict[str, Any] = {}
     with log.open("wb") as log_file:
+        # Its processes read the dataset from PostgreSQL: a link's URL is handed to them alone.
         process = subprocess.Popen(
-            command, cwd=TRAINER, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            command,
+            cwd=TRAINER,
+            env=environment.environment_with_secrets(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         read = relayed = 0
         while True:
