@@ -206,6 +206,9 @@ describe("twin model pull --weights", () => {
     );
     const record = JSON.parse(fs.readFileSync(path.join(folder, ".twin-weights.json"), "utf8"));
     assert.deepEqual(record.files, fs.readdirSync(weights).sort(), "the whole fetch is recorded");
+    assert.equal(row?.hfRevision, hub.commitOf(WEIGHTS_REPO), "the commit fetched and checked is pinned");
+    assert.equal(row?.weightsFingerprint, record.fingerprint, "with the fingerprint of what was checked");
+    assert.match(String(row?.weightsFingerprint), /^[0-9a-f]{64}$/);
     assert.ok(
       hub.log.every((request) => !request.authorized),
       "no token was sent: none was set",
@@ -348,6 +351,66 @@ describe("twin model pull --weights", () => {
     } finally {
       await model.dispose();
       await llama.dispose();
+    }
+  });
+
+  it("a worker with the weights alone (a remote) fetches the pinned commit and checks the fingerprint the pull recorded", async () => {
+    const row = await models.byName("smol");
+    assert.ok(row?.weightsFingerprint && row.hfRevision, "the pull above recorded the pair");
+    // The remote's side, as its worker runs it for a claimed run: the trainer's base_weights.
+    const { HF_TOKEN: _token, ...withoutToken } = process.env;
+    const fetchOnWorker = (repo: string, workerStore: string) =>
+      execFileAsync(
+        trainerPython(undefined),
+        [
+          "-c",
+          `import json, sys
+from twin_trainer.run_queue import Run
+from twin_trainer.worker import WeightsMismatch, base_weights
+run = Run(id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/not/on/this/worker.gguf",
+          base_hf=sys.argv[1], base_fingerprint="0" * 64, base_model_id=1, base_architecture="llama",
+          base_hf_revision=sys.argv[2], base_weights_fingerprint=sys.argv[3])
+try:
+    print(json.dumps({"folder": str(base_weights(run))}))
+except WeightsMismatch as error:
+    print(json.dumps({"mismatch": str(error)}))`,
+          repo,
+          String(row.hfRevision),
+          String(row.weightsFingerprint),
+        ],
+        {
+          cwd: trainerDir,
+          env: { ...withoutToken, HF_ENDPOINT: hub.endpoint, TWIN_MODEL_STORE: workerStore },
+        },
+      ).then(({ stdout }) => JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}"));
+
+    const since = hub.log.length;
+    const fresh = path.join(scratch, "remote-store");
+    assert.deepEqual(await fetchOnWorker(WEIGHTS_REPO, fresh), {
+      folder: path.join(fresh, "hub", WEIGHTS_REPO),
+    });
+    const asked = hub.log
+      .slice(since)
+      .filter((r) => r.host === "hub")
+      .map((r) => r.path);
+    assert.ok(
+      asked.some((p) => p.includes(String(row.hfRevision))) &&
+        !asked.some((p) => /\/(revision|resolve)\/main\b/.test(p)),
+      `fetched at the pinned commit, never main: ${asked.join(", ")}`,
+    );
+
+    // A mirror that serves other bytes at that commit: the fetch completes, the check refuses it.
+    hub.corrupt.add(`${WEIGHTS_REPO}/model.safetensors`);
+    try {
+      const damaged = await fetchOnWorker(WEIGHTS_REPO, path.join(scratch, "damaged-store"));
+      assert.match(
+        String(damaged.mismatch),
+        new RegExp(
+          `the weights ${WEIGHTS_REPO}@${String(row.hfRevision).slice(0, 12)} here are not the ones checked against its GGUF at pull time \\(fingerprint [0-9a-f]{12}…, recorded ${String(row.weightsFingerprint).slice(0, 12)}…\\)`,
+        ),
+      );
+    } finally {
+      hub.corrupt.delete(`${WEIGHTS_REPO}/model.safetensors`);
     }
   });
 

@@ -44,5 +44,18 @@ describe("a run a remote machine cannot train", () => {
       undefined,
       "a CPU run trains on the CPU",
     );
+    assert.match(
+      (await remoteRefusal(undefined, noGpu, run({}), {
+        ...base,
+        name: "mine",
+        hfSource: "/srv/models/qwen-hf",
+      })) ?? "",
+      /the base mine trains from weights in a folder on this machine \(\/srv\/models\/qwen-hf\), which a remote cannot fetch/,
+    );
+    assert.equal(
+      await remoteRefusal(undefined, noGpu, run({}), { ...base, hfSource: "Qwen/Qwen2.5-7B-Instruct" }),
+      undefined,
+      "hub weights: the remote fetches them",
+    );
   });
 });

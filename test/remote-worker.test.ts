@@ -22,7 +22,7 @@ import { type ApiCall, BotApiServer } from "./support/bot-api-server.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { fixtures } from "./support/fixtures.ts";
 import { testModel } from "./support/models.ts";
-import { sharedCopy, trainerWheelhouse } from "./support/remote-files.ts";
+import { trainerWheelhouse } from "./support/remote-files.ts";
 import { type SshRemote, sshRemoteUnavailable, startSshRemote } from "./support/ssh-remote.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -109,8 +109,9 @@ describe("twin worker remote: a rented GPU box over SSH", {
       { database, repositories },
       { ...defaultDatasetOptions("UTC"), groups: true, since: null, maxTokens: 256 },
     );
-    // The base at a path the remote user can read too (the worker checks the registered GGUF there).
-    await repositories.models.add({ ggufPath: sharedCopy(testModel()) });
+    // The base is in root's home, which the remote's user cannot read: it has no HF weights, so
+    // twin sends its GGUF over the link.
+    await repositories.models.add({ ggufPath: testModel() });
     env = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -173,6 +174,11 @@ describe("twin worker remote: a rented GPU box over SSH", {
       "the preflight",
     );
     assert.match(worker.output(), /setting up the trainer/, "the venv was made");
+    assert.equal(
+      worker.output().match(/sending the base SmolLM2-135M-Instruct\.Q4_1 \(.*, \d+ MB\), once/g)?.length,
+      1,
+      `the base went over the link once, not again after the drop: ${worker.output()}`,
+    );
     assert.match(worker.output(), /the link was lost; run \d+ went back to the queue/);
     assert.match(worker.output(), /trained run \d+/);
 

@@ -147,7 +147,9 @@ export function registerModelCommand(program: Command): void {
           row.sizeMb,
           `${row.fingerprint.slice(0, 12)}…`,
           row.ggufPath,
-          row.hfSource ?? "— (the GGUF)",
+          row.hfSource
+            ? `${row.hfSource}${row.hfRevision ? `@${row.hfRevision.slice(0, 12)}` : ""}${row.weightsFingerprint ? " (paired)" : ""}`
+            : "— (the GGUF)",
         ]);
       }
       process.stdout.write(

@@ -14,6 +14,8 @@ export function createModelsRepository({ db }: Pick<Database, "db">) {
     async add(input: {
       ggufPath: string;
       hfSource?: string | undefined;
+      /** What a pull fetched and checked against the GGUF: the weights' commit and fingerprint. */
+      pairedWeights?: { revision: string | undefined; fingerprint: string } | undefined;
       name?: string | undefined;
       makeDefault?: boolean;
     }) {
@@ -38,6 +40,8 @@ export function createModelsRepository({ db }: Pick<Database, "db">) {
           name,
           ggufPath,
           hfSource: input.hfSource ?? null,
+          hfRevision: input.pairedWeights?.revision ?? null,
+          weightsFingerprint: input.pairedWeights?.fingerprint ?? null,
           architecture: facts.architecture,
           layers: facts.layers,
           fingerprint: facts.fingerprint,

@@ -10,6 +10,10 @@ export const baseModels = pgTable("base_models", {
   ggufPath: text("gguf_path").notNull(),
   /** HF folder or hub id of the same weights, for training; null: train from the GGUF itself. */
   hfSource: text("hf_source"),
+  /** The hub commit of hfSource that `twin model pull` fetched and checked (a worker fetches that one). */
+  hfRevision: text("hf_revision"),
+  /** Those weights' fingerprint (trainer/twin_trainer/weights.py), checked by a worker that has no GGUF. */
+  weightsFingerprint: text("weights_fingerprint"),
   architecture: text("architecture").notNull(),
   layers: integer("layers").notNull(),
   fingerprint: text("fingerprint").notNull(),

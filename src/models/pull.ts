@@ -173,12 +173,16 @@ export async function pullModel(deps: PullDeps, request: PullRequest): Promise<P
 
   // ── The weights: fetched (resumable), then checked to be the same model as the GGUF ──
   const local = targets.map((t) => t.local);
-  if (weights) await fetchAndCheck(deps, request, weights, local[0] as string);
+  const paired = weights ? await fetchAndCheck(deps, request, weights, local[0] as string) : undefined;
 
   // ── Register, as `twin model add` does ──
   const model = await deps.models.add({
     ggufPath: local[0] as string,
     hfSource: weights?.source ?? entry?.weights,
+    pairedWeights: paired && {
+      revision: weights?.listing?.commit,
+      fingerprint: paired.weights_fingerprint,
+    },
     name: request.name ?? entry?.name ?? modelName(file),
     makeDefault: request.makeDefault ?? false,
   });
@@ -227,7 +231,12 @@ async function weightsPlan(deps: PullDeps, request: PullRequest): Promise<Weight
   };
 }
 
-async function fetchAndCheck(deps: PullDeps, request: PullRequest, weights: WeightsPlan, gguf: string) {
+async function fetchAndCheck(
+  deps: PullDeps,
+  request: PullRequest,
+  weights: WeightsPlan,
+  gguf: string,
+): Promise<PairReport> {
   const tool = deps.weights as WeightsTool;
   const report = request.onProgress ?? (() => undefined);
   if (weights.listing) {
@@ -251,6 +260,7 @@ async function fetchAndCheck(deps: PullDeps, request: PullRequest, weights: Weig
       );
     });
   report({ stage: "paired", report: paired });
+  return paired;
 }
 
 /**

@@ -71,6 +71,8 @@ export type PairReport = {
   vocabulary: number;
   compared: number;
   worst: { tensor?: string; type?: string; error?: number; tolerance?: number };
+  /** The checked weights' fingerprint, recorded so a worker without the GGUF can check its fetch. */
+  weights_fingerprint: string;
 };
 
 /** The trainer's weights commands, as a pull uses them (a test may stand in for them). */

@@ -4,6 +4,7 @@ import readline from "node:readline";
 import { environmentForChild } from "../config/env.ts";
 import type { Database } from "../db/client.ts";
 import type { BaseModel } from "../models/models.repository.ts";
+import { isHubRepo } from "../models/weights.ts";
 import { trainerDir, trainerPython } from "../training/local-worker.ts";
 import type { RunsRepository, TrainingRun } from "../training/runs.repository.ts";
 import {
@@ -14,6 +15,7 @@ import {
   REMOTE_HOME,
 } from "./preflight.ts";
 import { RemoteWorkerError } from "./remote.errors.ts";
+import { basesToSend, REMOTE_BASES, sendBases } from "./send-bases.ts";
 import { describeSshFailure, remoteShell, runRemote, SSH_FAILED, type SshOptions, spawnSsh } from "./ssh.ts";
 import type { SshTarget } from "./ssh-target.ts";
 import { bundleHash, bundleStream, installScript, remoteVenvDir, torchPin } from "./trainer-bundle.ts";
@@ -206,6 +208,9 @@ export async function remoteRefusal(
   if (!(REMOTE_METHODS as readonly string[]).includes(run.method)) {
     return "full fine-tuning stays on the machine of the model store (its checkpoints and model are gigabytes): train it locally, or use LoRA there";
   }
+  if (base?.hfSource && !isHubRepo(base.hfSource)) {
+    return `the base ${base.name} trains from weights in a folder on this machine (${base.hfSource}), which a remote cannot fetch: register their hub id (twin model pull … --weights <org>/<repo>), or train locally`;
+  }
   const gpu = facts.gpus[0];
   if (!gpu)
     return run.needsGpu ? "the run needs a GPU and there is none (nvidia-smi found nothing)" : undefined;
@@ -326,7 +331,7 @@ export function workerCommand(
   return remoteShell(
     `cd "${dir}/trainer" && XDG_CACHE_HOME="${REMOTE_HOME}/cache" exec "${dir}/venv/bin/python" -m twin_trainer worker --link --until-idle` +
       ` --idle-exit-seconds ${Math.round(options.idleExitMinutes * 60)} --target ${options.target.runTarget}` +
-      ` --methods ${REMOTE_METHODS.join(",")} --heartbeat-seconds ${heartbeat} --stale-seconds ${options.staleSeconds}`,
+      ` --methods ${REMOTE_METHODS.join(",")} --bases "${REMOTE_BASES}" --heartbeat-seconds ${heartbeat} --stale-seconds ${options.staleSeconds}`,
   );
 }
 
@@ -381,6 +386,8 @@ async function serve(
       const port =
         REMOTE_PORT_RANGE[0] + Math.floor(Math.random() * (REMOTE_PORT_RANGE[1] - REMOTE_PORT_RANGE[0]));
       const forward = `127.0.0.1:${port}:${local.hostname}:${local.port || "5432"}`;
+      const waiting = await runsFor(deps, options.target);
+      await sendBases(options.target, options.ssh, basesToSend(waiting, await deps.models.list()), deps.say);
       const child = spawnSsh(options.target, options.ssh, workerCommand(dir, options), [
         "-o",
         "ExitOnForwardFailure=yes",

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { BaseModel } from "../models/models.repository.ts";
+import type { TrainingRun } from "../training/runs.repository.ts";
 import { describePreflight, parsePreflight } from "./preflight.ts";
 import { tunnelledUrl, workerCommand } from "./remote-worker.ts";
+import { basesToSend } from "./send-bases.ts";
 import { describeSshFailure, shellQuote, sshArgs } from "./ssh.ts";
 import { parseSshTarget } from "./ssh-target.ts";
 
@@ -110,5 +113,18 @@ describe("the remote worker's start", () => {
     );
     assert.equal(url, "postgres://twin_worker_ab:p%2Fw%2B%3D@127.0.0.1:34567/twin");
     assert.doesNotMatch(url, /superuser-secret/);
+  });
+});
+
+describe("the bases a remote needs", () => {
+  it("are the GGUFs of the waiting runs' bases without HF weights, each once", () => {
+    const model = (id: number, hfSource: string | null) => ({ id, name: `m${id}`, hfSource }) as BaseModel;
+    const models = [model(1, null), model(2, "Qwen/Qwen2.5-7B-Instruct"), model(3, null), model(4, null)];
+    const runs = [1, 2, 1, 4].map((baseModelId) => ({ baseModelId }) as TrainingRun);
+    assert.deepEqual(
+      basesToSend(runs, models).map((m) => m.name),
+      ["m1", "m4"],
+    );
+    assert.deepEqual(basesToSend([], models), []);
   });
 });

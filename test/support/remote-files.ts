@@ -62,14 +62,3 @@ export function trainerWheelhouse(): string {
   fs.renameSync(partial, dir);
   return dir;
 }
-
-/** A copy of a model file where the remote user can read it, at the same path for both sides. */
-export function sharedCopy(file: string): string {
-  const copy = shared(path.basename(file));
-  if (!fs.existsSync(copy) || fs.statSync(copy).size !== fs.statSync(file).size) {
-    fs.copyFileSync(file, `${copy}.partial`);
-    fs.chmodSync(`${copy}.partial`, 0o644);
-    fs.renameSync(`${copy}.partial`, copy);
-  }
-  return copy;
-}

@@ -162,3 +162,52 @@ def test_a_hub_id_is_org_slash_repo_fetched_into_the_store_as_twin_model_pull_la
     assert is_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert not is_hub_id(str(tmp_path)) and not is_hub_id("a/b/c") and not is_hub_id("../x")
     assert weights_folder("Qwen/Qwen2.5-0.5B-Instruct", tmp_path) == tmp_path / "Qwen" / "Qwen2.5-0.5B-Instruct"
+
+
+def _run(**fields):
+    from twin_trainer.run_queue import Run
+
+    defaults = dict(
+        id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/absent/smol.gguf",
+        base_hf=None, base_fingerprint="f" * 64, base_model_id=1, base_architecture="llama",
+    )  # fmt: skip
+    return Run(**{**defaults, **fields})
+
+
+def test_a_worker_without_the_gguf_checks_its_weights_against_the_fingerprint_the_pull_recorded(weights, tensors, tmp_path):
+    """A remote has the hub weights only: the pair check's fingerprint, recorded at pull time, is
+    what tells it that it fetched the same model; other weights are refused, naming both."""
+    import io
+
+    from twin_trainer.weights import weights_fingerprint
+    from twin_trainer.worker import WeightsMismatch, base_weights
+
+    report = check_pair(smollm2_gguf(), weights)
+    assert report.weights_fingerprint == weights_fingerprint(weights) and len(report.weights_fingerprint) == 64
+    assert check_pair_command(smollm2_gguf(), weights)[1]["weights_fingerprint"] == report.weights_fingerprint
+
+    recorded = report.weights_fingerprint
+    assert base_weights(_run(base_hf=str(weights), base_weights_fingerprint=recorded)) == weights
+    other = variant(weights, tmp_path / "other", tensors={**tensors, "model.norm.weight": tensors["model.norm.weight"] * 1.01})
+    with pytest.raises(WeightsMismatch, match=rf"the weights {other}.* are not the ones checked against its GGUF at pull time \(fingerprint [0-9a-f]{{12}}…, recorded {recorded[:12]}…\)"):
+        base_weights(_run(base_hf=str(other), base_weights_fingerprint=recorded))
+    log = io.StringIO()
+    assert base_weights(_run(base_hf=str(other)), log=log) == other
+    assert "no pair check was recorded at pull time" in log.getvalue()
+
+
+@pytest.mark.unit
+def test_a_fetch_is_redone_when_the_folder_holds_another_commit_than_the_pinned_one(tmp_path, monkeypatch):
+    from twin_trainer import weights as weights_module
+
+    monkeypatch.setenv("TWIN_MODEL_STORE", str(tmp_path))
+    folder = weights_folder("org/model", tmp_path / "hub")
+    folder.mkdir(parents=True)
+    (folder / ".twin-weights.json").write_text(json.dumps({"repo": "org/model", "revision": "a" * 40, "folder": str(folder)}))
+    fetches = []
+    monkeypatch.setattr(weights_module, "fetch_weights", lambda repo, dest, revision=None, log=None: fetches.append(revision))
+    assert weights_module.resolve_weights("org/model", revision="a" * 40) == folder
+    assert weights_module.resolve_weights("org/model") == folder
+    assert fetches == [], "the pinned commit is there"
+    weights_module.resolve_weights("org/model", revision="b" * 40)
+    assert fetches == ["b" * 40]

@@ -293,3 +293,24 @@ def test_a_worker_claims_only_the_runs_meant_for_it(store):
             assert [run and run.id for run in remote] == [ids["for the remote"], ids["needs a GPU"], None]
         finally:
             connection.execute("UPDATE training_runs SET status = 'cancelled' WHERE id = ANY(%s)", (list(ids.values()),))
+
+
+@pytest.mark.unit
+def test_a_base_sent_over_the_link_stands_in_for_a_path_on_the_owners_machine(tmp_path):
+    from twin_trainer.run_queue import Run
+    from twin_trainer.worker import sent_base
+
+    run = Run(
+        id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/root/models/smol.gguf",
+        base_hf=None, base_fingerprint="ab" * 32, base_model_id=1, base_architecture="llama",
+    )  # fmt: skip
+    bases = tmp_path / "bases"
+    assert sent_base(run, bases) == run, "not sent: the run says where it is not, and check_base says so"
+    (bases / run.base_fingerprint).mkdir(parents=True)
+    (bases / run.base_fingerprint / "smol.gguf").write_bytes(b"GGUF")
+    assert sent_base(run, bases).base_gguf == str(bases / run.base_fingerprint / "smol.gguf")
+    assert sent_base(run, None) == run
+    here = tmp_path / "smol.gguf"
+    here.write_bytes(b"GGUF")
+    local = Run(**{**run.__dict__, "base_gguf": str(here)})
+    assert sent_base(local, bases) == local, "a path that is here wins"

@@ -167,6 +167,7 @@ def _worker(arguments: argparse.Namespace) -> int:
         stale_seconds=arguments.stale_seconds,
         out=capture.events,
         capture=capture,
+        bases=Path(arguments.bases).expanduser() if arguments.bases else None,
     )
     if arguments.link:
         from .link import Link, leave_now
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         "--stale-seconds", type=float, default=60.0, help="a running run silent this long has lost its worker: re-queue it"
     )
     serve.add_argument("--workdir", help="local scratch folder (default: ~/.cache/twin/worker)")
+    serve.add_argument(
+        "--bases", help="a folder of base GGUFs sent by `twin worker remote` (<fingerprint>/<file>), used where a run's path is not here"
+    )
     serve.add_argument(
         "--target", default="local", help="the runs it takes: those for `any` and for this (local, remote:<host>)"
     )

@@ -26,7 +26,7 @@ def database_url() -> str | None:
 def hf_token() -> str | None:
     """The Hugging Face token, passed to huggingface_hub; the trainer also keeps it out of its output."""
     # Set by the user (a shell, compose) for gated models; sent on stdin by `twin worker remote`.
-    return _link_secrets.get("HF_TOKEN") or os.environ.get("HF_TOKEN")
+    return _link_secrets.get("HF_TOKEN") or os.environ.get("HF_TOKEN") or None
 
 
 def cache_dir() -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .gguf_export import PERMUTED_ARCHITECTURES, BaseDescription, _reader, metadata_value, permute_rows
+from .weights import fingerprint_of
 
 # GGUF architecture → the HF model types llama.cpp converts to it (convert_hf_to_gguf.py). Other
 # architectures change values as they convert (Gemma's norms, for one), which this check cannot undo.
@@ -60,6 +61,7 @@ class PairReport:
     vocabulary: int
     compared: int = 0
     worst: dict[str, Any] = field(default_factory=dict)  # the compared tensor closest to its tolerance
+    weights_fingerprint: str = ""  # weights.weights_fingerprint of the folder checked, for a worker without the GGUF
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": True, **self.__dict__}
@@ -225,6 +227,7 @@ def check_pair(gguf_path: str | Path, weights_folder: str | Path) -> PairReport:
         if error / allowed > worst:
             worst = error / allowed
             report.worst = {"tensor": target, "type": tensor.tensor_type.name, "error": error, "tolerance": allowed}
+    report.weights_fingerprint = fingerprint_of(folder)
     return report
 
 

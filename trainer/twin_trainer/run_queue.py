@@ -35,6 +35,8 @@ class Run:
     base_fingerprint: str  # the served GGUF's, which the adapter records (a worker may have only the weights)
     base_model_id: int
     base_architecture: str  # the served GGUF's general.architecture
+    base_hf_revision: str | None = None  # the hub commit `twin model pull` fetched and checked
+    base_weights_fingerprint: str | None = None  # those weights' fingerprint (weights.weights_fingerprint)
 
 
 def register_worker(connection: Any, worker_id: str, host: str, pid: int, hardware: dict[str, Any]) -> None:
@@ -119,7 +121,7 @@ def claim(
             "started_at = coalesce(r.started_at, now()), heartbeat_at = now() "
             "FROM base_models b WHERE r.id = %s AND b.id = r.base_model_id "
             "RETURNING r.id, r.dataset_id, r.method, r.config, r.attempts, b.name, b.gguf_path, b.hf_source, "
-            "b.fingerprint, b.id, b.architecture",
+            "b.fingerprint, b.id, b.architecture, b.hf_revision, b.weights_fingerprint",
             (worker_id, row[0]),
         ).fetchone()
         add_event(connection, found[0], {"event": "claimed", "worker": worker_id, "attempt": found[4]})

@@ -11,6 +11,7 @@ safetensors, the config and the tokenizer files of the repository's top folder. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -43,6 +44,20 @@ def weights_root() -> Path:
 
 def weights_folder(repo: str, root: Path | None = None) -> Path:
     return (root or weights_root()).joinpath(*repo.split("/"))
+
+
+def weights_fingerprint(folder: str | Path) -> str:
+    """What the weights are, byte for byte: sha256 over each top-level safetensors file's name and
+    sha256. `twin model pull` records it with the GGUF it checked them against, so a worker that has
+    only the weights (a remote) knows it fetched the same ones."""
+    lines = []
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(16 * 2**20):
+                digest.update(chunk)
+        lines.append(f"{path.name} {digest.hexdigest()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def fetched(folder: Path) -> dict[str, Any] | None:
@@ -109,23 +124,34 @@ def fetch_weights(repo: str, dest: Path | None = None, revision: str | None = No
         "folder": str(dest),
         "files": files,
         "bytes": sum((dest / name).stat().st_size for name in files),
+        "fingerprint": weights_fingerprint(dest),
     }
     (dest / FETCHED).write_text(json.dumps(record, indent=2))
     print(f"fetched {where}: {record['bytes'] / 1e6:.0f} MB", file=log, flush=True)
     return record
 
 
-def resolve_weights(source: str, log: TextIO = sys.stderr) -> Path:
-    """The folder of a base's weights on this machine: `source` itself, or hub id `source` fetched (once)."""
+def resolve_weights(source: str, revision: str | None = None, log: TextIO = sys.stderr) -> Path:
+    """The folder of a base's weights on this machine: `source` itself, or hub id `source` fetched
+    (once; again when the folder holds another revision than the one pinned at pull time)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         return folder
     if not is_hub_id(source):
         raise FileNotFoundError(f"base weights {source}: neither a folder on this machine nor a hub id <org>/<repo>")
     folder = weights_folder(source)
-    if fetched(folder) is None:
-        fetch_weights(source, folder, log=log)
+    record = fetched(folder)
+    if record is None or (revision is not None and record.get("revision") != revision):
+        fetch_weights(source, folder, revision=revision, log=log)
     return folder
+
+
+def fingerprint_of(folder: Path) -> str:
+    """The weights' fingerprint: the one their fetch recorded, else computed now."""
+    record = fetched(folder)
+    if record and record.get("fingerprint") and record.get("folder") == str(folder):
+        return str(record["fingerprint"])
+    return weights_fingerprint(folder)
 
 
 def _status(error: Any) -> str:

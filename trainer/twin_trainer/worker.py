@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 import uuid
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,15 @@ def run_config(run: run_queue.Run, output: Path) -> TrainConfig:
     return config
 
 
+def is_here(path: str | Path) -> bool:
+    """Whether a file is on this worker and readable by it: a path into another user's home (the
+    owner's, named by a run a remote took) raises PermissionError from Path.is_file on Python 3.11."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
 def check_base(run: run_queue.Run, method: str) -> None:
     """A base GGUF here must be the registered one: the adapter is exported against it. Without it,
     a LoRA run trains on the base's HF weights and stamps the adapter with the run's fingerprint;
@@ -159,7 +169,7 @@ def check_base(run: run_queue.Run, method: str) -> None:
     from .gguf_export import base_fingerprint
 
     gguf = Path(run.base_gguf)
-    if not gguf.is_file():
+    if not is_here(gguf):
         if run.base_hf and method != "full":
             return
         needs = "method=full rewrites the base GGUF" if run.base_hf else "the base has no HF weights registered"
@@ -170,15 +180,47 @@ def check_base(run: run_queue.Run, method: str) -> None:
         raise ValueError(f"base {run.base_name}: {gguf} on this worker is not the registered model (fingerprint differs)")
 
 
-def base_weights(run: run_queue.Run) -> Path:
-    """The run's HF weights on this worker (a hub id is fetched once into the model store), checked
-    against the served GGUF where that is here too: one model, or the run fails saying where they differ."""
-    from .pair import check_pair
-    from .weights import resolve_weights
+def sent_base(run: run_queue.Run, bases: Path | None) -> run_queue.Run:
+    """The run with its base GGUF where `twin worker remote` sent it (`<bases>/<fingerprint>/<its
+    file names>`), when the registered path is on the owner's machine only; check_base then checks
+    the copy's fingerprint."""
+    if bases is None or is_here(run.base_gguf):
+        return run
+    sent = bases / run.base_fingerprint / Path(run.base_gguf).name
+    return dataclasses.replace(run, base_gguf=str(sent)) if sent.is_file() else run
 
-    folder = resolve_weights(str(run.base_hf))
-    if Path(run.base_gguf).is_file():
+
+class WeightsMismatch(ValueError):
+    """The weights fetched here are not those `twin model pull` checked against the served GGUF."""
+
+
+def base_weights(run: run_queue.Run, log: Any = sys.stderr) -> Path:
+    """The run's HF weights on this worker (a hub id is fetched once into the model store, at the
+    commit pinned at pull time), checked to be the served model: against the GGUF where that is here
+    too, else against the fingerprint the pull recorded after its own check. One model, or the run
+    fails saying where they differ."""
+    from .pair import check_pair
+    from .weights import fingerprint_of, resolve_weights
+
+    folder = resolve_weights(str(run.base_hf), revision=run.base_hf_revision, log=log)
+    if is_here(run.base_gguf):
         check_pair(run.base_gguf, folder)
+    elif run.base_weights_fingerprint:
+        found = fingerprint_of(folder)
+        if found != run.base_weights_fingerprint:
+            at = f"@{run.base_hf_revision[:12]}" if run.base_hf_revision else ""
+            raise WeightsMismatch(
+                f"base {run.base_name}: the weights {run.base_hf}{at} here are not the ones checked against its GGUF "
+                f"at pull time (fingerprint {found[:12]}…, recorded {run.base_weights_fingerprint[:12]}…): "
+                f"delete {folder} to fetch them again, or pull the model again"
+            )
+    else:
+        print(
+            f"base {run.base_name}: no pair check was recorded at pull time and its GGUF is not here: "
+            f"{run.base_hf} is trusted to be the same model (pull it with --weights to record one)",
+            file=log,
+            flush=True,
+        )
     return folder
 
 
@@ -186,7 +228,7 @@ def export_base(run: run_queue.Run, weights: str) -> Any:
     """What the adapter is exported against: the GGUF where it is here, else the weights with the run's fingerprint."""
     from .pair import describe_weights
 
-    if Path(run.base_gguf).is_file():
+    if is_here(run.base_gguf):
         return run.base_gguf
     return describe_weights(weights, run.base_architecture, run.base_fingerprint)
 
@@ -275,8 +317,10 @@ class Worker:
         stale_seconds: float,
         out=sys.stdout,
         capture: OutputCapture | None = None,
+        bases: Path | None = None,
     ):
         self.url = url
+        self.bases = bases  # where a remote keeps the base GGUFs sent over its link
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.out = out
@@ -367,6 +411,7 @@ class Worker:
         full = False
         keep = False  # a full run that goes back to the queue keeps its checkpoints in the store
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
+        run = sent_base(run, self.bases)
         log = self.start_log(run.id)
         try:
             config = run_config(run, self.scratch / f"run-{run.id}")
@@ -386,7 +431,7 @@ class Worker:
             heartbeat.start()
             if run.base_hf:  # fetched here on first use, under the heartbeat: a 7B model takes a while
                 self.phase(connection, run, "loading", weights=run.base_hf)
-                config.base = str(base_weights(run))
+                config.base = str(base_weights(run, log=sys.stderr))
 
             def emit(event: dict[str, Any]) -> None:
                 self.say({"run": run.id, **event})
