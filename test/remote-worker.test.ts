@@ -130,10 +130,11 @@ describe("twin worker remote: a rented GPU box over SSH", {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it("trains a queued run over the tunnel, resumes it after the link drops, with only the role's password and HF_TOKEN crossing; the adapter answers", async () => {
-    // One run does both: a clean start (a fresh venv, the preflight) and a dropped link mid-run,
-    // since each remote run costs a minute of set-up the two would otherwise pay twice.
+  it("trains a queued run over the tunnel, resumes it after the link drops, stops the next on Ctrl-C with its checkpoint, with only the role's password and HF_TOKEN crossing; the adapter answers", async () => {
+    // One session does it all: a clean start (a fresh venv, the preflight), a dropped link mid-run,
+    // and Ctrl-C during the next run, since each remote session costs a minute of set-up.
     const runId = await queue(6);
+    const next = await queue(40);
     const runs = createRepositories(database).runs;
     const worker = startWorker(remote.url("remote"));
     let ended = false;
@@ -165,9 +166,33 @@ describe("twin worker remote: a rented GPU box over SSH", {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     await remote.dropConnections();
+    // The next run, once it has a checkpoint: Ctrl-C.
+    const nextCheckpoint = async () =>
+      Number(
+        (
+          await database.pool.query(
+            "SELECT max(step) AS step FROM training_files WHERE run_id = $1 AND kind = 'checkpoint'",
+            [next],
+          )
+        ).rows[0]?.step ?? 0,
+      );
+    while ((await nextCheckpoint()) < 2) {
+      assert.ok(
+        Date.now() < deadline + 300_000 && !ended,
+        `run ${next} stored a checkpoint: ${worker.output()}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    worker.child.kill("SIGINT");
     const code = await worker.exited;
     clearInterval(watching);
-    assert.equal(code, 0, worker.output());
+    const interrupted = await runs.get(next);
+    const kept = await nextCheckpoint();
+    await runs.requestCancel(next); // out of the next test's way, whatever is asserted below
+    assert.equal(code, 130, `Ctrl-C's exit status: ${worker.output()}`);
+    assert.match(worker.output(), /remote: done \(stopped\)/);
+    assert.equal(interrupted?.status, "queued", `Ctrl-C puts it back in the queue: ${interrupted?.error}`);
+    assert.ok((interrupted?.step ?? 40) < 40 && kept >= 2, "with its checkpoint, to resume from");
     assert.match(
       worker.output(),
       /remote: no NVIDIA GPU \(trains on the CPU\); [\d.]+ GB free disk/,

@@ -118,7 +118,7 @@ export function registerWorkerCommand(program: Command): void {
         stopped: "stopped",
       }[outcome.reason];
       process.stdout.write(
-        `${target.host}: done (${why})${runs}${outcome.reconnections ? `; reconnected ${outcome.reconnections} times` : ""}\n`,
+        `${target.host}: done (${why})${runs}${outcome.reconnections ? `; reconnected ${outcome.reconnections === 1 ? "once" : `${outcome.reconnections} times`}` : ""}\n`,
       );
     });
 }

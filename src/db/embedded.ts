@@ -233,6 +233,10 @@ async function initialise(clusterDir: string, password: string): Promise<void> {
     // anyone else (the container's uid 1000) runs it as themselves, since they could not add users.
     createPostgresUser: process.getuid?.() === 0,
     authMethod: "scram-sha-256",
+    // UTF-8 with PostgreSQL's own C.UTF-8 locale, whatever LANG says: with LANG unset (slim images,
+    // service units) initdb would make a SQL_ASCII cluster, on which Russian text search finds
+    // nothing. The builtin provider needs no OS locale. Existing clusters are left as they are.
+    initdbFlags: ["--encoding=UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8"],
     onLog: (message) => {
       debug("%s", message);
       log.push(String(message).trim());
