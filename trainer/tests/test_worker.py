@@ -314,3 +314,23 @@ def test_a_base_sent_over_the_link_stands_in_for_a_path_on_the_owners_machine(tm
     here.write_bytes(b"GGUF")
     local = Run(**{**run.__dict__, "base_gguf": str(here)})
     assert sent_base(local, bases) == local, "a path that is here wins"
+
+
+@pytest.mark.unit
+def test_a_failed_runs_reason_names_the_machine_the_step_and_the_fix_for_memory_and_disk():
+    import errno
+
+    from twin_trainer.worker import failure_reason
+
+    class OutOfMemoryError(RuntimeError):  # torch.OutOfMemoryError's name, without importing torch
+        pass
+
+    assert failure_reason(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 37, "gpu-box") == (
+        "out of GPU memory on gpu-box at step 37: lower tokens_per_batch, or train with QLoRA "
+        "(CUDA out of memory. Tried to allocate 2.00 GiB)"
+    )
+    full = OSError(errno.ENOSPC, "No space left on device", "/home/u/.cache/twin/worker/run-3/checkpoint-40")
+    assert failure_reason(full, 40, "gpu-box") == (
+        "disk full on gpu-box at step 40 writing /home/u/.cache/twin/worker/run-3/checkpoint-40: free some space there"
+    )
+    assert failure_reason(ValueError("no_such_attention"), None, "h") == "ValueError on h before training: no_such_attention"

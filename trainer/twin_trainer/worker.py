@@ -190,6 +190,19 @@ def sent_base(run: run_queue.Run, bases: Path | None) -> run_queue.Run:
     return dataclasses.replace(run, base_gguf=str(sent)) if sent.is_file() else run
 
 
+def failure_reason(error: BaseException, step: int | None, host: str) -> str:
+    """A failed run's reason, naming the machine and the step, and what to do for the failures an
+    owner can fix: out of GPU memory, a full disk."""
+    import errno
+
+    where = f"on {host}" + (f" at step {step}" if step is not None else " before training")
+    if type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(error):
+        return f"out of GPU memory {where}: lower tokens_per_batch, or train with QLoRA ({error})"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return f"disk full {where}{f' writing {error.filename}' if error.filename else ''}: free some space there"
+    return f"{type(error).__name__} {where}: {error}"
+
+
 class WeightsMismatch(ValueError):
     """The weights fetched here are not those `twin model pull` checked against the served GGUF."""
 
@@ -410,6 +423,7 @@ class Worker:
         output: Path | None = None
         full = False
         keep = False  # a full run that goes back to the queue keeps its checkpoints in the store
+        step: int | None = None  # the last step the run reached, for a failure's reason
         self.say({"event": "claimed", "run": run.id, "attempt": run.attempts})
         run = sent_base(run, self.bases)
         log = self.start_log(run.id)
@@ -434,6 +448,8 @@ class Worker:
                 config.base = str(base_weights(run, log=sys.stderr))
 
             def emit(event: dict[str, Any]) -> None:
+                nonlocal step
+                step = event.get("step", event.get("resumed_from", step))
                 self.say({"run": run.id, **event})
                 if event["event"] == "start":
                     run_queue.forget_steps_after(connection, run.id, event["resumed_from"])
@@ -470,7 +486,7 @@ class Worker:
             traceback.print_exc()  # into the run's log, stored before the run is marked failed
             self.stop_log(log)
             log = None
-            reason = f"{type(error).__name__}: {error}"
+            reason = failure_reason(error, step, socket.gethostname())
             self.say({"event": "failed", "run": run.id, "reason": reason})
             run_queue.finish(connection, run, self.id, "failed", reason)
             keep = False
