@@ -130,6 +130,9 @@ describe("lifecycle: a twin killed with SIGKILL locks nobody out", { timeout: 60
       ).catch(() => []);
       return Number(rows[0]?.committed ?? 0) > 0;
     });
+    // Frozen mid-import (its server connection and presence held), so it cannot finish while the
+    // second command starts: on a fast machine 150,000 messages took less than that command.
+    importing.child.kill("SIGSTOP");
 
     const beside = await start(env, "stats").done;
     assert.equal(beside.code, 0, `a second command beside a running twin works: ${beside.output}`);

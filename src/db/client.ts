@@ -55,6 +55,23 @@ export function redactUrl(url: string): string {
  * Same driver and migrations either way; `close()` ends the pool and stops an embedded server.
  */
 export async function openDatabase(config: Config, options: { migrate?: boolean } = {}): Promise<Database> {
+  // A twin leaving the embedded server as this one joins may be stopping it: the join waits for
+  // that twin's lock and can be let in a moment before the shutdown ends its connections. Then
+  // the server is started again, as when it was found stopped.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect(config, options);
+    } catch (error) {
+      const stopping = (error as { cause?: { code?: string } }).cause?.code;
+      if (config.databaseUrl || attempt >= 3 || !["57P03", "57P01", "ECONNREFUSED"].includes(stopping ?? ""))
+        throw error;
+      debug("the embedded server was shutting down as we joined; starting again");
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+    }
+  }
+}
+
+async function connect(config: Config, options: { migrate?: boolean }): Promise<Database> {
   const embedded = config.databaseUrl
     ? undefined
     : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
