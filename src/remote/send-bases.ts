@@ -33,7 +33,7 @@ export async function sendBases(
   for (const base of bases) {
     const dir = `${REMOTE_BASES}/${base.fingerprint}`;
     for (const part of ggufParts(base.ggufPath)) {
-      const size = fs.statSync(part).size;
+      const { size } = await fs.promises.stat(part);
       const there = `"${dir}"/${shellQuote(path.basename(part))}`;
       const held = await runRemote(target, ssh, `stat -c %s ${there} 2>/dev/null || echo 0`);
       const failure = describeSshFailure(host, held);
@@ -48,7 +48,7 @@ export async function sendBases(
       const sent = await runRemote(
         target,
         ssh,
-        `mkdir -p "${dir}" && chmod 700 "${REMOTE_HOME}" && cat > ${there}.partial && mv ${there}.partial ${there}`,
+        `mkdir -p "${dir}" && cat > ${there}.partial && mv ${there}.partial ${there}`,
         fs.createReadStream(part),
       );
       const lost = describeSshFailure(host, sent);

@@ -30,6 +30,17 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(used)}: unmark it")
 
 
+def queued_run(**fields):
+    """A claimed run as the worker gets it from the queue, with `fields` changed (no database)."""
+    from twin_trainer.run_queue import Run
+
+    defaults = dict(
+        id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/absent/smol.gguf",
+        base_hf=None, base_fingerprint="f" * 64, base_model_id=1, base_architecture="llama",
+    )  # fmt: skip
+    return Run(**{**defaults, **fields})
+
+
 def smollm2_gguf() -> Path:
     """SmolLM2-135M-Instruct Q4_1 GGUF, fetched into the cache by scripts/test-model.mjs (from PyPI)."""
     explicit = os.environ.get("TEST_MODEL_GGUF")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import smollm2_gguf
+from conftest import queued_run, smollm2_gguf
 from twin_trainer.gguf_export import base_fingerprint, describe_gguf, export_adapter
 from twin_trainer.pair import PairMismatch, check_pair, describe_weights, tolerance
 from twin_trainer.weights import is_hub_id, weights_folder
@@ -164,16 +164,6 @@ def test_a_hub_id_is_org_slash_repo_fetched_into_the_store_as_twin_model_pull_la
     assert weights_folder("Qwen/Qwen2.5-0.5B-Instruct", tmp_path) == tmp_path / "Qwen" / "Qwen2.5-0.5B-Instruct"
 
 
-def _run(**fields):
-    from twin_trainer.run_queue import Run
-
-    defaults = dict(
-        id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/absent/smol.gguf",
-        base_hf=None, base_fingerprint="f" * 64, base_model_id=1, base_architecture="llama",
-    )  # fmt: skip
-    return Run(**{**defaults, **fields})
-
-
 def test_a_worker_without_the_gguf_checks_its_weights_against_the_fingerprint_the_pull_recorded(weights, tensors, tmp_path):
     """A remote has the hub weights only: the pair check's fingerprint, recorded at pull time, is
     what tells it that it fetched the same model; other weights are refused, naming both."""
@@ -187,12 +177,12 @@ def test_a_worker_without_the_gguf_checks_its_weights_against_the_fingerprint_th
     assert check_pair_command(smollm2_gguf(), weights)[1]["weights_fingerprint"] == report.weights_fingerprint
 
     recorded = report.weights_fingerprint
-    assert base_weights(_run(base_hf=str(weights), base_weights_fingerprint=recorded)) == weights
+    assert base_weights(queued_run(base_hf=str(weights), base_weights_fingerprint=recorded)) == weights
     other = variant(weights, tmp_path / "other", tensors={**tensors, "model.norm.weight": tensors["model.norm.weight"] * 1.01})
     with pytest.raises(WeightsMismatch, match=rf"the weights {other}.* are not the ones checked against its GGUF at pull time \(fingerprint [0-9a-f]{{12}}…, recorded {recorded[:12]}…\)"):
-        base_weights(_run(base_hf=str(other), base_weights_fingerprint=recorded))
+        base_weights(queued_run(base_hf=str(other), base_weights_fingerprint=recorded))
     log = io.StringIO()
-    assert base_weights(_run(base_hf=str(other)), log=log) == other
+    assert base_weights(queued_run(base_hf=str(other)), log=log) == other
     assert "no pair check was recorded at pull time" in log.getvalue()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import ROOT, smollm2_gguf, twin
+from conftest import ROOT, queued_run, smollm2_gguf, twin
 
 from twin_trainer import run_queue
 from twin_trainer.charts import loss_chart
@@ -297,13 +297,9 @@ def test_a_worker_claims_only_the_runs_meant_for_it(store):
 
 @pytest.mark.unit
 def test_a_base_sent_over_the_link_stands_in_for_a_path_on_the_owners_machine(tmp_path):
-    from twin_trainer.run_queue import Run
     from twin_trainer.worker import sent_base
 
-    run = Run(
-        id=1, dataset_id=1, method="lora", config={}, attempts=1, base_name="smol", base_gguf="/root/models/smol.gguf",
-        base_hf=None, base_fingerprint="ab" * 32, base_model_id=1, base_architecture="llama",
-    )  # fmt: skip
+    run = queued_run(base_gguf="/root/models/smol.gguf", base_fingerprint="ab" * 32)
     bases = tmp_path / "bases"
     assert sent_base(run, bases) == run, "not sent: the run says where it is not, and check_base says so"
     (bases / run.base_fingerprint).mkdir(parents=True)
@@ -312,7 +308,7 @@ def test_a_base_sent_over_the_link_stands_in_for_a_path_on_the_owners_machine(tm
     assert sent_base(run, None) == run
     here = tmp_path / "smol.gguf"
     here.write_bytes(b"GGUF")
-    local = Run(**{**run.__dict__, "base_gguf": str(here)})
+    local = queued_run(base_gguf=str(here), base_fingerprint="ab" * 32)
     assert sent_base(local, bases) == local, "a path that is here wins"
 
 

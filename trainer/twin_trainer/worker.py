@@ -11,6 +11,7 @@ model's path, size and checksum. On several GPUs the worker launches one process
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,8 +24,7 @@ import threading
 import time
 import traceback
 import uuid
-import dataclasses
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,14 +187,12 @@ def sent_base(run: run_queue.Run, bases: Path | None) -> run_queue.Run:
     if bases is None or is_here(run.base_gguf):
         return run
     sent = bases / run.base_fingerprint / Path(run.base_gguf).name
-    return dataclasses.replace(run, base_gguf=str(sent)) if sent.is_file() else run
+    return replace(run, base_gguf=str(sent)) if sent.is_file() else run
 
 
 def failure_reason(error: BaseException, step: int | None, host: str) -> str:
     """A failed run's reason, naming the machine and the step, and what to do for the failures an
     owner can fix: out of GPU memory, a full disk."""
-    import errno
-
     where = f"on {host}" + (f" at step {step}" if step is not None else " before training")
     if type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(error):
         return f"out of GPU memory {where}: lower tokens_per_batch, or train with QLoRA ({error})"
@@ -445,7 +443,7 @@ class Worker:
             heartbeat.start()
             if run.base_hf:  # fetched here on first use, under the heartbeat: a 7B model takes a while
                 self.phase(connection, run, "loading", weights=run.base_hf)
-                config.base = str(base_weights(run, log=sys.stderr))
+                config.base = str(base_weights(run))
 
             def emit(event: dict[str, Any]) -> None:
                 nonlocal step
