@@ -32,6 +32,8 @@ export type Database = {
   describe: string;
   /** The full connection string, password included: only for a child's environment (the trainer worker), never printed. */
   url: string;
+  /** The embedded cluster's folder, when the server is twin's own (its fixes differ from a DATABASE_URL server's). */
+  embeddedDir?: string | undefined;
   close(): Promise<void>;
 };
 
@@ -98,7 +100,8 @@ async function connect(config: Config, options: { migrate?: boolean }): Promise<
   const url = embedded
     ? `postgres://${encodeURIComponent(embedded.connection.user)}:${encodeURIComponent(embedded.connection.password)}@${embedded.connection.host}:${embedded.connection.port}/${embedded.connection.database}`
     : (config.databaseUrl as string);
-  const database = { db, pool, describe, url, close };
+  const embeddedDir = embedded ? path.join(config.dataDir, "postgres") : undefined;
+  const database = { db, pool, describe, url, embeddedDir, close };
   if (options.migrate !== false) {
     try {
       await runMigrations(database);

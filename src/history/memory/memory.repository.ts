@@ -1,0 +1,59 @@
+import type { Database } from "../../db/client.ts";
+import { checkTextSearch, type TextSearchCheck } from "../../db/text-search.ts";
+import { hasTrigram, indexMessages, indexProgress } from "./indexer.ts";
+import { createPostgresRetriever } from "./postgres-retriever.ts";
+import type { Retriever } from "./retriever.ts";
+
+/** The session gap windows are cut at, as the dataset's default (dataset/sessions.ts). */
+const WINDOW_GAP_MS = 10 * 60_000;
+
+/** How far the search index has come: messages indexed of all messages. */
+export type IndexProgress = {
+  indexed: number;
+  total: number;
+  /** Why memory is refused on this server (checkTextSearch's reason); then nothing is indexed. */
+  refusal?: string | undefined;
+};
+
+export type IndexOutcome = IndexProgress & {
+  /** done: every message is indexed; busy: another process holds the indexer; refused: see `refusal`. */
+  status: "done" | "busy" | "refused" | "cancelled";
+};
+
+export type MemoryRepository = {
+  /**
+   * Indexes every message not yet in the search index, in batches (a crash loses at most one batch).
+   * One indexer at a time across processes: another one returns at once with status `busy`.
+   */
+  index(options?: {
+    onProgress?: (progress: IndexProgress) => void;
+    signal?: AbortSignal;
+  }): Promise<IndexOutcome>;
+  progress(): Promise<IndexProgress>;
+  check(): Promise<TextSearchCheck>;
+  retriever: Retriever;
+};
+
+export function createMemoryRepository(
+  database: Database,
+  options: { gapMs?: number } = {},
+): MemoryRepository {
+  let trigram: Promise<boolean> | undefined;
+  const check = () => checkTextSearch(database.pool, { embedded: database.embeddedDir });
+  return {
+    index: (indexOptions) => indexMessages(database, indexOptions),
+    async progress() {
+      const verdict = await check();
+      return { ...(await indexProgress(database.db)), refusal: verdict.ok ? undefined : verdict.reason };
+    },
+    check,
+    retriever: createPostgresRetriever(database.db, {
+      gapMs: options.gapMs ?? WINDOW_GAP_MS,
+      // Asked once: the extension comes with the migration or not at all.
+      trigram: () => {
+        trigram ??= hasTrigram(database.pool);
+        return trigram;
+      },
+    }),
+  };
+}
