@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import { loadConfig } from "../src/config/config.ts";
+import { openDatabase } from "../src/db/client.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { createMemoryRepository, type MemoryRepository } from "../src/history/memory/memory.repository.ts";
@@ -303,3 +307,43 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe("memory on a server whose text search cannot read Russian", { timeout: 120_000 }, () => {
+  const external = process.env.TEST_DATABASE_URL;
+  it("refuses to index, says how to fix it, and keeps the history", {
+    skip: !external && "needs TEST_DATABASE_URL",
+  }, async () => {
+    const name = `twin_test_${randomBytes(6).toString("hex")}`;
+    const admin = new pg.Client({ connectionString: external });
+    await admin.connect();
+    await admin.query(
+      `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'`,
+    );
+    const url = new URL(external as string);
+    url.pathname = `/${name}`;
+    const database = await openDatabase(loadConfig({ DATABASE_URL: url.toString(), TWIN_TZ: "UTC" }));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-memory-"));
+    try {
+      await importDesktopExport(
+        { historyRepository: createHistoryRepository(database) },
+        { input: writeExport(dir), batchSize: 1000, timeZone: "UTC" },
+      );
+      const memory = createMemoryRepository(database);
+      const outcome = await memory.index();
+      assert.equal(outcome.status, "refused");
+      assert.match(outcome.refusal ?? "", new RegExp(`database ${name} is SQL_ASCII`));
+      assert.match(outcome.refusal ?? "", /CREATE DATABASE .* ENCODING 'UTF8'/);
+      assert.deepEqual(
+        { indexed: outcome.indexed, total: outcome.total },
+        { indexed: 0, total: 20 },
+        "nothing indexed, every message still there",
+      );
+      assert.match((await memory.progress()).refusal ?? "", /SQL_ASCII/);
+    } finally {
+      await database.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});
