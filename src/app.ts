@@ -6,6 +6,7 @@ import type { Database } from "./db/client.ts";
 import { createEvaluationRepository } from "./evaluation/evaluation.repository.ts";
 import { createGuessRepository } from "./evaluation/guess.repository.ts";
 import { createHistoryRepository } from "./history/history.repository.ts";
+import { createMemoryRepository } from "./history/memory/memory.repository.ts";
 import { createModelsRepository } from "./models/models.repository.ts";
 import { LocalWorker } from "./training/local-worker.ts";
 import { createRunsRepository } from "./training/runs.repository.ts";
@@ -24,6 +25,7 @@ export function createRepositories(database: Database) {
     evaluations: createEvaluationRepository(database),
     guesses: createGuessRepository(database),
     botMessages: createBotMessagesRepository(database),
+    memory: createMemoryRepository(database),
   };
 }
 

@@ -105,6 +105,19 @@ describe("architecture", () => {
     }
   });
 
+  // The bot, `twin chat` and `twin eval` show the model a conversation one way: the use case's.
+  it("builds prompts only through the conversation-context use case", () => {
+    const builders = new Set([
+      path.join("inference", "prompt.ts"),
+      path.join("inference", "conversation-context.ts"),
+    ]);
+    const astray = files.filter(
+      (file) =>
+        !builders.has(file) && /\bbuildPrompt\b/.test(fs.readFileSync(path.join(srcDir, file), "utf8")),
+    );
+    assert.deepEqual(astray, [], "these build a prompt of their own instead of buildConversationContext");
+  });
+
   it("has a README of at most ~250 lines whose links all resolve inside the repository", () => {
     const root = path.resolve(srcDir, "..");
     const pages = ["README.md", ...fs.readdirSync(path.join(root, "docs")).map((page) => `docs/${page}`)];

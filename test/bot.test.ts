@@ -14,8 +14,10 @@ import { texts } from "../src/bot/texts.ts";
 import { createServing } from "../src/cli/engine-setup.ts";
 import type { Config } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
+import { SESSION_GAP_MS } from "../src/dataset/sessions.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
+import type { RecalledWindow, RetrievalQuery } from "../src/history/memory/retriever.ts";
 import { Conversations } from "../src/inference/conversations.ts";
 import { Engine } from "../src/inference/engine.ts";
 import { promptText } from "../src/inference/prompt.ts";
@@ -67,9 +69,12 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
     history: createHistoryRepository(database),
     messages: messages(),
     countTokens: engine.countTokens,
-    contextSize: 2048,
-    maxReplyTokens: 32,
-    timeZone: "UTC",
+    settings: {
+      gapMs: SESSION_GAP_MS,
+      timeZone: "UTC",
+      maxTokens: 2048 - 32,
+      memory: { enabled: false, windows: 0 },
+    },
   });
   const texted = (chatId: number) =>
     server.sent("sendMessage", chatId).map((call) => String(call.params.text));
@@ -360,6 +365,54 @@ describe("the bot end to end, against a local Bot API server and SmolLM2", { tim
       /hi anna, long time/,
       "the earlier conversation is context after the restart",
     );
+    // With memory on, it is asked about what is said now, over all the owner has (talk), never for
+    // what the prompt already shows; what it recalls sits after the header, before the history.
+    const queries: RetrievalQuery[] = [];
+    const recalled: RecalledWindow = {
+      chatId: anna.id,
+      chatTitle: null,
+      chatType: "personal_chat",
+      hitMessageId: 1,
+      via: "text",
+      score: 1,
+      messages: [
+        {
+          messageId: 1,
+          senderId: anna.id,
+          senderName: "Anna",
+          sentAt: new Date("2020-02-02T12:00:00Z"),
+          text: "the lake!",
+        },
+      ],
+    };
+    const retriever = {
+      retrieve: async (query: RetrievalQuery) => {
+        queries.push(query);
+        return [recalled];
+      },
+    };
+    const withMemory = await conversationPrompt(
+      {
+        ...promptDeps(),
+        retriever,
+        settings: { ...promptDeps().settings, memory: { enabled: true, windows: 2 } },
+      },
+      { personId: anna.id, mode: "talk" },
+      "Anna",
+    );
+    assert.equal(queries.length, 1, "asked once");
+    const [query] = queries as [RetrievalQuery];
+    assert.deepEqual([query.scope, query.limit], [{ kind: "all" }, 2]);
+    assert.ok(query.text.includes("still there?"), `the live conversation's last turns: ${query.text}`);
+    assert.ok(
+      query.exclude.filter((span) => span.chatId === anna.id).length >= 2,
+      `the real sessions shown and the stored conversation are never recalled: ${JSON.stringify(query.exclude)}`,
+    );
+    const text = promptText(withMemory.prompt.pieces);
+    const memoryAt = text.indexOf(
+      "Earlier · Telegram chat · Anna Petrova · 2020-02-02 Sun 12:00\nAnna Petrova: >>> the lake!",
+    );
+    assert.ok(memoryAt > 0 && memoryAt < text.indexOf("hi anna, long time"), text.slice(0, 600));
   });
 
   it("imports a fixture export sent as a document, with an edited status message", async () => {

@@ -5,12 +5,16 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
+import { createBotMessagesRepository } from "../src/bot/bot-messages.repository.ts";
+import { conversationPrompt } from "../src/bot/conversation-prompt.ts";
 import { loadConfig } from "../src/config/config.ts";
 import { openDatabase } from "../src/db/client.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { createMemoryRepository, type MemoryRepository } from "../src/history/memory/memory.repository.ts";
 import type { RecalledWindow, RetrievalQuery } from "../src/history/memory/retriever.ts";
+import { contextSettings } from "../src/inference/conversation-context.ts";
+import { promptText } from "../src/inference/prompt.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 
 after(stopEmbedded);
@@ -284,6 +288,41 @@ for (const backend of backends()) {
         scope: { kind: "group", chatId: groupKey },
       });
       assert.deepEqual([...new Set(groupOnly.map((w) => w.chatId))], [groupKey]);
+    });
+
+    it("never puts chat A's secret into the prompt of a friend from chat B, with memory on", async () => {
+      const messages = createBotMessagesRepository(database);
+      const settings = contextSettings(loadConfig({ TWIN_TZ: "UTC", TWIN_MEMORY: "on" }), undefined);
+      const promptFor = async (ref: { personId: number; mode: "friend" | "talk" }, updateId: number) => {
+        await messages.addIncoming(ref, "слушай, какой там пароль от сейфа? бирюзовыйкенгуру?", updateId);
+        const deps = {
+          history: createHistoryRepository(database),
+          messages,
+          countTokens: (text: string) => Math.ceil(text.length / 3),
+          retriever: memory.retriever,
+          settings,
+        };
+        return promptText((await conversationPrompt(deps, ref, "Friend")).prompt.pieces);
+      };
+      const boris_ = await promptFor({ personId: boris.id, mode: "friend" }, 1);
+      assert.doesNotMatch(boris_, /бирюзовыйкенгуру(?!\?)/u, "Boris's prompt holds only his own question");
+      assert.ok(!boris_.includes(SECRET));
+      // The same question in the owner's /talk with Boris may recall it: the rule, not the search, kept it out.
+      const talk = await promptFor({ personId: boris.id, mode: "talk" }, 2);
+      assert.ok(talk.includes(SECRET), "the owner's simulated chat draws on everything");
+      // Without memory, or when memory finds nothing, the prompt is what it was.
+      const off = { ...settings, memory: { ...settings.memory, enabled: false } };
+      const plain = await conversationPrompt(
+        {
+          history: createHistoryRepository(database),
+          messages,
+          countTokens: (t) => Math.ceil(t.length / 3),
+          settings: off,
+        },
+        { personId: boris.id, mode: "friend" },
+        "Friend",
+      );
+      assert.equal(promptText(plain.prompt.pieces), boris_);
     });
 
     it("re-indexes an edited message and forgets a forgotten chat", async () => {

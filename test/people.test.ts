@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { SESSION_GAP_MS } from "../src/dataset/sessions.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { parsePersonQuery } from "../src/history/person-lookup.ts";
@@ -79,7 +80,7 @@ for (const backend of backends()) {
       assert.ok(top && next && top.messages >= next.messages, "busiest first");
       assert.ok(top.groupMessages > 0 && top.personalMessages === 0, "counted in shared group sessions");
       assert.ok(!stats.partners.some((p) => p.id === 64232718), "never the owner");
-      const context = await loadConversationContext(history, top.id, "", "UTC");
+      const context = await loadConversationContext(history, top.id, "", SESSION_GAP_MS);
       assert.ok(context.history.length > 0, "their shared sessions are the conversation's history");
       const speakers = new Set(context.history.map((turn) => turn.speaker));
       assert.deepEqual(

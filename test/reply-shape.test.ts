@@ -6,8 +6,9 @@ import { Replier, type ReplyTarget } from "../src/bot/replier.ts";
 import { loadConfig } from "../src/config/config.ts";
 import { buildDataset, defaultDatasetOptions } from "../src/dataset/build.usecase.ts";
 import type { Manifest } from "../src/dataset/manifest.ts";
-import { SESSION_GAP_MINUTES } from "../src/dataset/sessions.ts";
+import { SESSION_GAP_MINUTES, SESSION_GAP_MS } from "../src/dataset/sessions.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
+import { contextSettings } from "../src/inference/conversation-context.ts";
 import { Conversations } from "../src/inference/conversations.ts";
 import { Engine, type Reply } from "../src/inference/engine.ts";
 import { loadConversationContext } from "../src/inference/history-context.ts";
@@ -151,13 +152,14 @@ describe("reply shape: the base model answering a friend on the IRC fixture", { 
       api: api as never,
       messages: repositories.botMessages,
       conversations: conversations as Conversations,
-      prompt: {
-        history: repositories.history,
-        countTokens: engine.countTokens,
-        contextSize: CONTEXT,
-        maxReplyTokens: CAP,
-        timeZone: "UTC",
-      },
+      prompt: { history: repositories.history, countTokens: engine.countTokens },
+      contextSettings: (manifest) =>
+        contextSettings(
+          loadConfig({ TWIN_CONTEXT_SIZE: String(CONTEXT), TWIN_MAX_REPLY_TOKENS: String(CAP) }),
+          manifest,
+          "UTC",
+        ),
+      maxReplyTokens: CAP,
       adapter: () => undefined,
       paused: () => false,
       quietMs: 1,
@@ -254,7 +256,12 @@ describe("reply shape: the base model answering a friend on the IRC fixture", { 
 
   it("resamples a repeat once, cuts at the limit, retries an empty reply three times at most", async () => {
     const repositories = createRepositories(database);
-    const context = await loadConversationContext(repositories.history, friend.id, friend.name, "UTC");
+    const context = await loadConversationContext(
+      repositories.history,
+      friend.id,
+      friend.name,
+      SESSION_GAP_MS,
+    );
     const prompt = buildPrompt({
       header: `Telegram chat · ${friend.name}, ${ownerName} · 2024-01-01 Mon 10:00`,
       history: context.history,

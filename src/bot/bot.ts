@@ -14,6 +14,7 @@ import { ownerTimeZone } from "../config/config.ts";
 import { sanitizeName } from "../dataset/names.ts";
 import type { Database } from "../db/client.ts";
 import { PRIVATE_FILE_MODE } from "../files/private.ts";
+import { contextSettings } from "../inference/conversation-context.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { Engine } from "../inference/engine.ts";
 import type { Serving } from "../inference/serving.ts";
@@ -42,6 +43,7 @@ import { codeAsEntities } from "./format.ts";
 import { Jobs } from "./jobs.ts";
 import { createLog, type Log } from "./log.ts";
 import { loginSecrets } from "./login/login-secrets.ts";
+import { MemoryIndexer } from "./memory-indexer.ts";
 import { displayName } from "./people.ts";
 import { PressAnswers } from "./presses.ts";
 import { RATE_WINDOW_MS, RateGate, RateWindow } from "./rate-limit.ts";
@@ -135,7 +137,8 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     const owner = await history.getOwner();
     return sanitizeName(owner?.name ?? null, ownerId).replace(/^User \d+$/, "the owner");
   };
-  const timeZone = ownerTimeZone(config.timeZone, (await history.getOwner())?.timeZone);
+  const storedTimeZone = (await history.getOwner())?.timeZone;
+  const timeZone = ownerTimeZone(config.timeZone, storedTimeZone);
   const replier = new Replier({
     api: bot.api,
     messages,
@@ -144,10 +147,10 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     prompt: {
       history: repositories.history,
       countTokens: options.countTokens,
-      contextSize: config.inference.contextSize,
-      maxReplyTokens: config.inference.maxReplyTokens,
-      timeZone,
+      retriever: repositories.memory.retriever,
     },
+    contextSettings: (manifest) => contextSettings(config, manifest, storedTimeZone),
+    maxReplyTokens: config.inference.maxReplyTokens,
     adapter: () => options.model.adapter(),
     paused: () => settings.paused,
     quietMs: config.bot.quietMs,
@@ -184,6 +187,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
     replier,
     gate,
     jobs: new Jobs(bot.api, config.bot.progressEditMs, log),
+    memoryIndexer: new MemoryIndexer(repositories.memory, () => history.lastImportEnded(), log),
     model: options.model,
     training: {
       runs: repositories.runs,
@@ -294,12 +298,16 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       for (const run of await services.training.runs.unfinished()) {
         if (run.chatId) followTraining(services, run.chatId, run);
       }
-      // Runs queued elsewhere (twin train) and adapters switched elsewhere reach the bot this way.
+      // Runs queued elsewhere (twin train), adapters switched elsewhere and imports made elsewhere
+      // (to be indexed) reach the bot this way.
       watch = setInterval(() => {
         void options.model.refresh().catch((error) => log.error("reading the active adapter", error));
         void services.training.kick();
+        void services.memoryIndexer.watch().catch((error) => log.error("looking for new imports", error));
       }, WATCH_MS);
       void services.training.kick();
+      // Messages stored before the index existed, or while no twin indexed: filled in the background.
+      services.memoryIndexer.request();
       const webhook = config.bot.webhook;
       if (webhook) {
         const secret = await webhookSecret(webhook.secret, postgresStorage(database.db, "secret"));
@@ -329,6 +337,7 @@ export async function createTwinBot(options: TwinBotOptions): Promise<TwinBot> {
       clearInterval(watch);
       if (runner?.isRunning()) await runner.stop();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await services.memoryIndexer.stop(); // a run stops after its batch; the next start goes on
       await gate.stop(); // held messages stay held in the database
       await replier.stop(); // a reply in progress is cut short and answered after the restart
       await options.conversations.close(); // their states saved, their sequences free for the next start

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { StoredMessage } from "./bot-messages.repository.ts";
-import { conversationTurns, previousTurn, twinReplies } from "./conversation-prompt.ts";
+import {
+  conversationTurns,
+  memoryScope,
+  previousTurn,
+  storedSpan,
+  twinReplies,
+} from "./conversation-prompt.ts";
 
 describe("the twin's earlier replies", () => {
   it("are its runs of messages, each one text, oldest first", () => {
@@ -90,5 +96,33 @@ describe("the stored conversation's markers", () => {
       "a message after the session gap starts a new session",
     );
     assert.deepEqual([...previousTurn([row(1, false, "hi")], at(2).getTime())], []);
+  });
+});
+
+describe("what memory may recall for a bot conversation", () => {
+  it("draws on the group alone in a group, on everything in /talk, on the friend's chats otherwise", () => {
+    assert.deepEqual(memoryScope({ personId: 7, mode: "friend" }), { kind: "friend", personId: 7 });
+    assert.deepEqual(memoryScope({ personId: 7, mode: "friend", groupId: -100 }), {
+      kind: "group",
+      chatId: -100,
+    });
+    assert.deepEqual(memoryScope({ personId: 7, mode: "talk" }), { kind: "all" });
+  });
+
+  it("never recalls the stored conversation itself: its real chat, from its first message to its last", () => {
+    const stored = (id: number, seconds: number): StoredMessage => ({
+      id,
+      fromTwin: id % 2 === 0,
+      text: "x",
+      sentAt: new Date(seconds * 1000),
+    });
+    const messages = [stored(1, 10), stored(2, 20), stored(3, 4000)];
+    assert.deepEqual(storedSpan({ personId: 7, mode: "friend" }, messages), [
+      { chatId: 7, from: new Date(10_000), to: new Date(4_000_000) },
+    ]);
+    assert.deepEqual(storedSpan({ personId: 7, mode: "friend", groupId: -100 }, messages), [
+      { chatId: -100, from: new Date(10_000), to: new Date(4_000_000) },
+    ]);
+    assert.deepEqual(storedSpan({ personId: 7, mode: "friend" }, []), []);
   });
 });

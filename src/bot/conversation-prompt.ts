@@ -1,9 +1,10 @@
-import { headerLine } from "../dataset/examples.ts";
 import { forwardMarker } from "../dataset/markers.ts";
 import { SESSION_GAP_MS } from "../dataset/sessions.ts";
 import type { HistoryRepository } from "../history/history.repository.ts";
+import type { ExcludedSpan, MemoryScope, Retriever } from "../history/memory/retriever.ts";
+import { buildConversationContext, type ContextSettings } from "../inference/conversation-context.ts";
 import { loadConversationContext, loadGroupContext } from "../inference/history-context.ts";
-import { buildPrompt, type Prompt, type PromptTurn } from "../inference/prompt.ts";
+import type { Prompt, PromptTurn } from "../inference/prompt.ts";
 import { RECENT_REPLIES } from "../inference/reply-shape.ts";
 import type { BotMessagesRepository, ConversationRef, StoredMessage } from "./bot-messages.repository.ts";
 
@@ -84,16 +85,18 @@ export type PromptDeps = {
   history: HistoryRepository;
   messages: BotMessagesRepository;
   countTokens: (text: string) => number;
-  contextSize: number;
-  maxReplyTokens: number;
-  timeZone: string;
+  /** Memory (history/memory/); without it, prompts recall nothing. */
+  retriever?: Retriever | undefined;
+  /** The gap, zone, budget and memory settings (conversation-context.ts), for the latest dataset. */
+  settings: ContextSettings;
 };
 
 /**
  * The prompt for the twin's next turn in a bot conversation, and the twin's latest replies there. Mode `friend`: the friend talks, the
  * twin answers as the owner. Mode `talk`: the owner talks, the twin answers as the friend. Either
- * way: header, the real history between the two, the bot's earlier sessions, the live one. In a
- * group the real history is that group's, never the private chat's.
+ * way: header, what memory recalls (when on), the real history between the two, the bot's earlier
+ * sessions, the live one (conversation-context.ts puts them together). In a group the real history
+ * is that group's, never the private chat's, and so is what memory recalls.
  */
 export async function conversationPrompt(
   deps: PromptDeps,
@@ -101,6 +104,7 @@ export async function conversationPrompt(
   fallbackName: string,
   groupTitle: string | null = null,
 ): Promise<{ prompt: Prompt; replyAs: string; recentReplies: string[] }> {
+  const { settings } = deps;
   const context =
     ref.groupId === undefined
       ? await privateContext(deps, ref, fallbackName)
@@ -108,23 +112,50 @@ export async function conversationPrompt(
           deps.history,
           { id: ref.groupId, title: groupTitle },
           { id: ref.personId, fallbackName },
-          deps.timeZone,
+          settings.gapMs,
         );
   const names =
     ref.mode === "friend"
       ? { person: context.person.name, twin: context.owner.name }
       : { person: context.owner.name, twin: context.person.name };
   const stored = await deps.messages.recent(ref, STORED_MESSAGES);
-  const { earlier, live, liveStartedAt } = conversationTurns(stored, names);
-  const prompt = buildPrompt({
-    header: headerLine(context.chat, context.participants, liveStartedAt ?? Date.now(), context.timeZone),
-    history: [...context.history, ...earlier],
-    live,
-    replyAs: names.twin,
-    maxTokens: deps.contextSize - deps.maxReplyTokens,
-    countTokens: deps.countTokens,
-  });
+  const { earlier, live, liveStartedAt } = conversationTurns(stored, names, settings.gapMs);
+  const { prompt } = await buildConversationContext(
+    { retriever: deps.retriever, countTokens: deps.countTokens },
+    settings,
+    {
+      header: {
+        chat: context.chat,
+        participants: context.participants,
+        startedAt: liveStartedAt ?? Date.now(),
+      },
+      recent: [...context.history, ...earlier],
+      recentSpans: [...context.spans, ...storedSpan(ref, stored)],
+      live,
+      replyAs: names.twin,
+      scope: memoryScope(ref),
+      names: context.names,
+    },
+  );
   return { prompt, replyAs: names.twin, recentReplies: twinReplies(stored).slice(-RECENT_REPLIES) };
+}
+
+/**
+ * Whose history memory may draw on (pure): a group's conversation, that group only (checked first:
+ * nothing else is ever shown to a group); in /talk the owner's own history, all of it; a friend's
+ * private conversation, the chats the friend took part in.
+ */
+export function memoryScope(ref: ConversationRef): MemoryScope {
+  if (ref.groupId !== undefined) return { kind: "group", chatId: ref.groupId };
+  return ref.mode === "talk" ? { kind: "all" } : { kind: "friend", personId: ref.personId };
+}
+
+/** The real chat the bot's stored conversation belongs to, from its first message to its last (pure). */
+export function storedSpan(ref: ConversationRef, stored: StoredMessage[]): ExcludedSpan[] {
+  const first = stored[0];
+  const last = stored.at(-1);
+  if (!first || !last) return [];
+  return [{ chatId: ref.groupId ?? ref.personId, from: first.sentAt, to: last.sentAt }];
 }
 
 /** The twin's replies in stored messages (pure), oldest first: each run of its messages as one text. */
@@ -139,7 +170,12 @@ export function twinReplies(stored: StoredMessage[]): string[] {
 }
 
 async function privateContext(deps: PromptDeps, ref: ConversationRef, fallbackName: string) {
-  const context = await loadConversationContext(deps.history, ref.personId, fallbackName, deps.timeZone);
+  const context = await loadConversationContext(
+    deps.history,
+    ref.personId,
+    fallbackName,
+    deps.settings.gapMs,
+  );
   return {
     ...context,
     chat: { id: ref.personId, type: "personal_chat", title: null },

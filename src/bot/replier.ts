@@ -1,5 +1,6 @@
 import type { Api } from "grammy";
 import type { Manifest } from "../dataset/manifest.ts";
+import type { ContextSettings } from "../inference/conversation-context.ts";
 import type { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice } from "../inference/engine.ts";
 import { EmptyReplyError, RepeatedReplyError } from "../inference/inference.errors.ts";
@@ -14,7 +15,14 @@ export type ReplierDeps = {
   api: Api;
   messages: BotMessagesRepository;
   conversations: Conversations;
-  prompt: Omit<PromptDeps, "messages">;
+  prompt: Omit<PromptDeps, "messages" | "settings">;
+  /**
+   * The prompt's settings (conversation-context.ts's contextSettings) for the latest ready
+   * dataset's manifest, asked for each reply: a new dataset's session gap applies at once.
+   */
+  contextSettings: (manifest: Manifest | undefined) => ContextSettings;
+  /** TWIN_MAX_REPLY_TOKENS: the cap on every reply. */
+  maxReplyTokens: number;
   adapter: () => AdapterChoice | undefined;
   paused: () => boolean;
   quietMs: number;
@@ -23,7 +31,7 @@ export type ReplierDeps = {
   /**
    * The datasets (the app's repository): the latest ready one's manifest says how long the imitated
    * speaker's turns run, and so how long a reply may be (reply-shape.ts). With no ready dataset,
-   * every reply may take TWIN_MAX_REPLY_TOKENS (`prompt.maxReplyTokens`).
+   * every reply may take TWIN_MAX_REPLY_TOKENS (`maxReplyTokens`).
    */
   datasets: { latestReady(): Promise<{ manifest: Record<string, unknown> | null } | undefined> };
 };
@@ -125,8 +133,10 @@ export class Replier {
         return;
       }
       await this.deps.api.sendChatAction(target.chatId, "typing").catch(() => undefined);
+      const dataset = await this.deps.datasets.latestReady();
+      const manifest = (dataset?.manifest ?? undefined) as Manifest | undefined;
       const { prompt, recentReplies } = await conversationPrompt(
-        { ...this.deps.prompt, messages: this.deps.messages },
+        { ...this.deps.prompt, messages: this.deps.messages, settings: this.deps.contextSettings(manifest) },
         target,
         target.name,
         target.groupTitle ?? null,
@@ -135,7 +145,7 @@ export class Replier {
       const servedBy = adapter?.label ?? "base";
       const options = {
         signal: this.stopping.signal,
-        maxTokens: await this.replyTokens(target),
+        maxTokens: this.replyTokens(target, manifest),
         recentReplies,
       };
       let messages: string[];
@@ -163,10 +173,8 @@ export class Replier {
    * How long this reply may be: the 95th percentile of the imitated speaker's turns in the latest
    * dataset (the owner when a friend talks, the friend in /talk), capped by TWIN_MAX_REPLY_TOKENS.
    */
-  private async replyTokens(target: ReplyTarget): Promise<number> {
-    const cap = this.deps.prompt.maxReplyTokens;
-    const dataset = await this.deps.datasets.latestReady();
-    const manifest = (dataset?.manifest ?? undefined) as Manifest | undefined;
+  private replyTokens(target: ReplyTarget, manifest: Manifest | undefined): number {
+    const cap = this.deps.maxReplyTokens;
     return imitatedReplyTokens(manifest, target.mode === "friend" ? "owner" : target.personId, cap);
   }
 

@@ -13,6 +13,7 @@ import type { Userbot } from "../userbot/setup.ts";
 import type { BotMessagesRepository } from "./bot-messages.repository.ts";
 import type { Jobs } from "./jobs.ts";
 import type { Log } from "./log.ts";
+import type { MemoryIndexer } from "./memory-indexer.ts";
 import type { RateGate } from "./rate-limit.ts";
 import type { Replier } from "./replier.ts";
 import type { BotSettings } from "./settings.ts";
@@ -38,6 +39,8 @@ export type BotServices = {
   /** The rate limit friends' messages pass: stored at once, answered now or in later rounds. */
   gate: RateGate;
   jobs: Jobs;
+  /** Keeps the memory index up to date in the background; `request()` after storing messages. */
+  memoryIndexer: MemoryIndexer;
   /** The served base and which adapter answers (the database's active one, switched by /model). */
   model: Serving;
   /** The training queue; `kick` starts the local worker when runs wait (and config allows). */

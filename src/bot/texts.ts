@@ -1,3 +1,4 @@
+import type { IndexProgress } from "../history/memory/memory.repository.ts";
 import { MAX_BACKLOG } from "./rate-limit.ts";
 
 /** What the bot says in its own voice (never the twin's): honest about being an AI. */
@@ -25,4 +26,11 @@ export const texts = {
   optedOut:
     "Done: you will not be imitated in simulated chats, and new training sets will not learn your messages. /optin undoes it.",
   optedIn: "Done: you may be simulated again. /optout stops it at any time.",
+  /** /status: how far the memory index (what the twin recalls past chats from) has come. */
+  memoryIndex: ({ indexed, total, refusal }: IndexProgress) =>
+    refusal
+      ? `Memory: off — ${refusal}`
+      : indexed >= total
+        ? `Memory: every message indexed (${total.toLocaleString("en-US")})`
+        : `Memory: ${indexed.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} messages indexed (${Math.floor((100 * indexed) / total)}%)`,
 };

@@ -9,6 +9,7 @@ import { Logins, type Outcome } from "../userbot/logins.ts";
 import { pullHistory } from "../userbot/pull.ts";
 import { parseSessionKey } from "../userbot/session-seal.ts";
 import { createSessionStore } from "../userbot/session-store.ts";
+import { indexInBackground } from "./background-index.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { progressBar } from "./progress.ts";
 
@@ -118,5 +119,6 @@ export function registerExportCommand(program: Command): void {
           await client.disconnect();
         }
       });
+      indexInBackground(config); // the new messages, without keeping this command waiting
     });
 }

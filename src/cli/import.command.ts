@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { importDesktopExport } from "../history/desktop-import/import.usecase.ts";
+import { indexInBackground } from "./background-index.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { progressBar } from "./progress.ts";
 import { table as makeTable } from "./table.ts";
@@ -72,5 +73,7 @@ export function registerImportCommand(program: Command): void {
       );
       process.stdout.write(`${table.toString()}\n`);
       for (const warning of summary.warnings) process.stdout.write(`warning: ${warning}\n`);
+      // A stopped or failed import threw before this: only a finished one leaves a run behind.
+      indexInBackground(config);
     });
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { SESSION_GAP_MINUTES } from "../dataset/sessions.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
+import { memoryIndexLine } from "./memory.command.ts";
 import { integer } from "./options.ts";
 import { table as makeTable } from "./table.ts";
 
@@ -15,11 +16,12 @@ export function registerStatsCommand(program: Command): void {
     .option("--json", "print the figures as JSON")
     .action(async (options: { top: number; json?: boolean }, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
-      const stats = await withDatabase(config, ({ repositories }) =>
-        repositories.history.stats({ top: options.top, gapMinutes: SESSION_GAP_MINUTES }),
-      );
+      const { stats, memoryIndex } = await withDatabase(config, async ({ repositories }) => ({
+        stats: await repositories.history.stats({ top: options.top, gapMinutes: SESSION_GAP_MINUTES }),
+        memoryIndex: await repositories.memory.progress(),
+      }));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ ...stats, memoryIndex }, null, 2)}\n`);
         return;
       }
       const overview = makeTable();
@@ -41,6 +43,6 @@ export function registerStatsCommand(program: Command): void {
         partners.push([row.name ?? "?", String(row.id), n(row.personalMessages), n(row.groupMessages)]);
       const parts = [overview, byType];
       if (stats.partners.length > 0) parts.push(partners);
-      process.stdout.write(`${parts.map((t) => t.toString()).join("\n")}\n`);
+      process.stdout.write(`${parts.map((t) => t.toString()).join("\n")}\n${memoryIndexLine(memoryIndex)}\n`);
     });
 }

@@ -38,7 +38,12 @@ describe("config", () => {
       TWIN_DATA_DIR: "/tmp/x",
       TWIN_IMPORT_BATCH: "500",
     });
-    const { inference, bot, userbot, training, ...rest } = config;
+    const { inference, memory, bot, userbot, training, ...rest } = config;
+    assert.deepEqual(
+      memory,
+      { enabled: false, windows: 3, indexAfterImport: true },
+      "memory is off until measured; its index is kept anyway",
+    );
     assert.equal(training.configFile, undefined, "unset: chosen for the base and the worker's GPUs");
     assert.equal(training.fullConfigFile, undefined);
     assert.deepEqual(userbot, { apiId: undefined, apiHash: undefined, sessionKey: undefined });
@@ -159,6 +164,28 @@ describe("config", () => {
         error.variable === "TWIN_GPU" &&
         error.message === "Configuration error in TWIN_GPU: must be one of auto, cuda, vulkan, metal, off",
     );
+  });
+
+  it("reads the memory settings: off and 3 windows by default, bad values refused by name", () => {
+    assert.deepEqual(loadConfig({}).memory, { enabled: false, windows: 3, indexAfterImport: true });
+    assert.deepEqual(
+      loadConfig({ TWIN_MEMORY: "on", TWIN_MEMORY_WINDOWS: "5", TWIN_MEMORY_INDEX: "off" }).memory,
+      { enabled: true, windows: 5, indexAfterImport: false },
+    );
+    assert.equal(loadConfig({ TWIN_MEMORY_WINDOWS: "0" }).memory.windows, 0, "0: none recalled");
+    assert.throws(
+      () => loadConfig({ TWIN_MEMORY: "yes" }),
+      (error) =>
+        error instanceof ConfigError &&
+        error.variable === "TWIN_MEMORY" &&
+        error.message === "Configuration error in TWIN_MEMORY: must be on or off",
+    );
+    for (const windows of ["11", "-1", "2.5", "many"])
+      assert.throws(
+        () => loadConfig({ TWIN_MEMORY_WINDOWS: windows }),
+        (error) => error instanceof ConfigError && error.variable === "TWIN_MEMORY_WINDOWS",
+        windows,
+      );
   });
 
   it("reads the training settings, overrides as key=value pairs", () => {

@@ -110,6 +110,25 @@ const configSchema = z.object({
     .describe(
       "cap on a reply, in tokens (below it: the imitated person's 95th-percentile turn, at least 48)",
     ),
+  TWIN_MEMORY: z
+    .enum(["on", "off"], { message: "must be on or off" })
+    .default("off")
+    .describe(
+      "memory: past exchanges recalled from the whole history into the prompt, as an untrained system turn (off until measured)",
+    ),
+  TWIN_MEMORY_INDEX: z
+    .enum(["on", "off"], { message: "must be on or off" })
+    .default("on")
+    .describe(
+      "off: an import starts no background run of the memory index (the bot or `twin memory index` fills it)",
+    ),
+  TWIN_MEMORY_WINDOWS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(3)
+    .describe("at most this many recalled exchanges per prompt when TWIN_MEMORY is on (0: none)"),
   TWIN_BOT_TOKEN: z
     .string()
     .superRefine((token, context) => {
@@ -302,6 +321,7 @@ export type Config = {
   embeddedPgPort: number;
   importBatchSize: number;
   inference: InferenceConfig;
+  memory: MemoryConfig;
   bot: BotConfig;
   userbot: { apiId: number | undefined; apiHash: string | undefined; sessionKey: string | undefined };
   training: TrainingConfig;
@@ -339,6 +359,16 @@ export type BotConfig = {
   quietMs: number;
   typing: { msPerChar: number; maxMs: number };
   progressEditMs: number;
+};
+
+/** Recall of past exchanges into prompts (src/history/memory/, src/inference/conversation-context.ts). */
+export type MemoryConfig = {
+  /** TWIN_MEMORY: off by default until a measurement says memory helps. */
+  enabled: boolean;
+  /** TWIN_MEMORY_WINDOWS: the most recalled windows a prompt shows. */
+  windows: number;
+  /** TWIN_MEMORY_INDEX: whether an import starts indexing in the background. */
+  indexAfterImport: boolean;
 };
 
 export type InferenceConfig = {
@@ -485,6 +515,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         repeatPenalty: values.TWIN_REPEAT_PENALTY,
       },
       maxReplyTokens: values.TWIN_MAX_REPLY_TOKENS,
+    },
+    memory: {
+      enabled: values.TWIN_MEMORY === "on",
+      windows: values.TWIN_MEMORY_WINDOWS,
+      indexAfterImport: values.TWIN_MEMORY_INDEX === "on",
     },
     bot: {
       token: values.TWIN_BOT_TOKEN,

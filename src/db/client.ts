@@ -24,6 +24,19 @@ export function onConnection(client: pg.PoolClient): Transaction {
   return drizzle(client, { schema });
 }
 
+/**
+ * Runs `work` with drizzle on one connection of the pool, released after: for what must stay on one
+ * session (an advisory lock, a SET) or run beside other work on connections of its own.
+ */
+export async function withConnection<T>(pool: pg.Pool, work: (db: Db) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await work(drizzle(client, { schema }));
+  } finally {
+    client.release();
+  }
+}
+
 export type Database = {
   db: Db;
   /** The pool behind `db`, for the few things drizzle does not do (COPY, raw batches). */

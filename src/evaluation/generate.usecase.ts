@@ -3,9 +3,12 @@ import type { App } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import { CANARY_QUESTION } from "../dataset/canary.ts";
 import type { Manifest } from "../dataset/manifest.ts";
+import { peerKindOf } from "../history/identity.ts";
+import type { ExcludedSpan, MemoryScope, RecalledWindow, Retriever } from "../history/memory/retriever.ts";
+import { buildConversationContext, contextSettings } from "../inference/conversation-context.ts";
 import { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice, Engine } from "../inference/engine.ts";
-import { buildPrompt, type PromptTurn } from "../inference/prompt.ts";
+import type { Prompt, PromptTurn } from "../inference/prompt.ts";
 import { tunedChoice } from "../inference/serving.ts";
 import { EvaluationError } from "./evaluation.errors.ts";
 import type { EvaluatedModel } from "./evaluation.tables.ts";
@@ -62,6 +65,33 @@ export function chatHistory(
   return turns.slice(first);
 }
 
+/**
+ * When the session holding the first of a chat's last `turns` turns before `before` started (pure):
+ * with `before`, where the recent history `chatHistory` gives lies in its chat.
+ */
+export function historyStart(
+  examples: ParsedExample[],
+  chatId: number,
+  before: string,
+  turns: number,
+): string | undefined {
+  if (turns <= 0) return undefined;
+  const earlier = examples
+    .filter((e) => e.chatId === chatId && e.startedAt < before)
+    .sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  let counted = 0;
+  for (const example of earlier) {
+    counted += example.turns.length;
+    if (counted >= turns) return example.startedAt;
+  }
+  return earlier.at(-1)?.startedAt;
+}
+
+/** Whose history memory may draw on for a dataset chat (pure): a private chat's person, else the group. */
+export function chatScope(chatId: number): MemoryScope {
+  return peerKindOf(chatId) === "user" ? { kind: "friend", personId: chatId } : { kind: "group", chatId };
+}
+
 /** Leakage probes per model, when the dataset has a canary. */
 const PROBES = 20;
 
@@ -89,6 +119,8 @@ export async function generateSamples(
     config: Config;
     /** The bot's own, so evaluation shares the sequences fairly with live chats; default: new. */
     conversations?: Conversations | undefined;
+    /** Memory, for the models with history when TWIN_MEMORY is on; without it nothing is recalled. */
+    retriever?: Retriever | undefined;
   },
   options: GenerateOptions = {},
 ): Promise<number> {
@@ -103,6 +135,8 @@ export async function generateSamples(
     );
   }
   const manifest = dataset.manifest as Manifest;
+  // The dataset's own gap and the config's budget and memory: the prompts the bot would build.
+  const settings = contextSettings(config, manifest, (await repositories.history.getOwner())?.timeZone);
   const named =
     options.speakerId === undefined ? undefined : manifest.speakers.find((s) => s.id === options.speakerId);
   if (options.speakerId !== undefined && !named)
@@ -186,28 +220,78 @@ export async function generateSamples(
     const known = longest.get(point.exampleId);
     if (!known || point.context.length > known.context.length) longest.set(point.exampleId, point);
   }
-  const histories = new Map<string, PromptTurn[]>();
-  const historyOf = (point: EvalPoint): PromptTurn[] => {
+  type Recent = { turns: PromptTurn[]; spans: ExcludedSpan[] };
+  const histories = new Map<string, Recent>();
+  const historyOf = async (point: EvalPoint): Promise<Recent> => {
     const cached = histories.get(point.exampleId);
     if (cached) return cached;
     const example = examplesById.get(point.exampleId) as ParsedExample;
     // A token rarely spans more than 8 characters: that many per allowed token is enough text.
-    const full = chatHistory(all, point.chatId, example.startedAt, maxTokens * 8);
+    const full = chatHistory(all, point.chatId, example.startedAt, settings.maxTokens * 8);
     const widest = longest.get(point.exampleId) ?? point;
-    const fitted = buildPrompt({
-      header: widest.header,
-      history: full,
-      live: [...widest.context, { speaker: "x", messages: [CANARY_QUESTION] }],
-      replyAs: widest.speaker,
-      maxTokens,
-      countTokens: engine.countTokens,
-    });
-    const kept = full.slice(fitted.droppedHistoryTurns);
-    histories.set(point.exampleId, kept);
-    return kept;
+    // Fitted without memory: what memory recalls differs from turn to turn, the history must not.
+    const fitted = await buildConversationContext(
+      { countTokens: engine.countTokens },
+      { ...settings, memory: { enabled: false, windows: 0 } },
+      {
+        header: widest.header,
+        recent: full,
+        recentSpans: [],
+        live: [...widest.context, { speaker: "x", messages: [CANARY_QUESTION] }],
+        replyAs: widest.speaker,
+        scope: chatScope(point.chatId),
+      },
+    );
+    const start = historyStart(all, point.chatId, example.startedAt, fitted.recent.length);
+    const recent = {
+      turns: fitted.recent,
+      spans: start ? [{ chatId: point.chatId, from: new Date(start), to: new Date(example.startedAt) }] : [],
+    };
+    histories.set(point.exampleId, recent);
+    return recent;
+  };
+  // Names as the dataset writes them, so recalled messages name people as the sessions do.
+  const names = new Map([
+    [manifest.owner.id, manifest.owner.name],
+    ...manifest.speakers.map((s) => [s.id, s.name] as const),
+  ]);
+  // What memory recalls for a turn is the same for every model: asked once per turn.
+  const retriever = deps.retriever ?? repositories.memory.retriever;
+  const recalls = new Map<string, Promise<RecalledWindow[]>>();
+  const recallOnce = (key: string): Retriever | undefined =>
+    retriever && {
+      retrieve: (query) => {
+        const known = recalls.get(key) ?? retriever.retrieve(query);
+        recalls.set(key, known);
+        return known;
+      },
+    };
+  const promptFor = async (point: EvalPoint, probe: boolean, withHistory: boolean): Promise<Prompt> => {
+    const example = examplesById.get(point.exampleId) as ParsedExample;
+    const recent = withHistory ? await historyOf(point) : { turns: [], spans: [] };
+    const { prompt } = await buildConversationContext(
+      {
+        // The base model alone is the baseline without any context: no history, no memory.
+        retriever: withHistory ? recallOnce(`${point.exampleId}#${point.turnIndex}#${probe}`) : undefined,
+        countTokens: engine.countTokens,
+      },
+      settings,
+      {
+        header: point.header,
+        recent: recent.turns,
+        recentSpans: recent.spans,
+        live: probe
+          ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
+          : point.context,
+        replyAs: point.speaker,
+        scope: chatScope(point.chatId),
+        before: new Date(example.startedAt),
+        names,
+      },
+    );
+    return prompt;
   };
   const conversations = deps.conversations ?? new Conversations(engine);
-  const maxTokens = config.inference.contextSize - config.inference.maxReplyTokens;
   let done = 0;
   try {
     const jobs = [
@@ -221,16 +305,7 @@ export async function generateSamples(
       const key = `eval:${model.key}`;
       for (const { point, probe } of jobs) {
         if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
-        const prompt = buildPrompt({
-          header: point.header,
-          history: model.history ? historyOf(point) : [],
-          live: probe
-            ? [...point.context, { speaker: asker(point), messages: [CANARY_QUESTION] }]
-            : point.context,
-          replyAs: point.speaker,
-          maxTokens,
-          countTokens: engine.countTokens,
-        });
+        const prompt = await promptFor(point, probe, model.history);
         const pointSeedValue = pointSeed(point, seed);
         const reply = await conversations
           .reply(key, prompt, adapter, { sampling: { seed: pointSeedValue } })

@@ -1,5 +1,5 @@
 import { pipeline } from "node:stream/promises";
-import { eq, sql } from "drizzle-orm";
+import { eq, max, sql } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { type Database, onConnection, type Transaction } from "../db/client.ts";
@@ -120,6 +120,12 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .where(eq(imports.id, id));
   }
 
+  /** When the latest import (an export file or a userbot pull) ended, however it ended; undefined before any. */
+  async function lastImportEnded(): Promise<Date | undefined> {
+    const [row] = await db.select({ at: max(imports.finishedAt) }).from(imports);
+    return row?.at ?? undefined;
+  }
+
   async function getOwner(): Promise<
     { personId: number; name: string | null; timeZone: string } | undefined
   > {
@@ -233,6 +239,7 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
     keepImportAlive: (id: number, staleSeconds: number) => startHeartbeat(db, "imports", id, staleSeconds),
     markInterruptedImports,
     finishImport,
+    lastImportEnded,
     getOwner,
     setOwner,
     openImportSession,

@@ -1,8 +1,8 @@
-import { ownerTimeZone } from "../config/config.ts";
 import type { ChatInfo } from "../dataset/examples.ts";
 import { buildNameTable, sanitizeName } from "../dataset/names.ts";
-import { buildSessions, SESSION_GAP_MINUTES, SESSION_GAP_MS } from "../dataset/sessions.ts";
+import { buildSessions, type Session } from "../dataset/sessions.ts";
 import type { HistoryRepository } from "../history/history.repository.ts";
+import type { ExcludedSpan } from "../history/memory/retriever.ts";
 import { UnknownPersonError } from "./inference.errors.ts";
 import type { PromptTurn } from "./prompt.ts";
 
@@ -10,9 +10,12 @@ import type { PromptTurn } from "./prompt.ts";
 export type ConversationContext = {
   owner: { id: number; name: string };
   person: { id: number | undefined; name: string };
-  timeZone: string;
   /** Real turns of their personal chat, oldest first (the latest sessions; the prompt trims). */
   history: PromptTurn[];
+  /** Where those sessions lie (chat, first and last message): memory never recalls them again. */
+  spans: ExcludedSpan[];
+  /** The names the prompt gives people, by person id. */
+  names: ReadonlyMap<number, string>;
 };
 
 type History = Pick<
@@ -22,15 +25,21 @@ type History = Pick<
 
 const HISTORY_MESSAGES = 600;
 
+/** Where sessions lie in their chats (pure). */
+function spansOf(sessions: Session[]): ExcludedSpan[] {
+  return sessions.map((s) => ({ chatId: s.chatId, from: new Date(s.startedAt), to: new Date(s.endedAt) }));
+}
+
 /**
- * The owner, the person with this Telegram user id and their chat; `fallbackName` names someone
- * the history does not know (a friend's Telegram name).
+ * The owner, the person with this Telegram user id and their chat, cut into sessions at `gapMs`
+ * (the conversation's settings: conversation-context.ts); `fallbackName` names someone the history
+ * does not know (a friend's Telegram name).
  */
 export async function loadConversationContext(
   history: History,
   personId: number | undefined,
   fallbackName: string,
-  configuredTimeZone: string | undefined,
+  gapMs: number,
 ): Promise<ConversationContext> {
   const owner = await loadOwner(history);
   const storedName = personId === undefined ? null : await history.personName(personId);
@@ -42,8 +51,9 @@ export async function loadConversationContext(
         ? sanitizeName(storedName, personId as number)
         : sanitizeName(fallbackName, personId ?? 0),
     },
-    timeZone: ownerTimeZone(configuredTimeZone, owner.timeZone),
     history: [],
+    spans: [],
+    names: new Map([[owner.id, owner.name]]),
   };
   if (personId === undefined) return context; // someone the history does not know: no context, still a conversation
   const personal = await history.latestMessages(personId, HISTORY_MESSAGES, { personalOnly: true });
@@ -56,28 +66,30 @@ export async function loadConversationContext(
           ownerId: owner.id,
           personId,
           limit: HISTORY_MESSAGES,
-          gapMinutes: SESSION_GAP_MINUTES,
+          gapMinutes: gapMs / 60_000,
         });
   const names = new Map([
     [owner.id, context.owner.name],
     [personId, context.person.name],
   ]);
-  context.history = chunks
-    .flatMap((messages) =>
-      buildSessions(messages, { gapMs: SESSION_GAP_MS, media: "tag", nameOf: (id) => names.get(id) }),
-    )
+  const sessions = chunks.flatMap((messages) =>
+    buildSessions(messages, { gapMs, media: "tag", nameOf: (id) => names.get(id) }),
+  );
+  context.spans = spansOf(sessions);
+  context.names = names;
+  context.history = sessions
     .flatMap((session) => session.turns)
     .filter((turn) => names.has(turn.speakerId))
     .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
   return context;
 }
 
-type Owner = { id: number; name: string; timeZone: string | null };
+type Owner = { id: number; name: string };
 
 async function loadOwner(history: Pick<HistoryRepository, "getOwner">): Promise<Owner> {
   const row = await history.getOwner();
   if (!row) throw new UnknownPersonError("nothing imported yet: run `twin import <export>` first");
-  return { id: row.personId, name: sanitizeName(row.name, row.personId), timeZone: row.timeZone };
+  return { id: row.personId, name: sanitizeName(row.name, row.personId) };
 }
 
 /** A group conversation's context: the group and its real history, if it was imported. */
@@ -85,11 +97,14 @@ export type GroupContext = {
   owner: { id: number; name: string };
   person: { id: number; name: string };
   chat: ChatInfo;
-  timeZone: string;
   /** Everyone whose name the prompt shows, the owner and the person first. */
   participants: string[];
   /** Real turns of the group (every speaker), oldest first; none for a group the history lacks. */
   history: PromptTurn[];
+  /** Where those sessions lie (chat, first and last message): memory never recalls them again. */
+  spans: ExcludedSpan[];
+  /** The names the prompt gives people, by person id. */
+  names: ReadonlyMap<number, string>;
 };
 
 /**
@@ -101,7 +116,7 @@ export async function loadGroupContext(
   history: History,
   group: { id: number; title: string | null },
   person: { id: number; fallbackName: string },
-  configuredTimeZone: string | undefined,
+  gapMs: number,
 ): Promise<GroupContext> {
   const owner = await loadOwner(history);
   const chat = await history.chat(group.id);
@@ -116,11 +131,8 @@ export async function loadGroupContext(
     new Map(),
     owner.id,
   );
-  const turns = buildSessions(messages, {
-    gapMs: SESSION_GAP_MS,
-    media: "tag",
-    nameOf: (id) => names.get(id),
-  })
+  const sessions = buildSessions(messages, { gapMs, media: "tag", nameOf: (id) => names.get(id) });
+  const turns = sessions
     .flatMap((session) => session.turns)
     .map((turn) => ({ speaker: names.get(turn.speakerId) as string, messages: turn.messages }));
   const participants = [...new Set([owner.id, person.id, ...speakers])].map((id) => names.get(id) as string);
@@ -128,8 +140,9 @@ export async function loadGroupContext(
     owner: { id: owner.id, name: names.get(owner.id) as string },
     person: { id: person.id, name: names.get(person.id) as string },
     chat: { id: group.id, type: chat?.type ?? "private_group", title: chat?.title ?? group.title },
-    timeZone: ownerTimeZone(configuredTimeZone, owner.timeZone),
     participants,
     history: turns,
+    spans: spansOf(sessions),
+    names,
   };
 }

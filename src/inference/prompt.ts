@@ -27,6 +27,11 @@ export type PromptTurn = { speaker: string; messages: string[] };
 export type PromptRequest = {
   /** The system header line (chat kind, participants, local time), as the dataset writes it. */
   header: string;
+  /**
+   * Past exchanges recalled for this conversation (dataset/memory-turn.ts renders them): one
+   * untrained system turn after the header, before the history. Empty or absent: no such turn.
+   */
+  memory?: string | undefined;
   /** Real turns from the history store between the same people, oldest first. */
   history: PromptTurn[];
   /** The live conversation so far, oldest first. */
@@ -43,8 +48,9 @@ export type Prompt = {
   pieces: PromptPiece[];
   /** The token count the request's counter gives the whole prompt. */
   tokens: number;
-  /** Turns left out to fit, history first, then the oldest live turns. */
+  /** Turns left out to fit: history first, then the memory turn, then the oldest live turns. */
   droppedHistoryTurns: number;
+  droppedMemory: boolean;
   droppedLiveTurns: number;
   /** Everyone who speaks in the prompt, the replying speaker included: a line with one of these names ends a reply. */
   speakers: string[];
@@ -64,13 +70,15 @@ function renderText(pieces: PromptPiece[]): string {
   return pieces.map((piece) => piece.text).join("");
 }
 
-/** header turn, then history, then the live conversation, then `<|im_start|>{replyAs}\n`. */
+/** header turn, the memory turn, then history, then the live conversation, then `<|im_start|>{replyAs}\n`. */
 export function buildPrompt(request: PromptRequest): Prompt {
   const header = turnPieces(SYSTEM_ROLE, `${escapeControl(request.header)}${IM_END}`);
   const opening: PromptPiece[] = [
     { special: true, text: IM_START },
     { special: false, text: `${request.replyAs}\n` },
   ];
+  // Escaped like the header: recalled messages are people's text and may hold control strings.
+  const memory = request.memory ? turnPieces(SYSTEM_ROLE, `${escapeControl(request.memory)}${IM_END}`) : [];
   const rendered = (turns: PromptTurn[]) => turns.map((t) => turnPieces(t.speaker, turnBody(t.messages)));
   const history = rendered(request.history);
   const live = rendered(request.live);
@@ -79,13 +87,19 @@ export function buildPrompt(request: PromptRequest): Prompt {
   const fixed = cost(header) + cost(opening);
   const historyCosts = history.map(cost);
   const liveCosts = live.map(cost);
-  let total = fixed + historyCosts.reduce((a, b) => a + b, 0) + liveCosts.reduce((a, b) => a + b, 0);
+  const memoryCost = memory.length > 0 ? cost(memory) : 0;
+  let total =
+    fixed + memoryCost + historyCosts.reduce((a, b) => a + b, 0) + liveCosts.reduce((a, b) => a + b, 0);
   let droppedHistory = 0;
   let droppedLive = 0;
   while (total > request.maxTokens && droppedHistory < history.length) {
     total -= historyCosts[droppedHistory] as number;
     droppedHistory++;
   }
+  // Recalled exchanges were picked for what is said now, the oldest history turns were not: those go
+  // first; the memory goes before any live turn.
+  const droppedMemory = total > request.maxTokens && memory.length > 0;
+  if (droppedMemory) total -= memoryCost;
   // The latest live turn is what is being answered: it always stays.
   while (total > request.maxTokens && droppedLive < live.length - 1) {
     total -= liveCosts[droppedLive] as number;
@@ -93,6 +107,7 @@ export function buildPrompt(request: PromptRequest): Prompt {
   }
   const pieces = [
     ...header,
+    ...(droppedMemory ? [] : memory),
     ...history.slice(droppedHistory).flat(),
     ...live.slice(droppedLive).flat(),
     ...opening,
@@ -108,6 +123,7 @@ export function buildPrompt(request: PromptRequest): Prompt {
     pieces,
     tokens,
     droppedHistoryTurns: droppedHistory,
+    droppedMemory,
     droppedLiveTurns: droppedLive,
     speakers: speakers.includes(request.replyAs) ? speakers : [...speakers, request.replyAs],
   };

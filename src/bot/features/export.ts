@@ -62,6 +62,8 @@ export function exportHistory(services: BotServices): Composer<BotContext> {
         }
       } finally {
         await client.disconnect().catch(() => undefined);
+        // Whatever it stored, finished or stopped partway, goes into the memory index.
+        services.memoryIndexer.request();
       }
     });
 

@@ -71,6 +71,8 @@ export function historyJobs(services: BotServices): Composer<BotContext> {
         );
       } finally {
         await fs.rm(folder, { recursive: true, force: true });
+        // Whatever it stored, finished or stopped partway, goes into the memory index.
+        services.memoryIndexer.request();
       }
     });
 

@@ -8,6 +8,7 @@ import type { BotContext } from "../context.ts";
 import { noReplyStatus } from "../no-reply.ts";
 import { displayName } from "../people.ts";
 import type { BotServices } from "../services.ts";
+import { texts } from "../texts.ts";
 
 const HELP = `I am your AI twin: friends you allow talk to me and I answer as you; you can talk to them, simulated.
 
@@ -53,6 +54,7 @@ export function ownerInfo(services: BotServices): Composer<BotContext> {
       stats.firstMessageAt
         ? `From ${stats.firstMessageAt.toISOString().slice(0, 10)} to ${stats.lastMessageAt?.toISOString().slice(0, 10)}`
         : "Nothing imported yet: /import",
+      texts.memoryIndex(await services.repositories.memory.progress()),
       ...(stats.partners.length > 0
         ? [`Talks most with: ${stats.partners.map((p) => p.name ?? String(p.id)).join(", ")}`]
         : []),

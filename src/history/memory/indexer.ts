@@ -1,12 +1,24 @@
 import createDebug from "debug";
 import { sql } from "drizzle-orm";
 import type pg from "pg";
-import { type Database, onConnection, type Transaction } from "../../db/client.ts";
+import { type Database, type Db, withConnection } from "../../db/client.ts";
 import { checkTextSearch } from "../../db/text-search.ts";
 import { chatSearchConfig, ENGLISH_MARKERS, type LanguageSample, type SearchConfig } from "./language.ts";
-import type { IndexOutcome, IndexProgress } from "./memory.repository.ts";
 
 const debug = createDebug("twin:memory:index");
+
+/** How far the search index has come: messages indexed of all messages. */
+export type IndexProgress = {
+  indexed: number;
+  total: number;
+  /** Why memory is refused on this server (checkTextSearch's reason); then nothing is indexed. */
+  refusal?: string | undefined;
+};
+
+export type IndexOutcome = IndexProgress & {
+  /** done: every message is indexed; busy: another process holds the indexer; refused: see `refusal`. */
+  status: "done" | "busy" | "refused" | "cancelled";
+};
 
 /** One indexer at a time across processes (pg_try_advisory_lock's key: "twin:mem" in ASCII). */
 const INDEX_LOCK = 0x7477696e3a6d656dn;
@@ -24,7 +36,7 @@ const TRIGRAM_INDEX = "message_search_trigram";
 const searchable = sql`m.text <> ''`;
 const notIndexed = sql`NOT EXISTS (SELECT 1 FROM message_search s WHERE s.chat_id = m.chat_id AND s.message_id = m.message_id)`;
 
-export async function indexProgress(db: Transaction): Promise<IndexProgress> {
+export async function indexProgress(db: Db): Promise<IndexProgress> {
   const { rows } = await db.execute<{ indexed: number; total: number }>(
     sql`SELECT (SELECT count(*) FROM message_search)::int AS indexed,
                (SELECT count(*) FROM messages m WHERE ${searchable})::int AS total`,
@@ -43,9 +55,7 @@ export async function indexMessages(
   options: { onProgress?: (progress: IndexProgress) => void; signal?: AbortSignal } = {},
 ): Promise<IndexOutcome> {
   const check = await checkTextSearch(database.pool, { embedded: database.embeddedDir });
-  const lockClient = await database.pool.connect();
-  try {
-    const db = onConnection(lockClient);
+  return withConnection(database.pool, async (db) => {
     if (!check.ok) return { status: "refused", refusal: check.reason, ...(await indexProgress(db)) };
     const { rows } = await db.execute<{ locked: boolean }>(
       sql`SELECT pg_try_advisory_lock(${INDEX_LOCK}) AS locked`,
@@ -56,14 +66,12 @@ export async function indexMessages(
     } finally {
       await db.execute(sql`SELECT pg_advisory_unlock(${INDEX_LOCK})`);
     }
-  } finally {
-    lockClient.release();
-  }
+  });
 }
 
 async function indexPending(
   pool: pg.Pool,
-  db: Transaction,
+  db: Db,
   trigramAvailable: boolean,
   options: { onProgress?: (progress: IndexProgress) => void; signal?: AbortSignal },
 ): Promise<IndexOutcome> {
@@ -84,10 +92,8 @@ async function indexPending(
   );
   debug("%d messages in %d chats to index%s", backlog, pending.length, bulk ? " (bulk)" : "");
   const queue = [...pending];
-  const worker = async () => {
-    const client = await pool.connect();
-    try {
-      const connection = onConnection(client);
+  const worker = () =>
+    withConnection(pool, async (connection) => {
       for (let chat = queue.shift(); chat; chat = queue.shift()) {
         let after = Number.MIN_SAFE_INTEGER;
         for (;;) {
@@ -104,20 +110,17 @@ async function indexPending(
           after = done.last;
         }
       }
-    } finally {
-      client.release();
-    }
-  };
+    });
   await Promise.all([worker(), worker()]);
   if (options.signal?.aborted) return { status: "cancelled", ...(await indexProgress(db)) };
-  await buildSearchIndexes(pool, trigramAvailable);
-  if (backlog > 0) await recountTerms(pool);
+  await buildSearchIndexes(pool, db, trigramAvailable);
+  if (backlog > 0) await recountTerms(db);
   return { status: "done", ...(await indexProgress(db)) };
 }
 
 /** Indexes up to BATCH messages of a chat after message id `after`; returns how many and the last id. */
 async function indexBatch(
-  db: Transaction,
+  db: Db,
   chatId: number,
   config: SearchConfig,
   after: number,
@@ -143,7 +146,7 @@ async function indexBatch(
  * The configuration of each chat: the one its indexed messages already have, else the language of
  * its latest messages (language.ts).
  */
-async function chatConfigs(db: Transaction, chatIds: number[]): Promise<Map<number, SearchConfig>> {
+async function chatConfigs(db: Db, chatIds: number[]): Promise<Map<number, SearchConfig>> {
   const configs = new Map<number, SearchConfig>();
   if (chatIds.length === 0) return configs;
   const ids = sql`${`{${chatIds.join(",")}}`}::bigint[]`;
@@ -167,13 +170,13 @@ async function chatConfigs(db: Transaction, chatIds: number[]): Promise<Map<numb
   return configs;
 }
 
-async function dropSearchIndexes(db: Transaction): Promise<void> {
+async function dropSearchIndexes(db: Db): Promise<void> {
   await db.execute(sql.raw(`DROP INDEX IF EXISTS ${DOCUMENT_INDEX}, ${TRIGRAM_INDEX}`));
 }
 
 /** The GIN indexes, each on its own connection at once (a GIN build uses one core). */
-async function buildSearchIndexes(pool: pg.Pool, trigramAvailable: boolean): Promise<void> {
-  const trigram = trigramAvailable && (await hasTrigram(pool));
+async function buildSearchIndexes(pool: pg.Pool, db: Db, trigramAvailable: boolean): Promise<void> {
+  const trigram = trigramAvailable && (await hasTrigram(db));
   const statements = [
     `CREATE INDEX IF NOT EXISTS ${DOCUMENT_INDEX} ON message_search USING gin (document)`,
     ...(trigram
@@ -181,42 +184,32 @@ async function buildSearchIndexes(pool: pg.Pool, trigramAvailable: boolean): Pro
       : []),
   ];
   await Promise.all(
-    statements.map(async (statement) => {
-      const client = await pool.connect();
-      try {
-        await client.query("SET maintenance_work_mem = '256MB'");
-        await client.query(statement);
-      } finally {
-        await client.query("RESET maintenance_work_mem").catch(() => undefined);
-        client.release();
-      }
-    }),
+    statements.map((statement) =>
+      withConnection(pool, (connection) =>
+        connection.transaction(async (transaction) => {
+          await transaction.execute(sql`SET LOCAL maintenance_work_mem = '256MB'`);
+          await transaction.execute(sql.raw(statement));
+        }),
+      ),
+    ),
   );
-  await pool.query("ANALYZE message_search");
+  await db.execute(sql`ANALYZE message_search`);
 }
 
 /** Whether pg_trgm is installed in this database (the migration installs it where it can). */
-export async function hasTrigram(pool: pg.Pool): Promise<boolean> {
-  const { rows } = await pool.query<{ installed: boolean }>(
-    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') AS installed",
+export async function hasTrigram(db: Db): Promise<boolean> {
+  const { rows } = await db.execute<{ installed: boolean }>(
+    sql`SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') AS installed`,
   );
   return rows[0]?.installed ?? false;
 }
 
 /** Recounts how many messages hold each word (a few seconds at a million messages), in one transaction. */
-async function recountTerms(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    await client.query("DELETE FROM search_terms");
-    await client.query(`INSERT INTO search_terms (config, lexeme, documents)
+async function recountTerms(db: Db): Promise<void> {
+  await db.transaction(async (transaction) => {
+    await transaction.execute(sql`DELETE FROM search_terms`);
+    await transaction.execute(sql`INSERT INTO search_terms (config, lexeme, documents)
       SELECT s.config, t.lexeme, count(*)::int FROM message_search s, unnest(s.document) t GROUP BY 1, 2`);
-    await client.query("COMMIT");
-  } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
-  await pool.query("ANALYZE search_terms");
+  });
+  await db.execute(sql`ANALYZE search_terms`);
 }

@@ -1,24 +1,20 @@
 import type { Database } from "../../db/client.ts";
 import { checkTextSearch, type TextSearchCheck } from "../../db/text-search.ts";
-import { hasTrigram, indexMessages, indexProgress } from "./indexer.ts";
+import {
+  hasTrigram,
+  type IndexOutcome,
+  type IndexProgress,
+  indexMessages,
+  indexProgress,
+} from "./indexer.ts";
+
+export type { IndexOutcome, IndexProgress };
+
 import { createPostgresRetriever } from "./postgres-retriever.ts";
 import type { Retriever } from "./retriever.ts";
 
 /** The session gap windows are cut at, as the dataset's default (dataset/sessions.ts). */
 const WINDOW_GAP_MS = 10 * 60_000;
-
-/** How far the search index has come: messages indexed of all messages. */
-export type IndexProgress = {
-  indexed: number;
-  total: number;
-  /** Why memory is refused on this server (checkTextSearch's reason); then nothing is indexed. */
-  refusal?: string | undefined;
-};
-
-export type IndexOutcome = IndexProgress & {
-  /** done: every message is indexed; busy: another process holds the indexer; refused: see `refusal`. */
-  status: "done" | "busy" | "refused" | "cancelled";
-};
 
 export type MemoryRepository = {
   /**
@@ -51,7 +47,7 @@ export function createMemoryRepository(
       gapMs: options.gapMs ?? WINDOW_GAP_MS,
       // Asked once: the extension comes with the migration or not at all.
       trigram: () => {
-        trigram ??= hasTrigram(database.pool);
+        trigram ??= hasTrigram(database.db);
         return trigram;
       },
     }),

@@ -12,12 +12,12 @@ import type {
 import { anyOf, chooseTerms, type Term, windowAround } from "./windows.ts";
 
 /** At most this many messages may match the chosen words of one query (see chooseTerms). */
-const MATCH_BUDGET = 20_000;
+const MATCH_BUDGET = 5_000;
 const MOST_TERMS = 8;
 /** Hits read per window wanted: neighbouring hits fall into one window, and spans are skipped. */
 const HITS_PER_WINDOW = 4;
-/** The trigram fallback compares at most this much of the newest message. */
-const TRIGRAM_QUERY_CHARACTERS = 120;
+/** The trigram fallback is for short messages (slang, a misspelt word): a longer one has words to search. */
+const TRIGRAM_QUERY_CHARACTERS = 60;
 
 type Hit = { chatId: number; messageId: number; sentAt: Date; score: number; via: "text" | "trigram" };
 
@@ -42,11 +42,12 @@ export function createPostgresRetriever(
       const hits = await textHits(db, text, filter, query.limit * HITS_PER_WINDOW);
       let windows = await windowsOf(db, hits, query, options.gapMs);
       if (windows.length < query.limit && (await options.trigram())) {
-        const newest = (query.text.at(-1) ?? "").trim().slice(0, TRIGRAM_QUERY_CHARACTERS);
+        const newest = (query.text.at(-1) ?? "").trim();
         const seen = windows.flatMap((w) => w.messages.map((m) => `${w.chatId}:${m.messageId}`));
         const more = await trigramHits(
           db,
           newest,
+          chats,
           filter,
           (query.limit - windows.length) * HITS_PER_WINDOW,
           seen,
@@ -102,20 +103,21 @@ function hitFilter(chats: number[] | undefined, exclude: ExcludedSpan[], before:
   return parts.length > 0 ? sql.join(parts, sql` AND `) : sql`true`;
 }
 
+const configArray = sql`${`{${searchConfigs.join(",")}}`}::regconfig[]`;
+
 /** Full-text hits: messages holding any of the query's rarest words, best by the summed rarity of the words they hold. */
 async function textHits(db: Db, text: string, filter: SQL, limit: number): Promise<Hit[]> {
-  const { rows: known } = await db.execute<Term>(sql`
-    SELECT q.config::text AS config, q.lexeme, t.documents
+  // A word's matches are counted over every configuration: the index holds them all, so a Russian
+  // word read by the English configuration still reads every Russian message holding it.
+  const { rows: known } = await db.execute<Term & { inConfig: number }>(sql`
+    SELECT q.config::text AS config, q.lexeme, t.documents AS "inConfig",
+           (SELECT sum(a.documents)::int FROM search_terms a
+             WHERE a.config = ANY(${configArray}) AND a.lexeme = q.lexeme) AS documents
     FROM (SELECT DISTINCT c.config, x.lexeme
-            FROM unnest(${`{${searchConfigs.join(",")}}`}::regconfig[]) c(config),
+            FROM unnest(${configArray}) c(config),
                  unnest(tsvector_to_array(to_tsvector(c.config, ${text}))) x(lexeme)) q
     JOIN search_terms t ON t.config = q.config AND t.lexeme = q.lexeme`);
-  const chosen = searchConfigs.flatMap((config) =>
-    chooseTerms(
-      known.filter((term) => term.config === config),
-      { budget: MATCH_BUDGET, most: MOST_TERMS },
-    ),
-  );
+  const chosen = chooseTerms(known, { budget: MATCH_BUDGET, most: MOST_TERMS * searchConfigs.length });
   if (chosen.length === 0) return [];
   const { rows: size } = await db.execute<{ messages: number }>(
     sql`SELECT greatest(reltuples, 1)::float8 AS messages FROM pg_class WHERE oid = 'message_search'::regclass`,
@@ -125,32 +127,24 @@ async function textHits(db: Db, text: string, filter: SQL, limit: number): Promi
     .map((config) => ({ config, lexemes: chosen.filter((t) => t.config === config).map((t) => t.lexeme) }))
     .filter((q) => q.lexemes.length > 0)
     .map((q) => sql`(s.config = ${q.config}::regconfig AND s.document @@ ${anyOf(q.lexemes)}::tsquery)`);
-  const array = (values: (string | number)[], type: string) =>
-    sql`${`{${values.map((v) => (typeof v === "number" ? v : `"${v.replace(/(["\\])/g, "\\$1")}"`)).join(",")}}`}::${sql.raw(type)}`;
+  // Each message scores the summed rarity (idf) of the chosen words it holds: one tsquery test per word.
+  const score = sql.join(
+    chosen.map(
+      (t) =>
+        sql`CASE WHEN s.config = ${t.config}::regconfig AND s.document @@ ${anyOf([t.lexeme])}::tsquery THEN ${Math.log(1 + messages / t.inConfig)}::float8 ELSE 0 END`,
+    ),
+    sql` + `,
+  );
   const { rows } = await db.execute<{
     chat_id: number;
     message_id: number;
     sent_at: string;
     score: number;
   }>(sql`
-    SELECT s.chat_id::float8, s.message_id::float8, s.sent_at, score.value AS score
-    FROM message_search s,
-         LATERAL (SELECT coalesce(sum(t.weight), 0)::float8 AS value
-                  FROM unnest(${array(
-                    chosen.map((t) => t.config),
-                    "regconfig[]",
-                  )},
-                              ${array(
-                                chosen.map((t) => t.lexeme),
-                                "text[]",
-                              )},
-                              ${array(
-                                chosen.map((t) => Math.log(1 + messages / t.documents)),
-                                "float8[]",
-                              )}) t(config, lexeme, weight)
-                  WHERE t.config = s.config AND t.lexeme = ANY(tsvector_to_array(s.document))) score
+    SELECT s.chat_id::float8, s.message_id::float8, s.sent_at, (${score}) AS score
+    FROM message_search s
     WHERE (${sql.join(matches, sql` OR `)}) AND ${filter}
-    ORDER BY score.value DESC, s.sent_at DESC
+    ORDER BY score DESC, s.sent_at DESC
     LIMIT ${limit}`);
   return rows.map((row) => ({
     chatId: row.chat_id,
@@ -162,8 +156,20 @@ async function textHits(db: Db, text: string, filter: SQL, limit: number): Promi
 }
 
 /** Trigram hits: messages that look like the newest message, letter by letter. */
-async function trigramHits(db: Db, text: string, filter: SQL, limit: number, seen: string[]): Promise<Hit[]> {
-  if (text.length < 3) return [];
+async function trigramHits(
+  db: Db,
+  text: string,
+  chats: number[] | undefined,
+  filter: SQL,
+  limit: number,
+  seen: string[],
+): Promise<Hit[]> {
+  if (text.length < 3 || text.length > TRIGRAM_QUERY_CHARACTERS) return [];
+  // In a friend's or a group's few chats, comparing each message is cheaper than the trigram index,
+  // which would first gather look-alikes from the whole history.
+  const candidates = chats
+    ? sql`(SELECT * FROM message_search s WHERE ${filter} OFFSET 0) s WHERE similarity(s.text, ${text}) >= 0.3`
+    : sql`message_search s WHERE s.text % ${text} AND ${filter}`;
   const { rows } = await db.execute<{
     chat_id: number;
     message_id: number;
@@ -171,8 +177,7 @@ async function trigramHits(db: Db, text: string, filter: SQL, limit: number, see
     score: number;
   }>(sql`
     SELECT s.chat_id::float8, s.message_id::float8, s.sent_at, similarity(s.text, ${text})::float8 AS score
-    FROM message_search s
-    WHERE s.text % ${text} AND ${filter}
+    FROM ${candidates}
     ORDER BY score DESC, s.sent_at DESC
     LIMIT ${limit + seen.length}`);
   return rows

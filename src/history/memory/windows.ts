@@ -43,8 +43,8 @@ export type Term = { config: string; lexeme: string; documents: number };
  * fit `budget` matching messages in all, at most `most` of them. A word in a fifth of all messages
  * says nothing about this conversation and would make the search read most of the index.
  */
-export function chooseTerms(terms: Term[], options: { budget: number; most: number }): Term[] {
-  const chosen: Term[] = [];
+export function chooseTerms<T extends Term>(terms: T[], options: { budget: number; most: number }): T[] {
+  const chosen: T[] = [];
   let documents = 0;
   for (const term of [...terms].sort(
     (a, b) => a.documents - b.documents || a.lexeme.localeCompare(b.lexeme),
