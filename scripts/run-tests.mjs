@@ -28,6 +28,9 @@ if (files.length === 0) {
 const env = {
   ...process.env,
   UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || "1",
+  // A CLI import in a test leaves no detached indexer behind to outlive its temporary folder;
+  // test/memory-index.test.ts turns it back on where the background run is what it tests.
+  TWIN_MEMORY_INDEX: process.env.TWIN_MEMORY_INDEX || "off",
   TEST_MODEL_GGUF: process.env.TEST_MODEL_GGUF || ensureTestModel(),
 };
 const result = spawnSync(
