@@ -227,3 +227,42 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe("a history from before the memory index, on its first command after the upgrade", {
+  skip: externalUrl ? false : "TEST_DATABASE_URL is unset",
+  timeout: 300_000,
+}, () => {
+  it("is backfilled in the background by whichever command applied the migration", async () => {
+    const name = `twin_test_${randomBytes(6).toString("hex")}`;
+    const admin = new pg.Client({ connectionString: externalUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = new URL(externalUrl as string);
+    url.pathname = `/${name}`;
+    const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url.toString(), TWIN_TZ: "UTC" };
+    const twin = (...args: string[]) => runTwin(args, { cwd: root, env });
+    try {
+      const imported = await twin("import", fixtures.cuda, "--owner", fixtureOwners.cuda);
+      assert.equal(imported.code, 0, imported.stderr);
+      // Back to the schema before migration 0015: no index, and the migration not yet applied.
+      const old = new pg.Client({ connectionString: url.toString() });
+      await old.connect();
+      await old.query(`DROP TABLE message_search, search_terms;
+        DROP FUNCTION message_search_forget, message_search_stale CASCADE;
+        DROP INDEX messages_members;
+        DELETE FROM drizzle.__drizzle_migrations WHERE id = (SELECT max(id) FROM drizzle.__drizzle_migrations)`);
+      await old.end();
+
+      delete env.TWIN_MEMORY_INDEX;
+      const stats = await twin("stats");
+      assert.equal(stats.code, 0, stats.stderr);
+      await waitUntil("the backfill after the migration", async () => {
+        const status = await twin("memory", "status");
+        return /^memory index: complete \(\d{3,} messages\)\n$/.test(status.stdout) ? true : undefined;
+      });
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});

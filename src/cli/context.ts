@@ -2,6 +2,7 @@ import { type App, createApp } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import { configFromEnvironment } from "../config/env.ts";
 import { openDatabase } from "../db/client.ts";
+import { indexInBackground } from "./background-index.ts";
 
 /** Global flags every command accepts. */
 export type GlobalOptions = { dataDir?: string; tz?: string };
@@ -44,9 +45,13 @@ export async function withDatabase<T>(
   process.on("SIGTERM", stop);
   try {
     const database = await opening;
+    const app = createApp(config, database);
     try {
-      return await work(createApp(config, database), abort.signal);
+      return await work(app, abort.signal);
     } finally {
+      // The migration-time backfill: a migration that came with this version may have made a new
+      // index (memory's) that the history already there must fill, whichever command ran first.
+      if (database.migrationsApplied) await backfillAfterMigration(app).catch(() => undefined);
       await database.close();
     }
   } finally {
@@ -54,4 +59,10 @@ export async function withDatabase<T>(
     process.off("SIGTERM", stop);
     if (abort.signal.aborted) process.exitCode = 130;
   }
+}
+
+/** Starts the memory index's background run when the history holds messages it lacks. */
+async function backfillAfterMigration(app: App): Promise<void> {
+  const progress = await app.repositories.memory.progress();
+  if (!progress.refusal && progress.indexed < progress.total) indexInBackground(app.config);
 }

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import createDebug from "debug";
+import { sql } from "drizzle-orm";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
@@ -47,6 +48,8 @@ export type Database = {
   url: string;
   /** The embedded cluster's folder, when the server is twin's own (its fixes differ from a DATABASE_URL server's). */
   embeddedDir?: string | undefined;
+  /** How many migrations this open applied (0: the schema was current): new tables may need filling. */
+  migrationsApplied?: number | undefined;
   close(): Promise<void>;
 };
 
@@ -114,10 +117,10 @@ async function connect(config: Config, options: { migrate?: boolean }): Promise<
     ? `postgres://${encodeURIComponent(embedded.connection.user)}:${encodeURIComponent(embedded.connection.password)}@${embedded.connection.host}:${embedded.connection.port}/${embedded.connection.database}`
     : (config.databaseUrl as string);
   const embeddedDir = embedded ? path.join(config.dataDir, "postgres") : undefined;
-  const database = { db, pool, describe, url, embeddedDir, close };
+  const database: Database = { db, pool, describe, url, embeddedDir, close };
   if (options.migrate !== false) {
     try {
-      await runMigrations(database);
+      database.migrationsApplied = await runMigrations(database);
     } catch (error) {
       await close();
       throw error;
@@ -126,10 +129,22 @@ async function connect(config: Config, options: { migrate?: boolean }): Promise<
   return database;
 }
 
-/** Applies the SQL migrations in `migrations/` that this database has not seen yet. */
-export async function runMigrations(database: Pick<Database, "db" | "describe">): Promise<void> {
+/** Applies the SQL migrations in `migrations/` that this database has not seen yet; returns how many. */
+export async function runMigrations(database: Pick<Database, "db" | "describe">): Promise<number> {
+  const applied = async () => {
+    const { rows: table } = await database.db.execute<{ present: boolean }>(
+      sql`SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present`,
+    );
+    if (!table[0]?.present) return 0; // a new database: the table comes with the first migration
+    const { rows } = await database.db.execute<{ count: number }>(
+      sql`SELECT count(*)::int AS count FROM drizzle.__drizzle_migrations`,
+    );
+    return rows[0]?.count ?? 0;
+  };
   try {
+    const before = await applied();
     await migrate(database.db, { migrationsFolder });
+    return (await applied()) - before;
   } catch (cause) {
     throw new DatabaseError(`Migrating ${database.describe} failed: ${(cause as Error).message}`, { cause });
   }
