@@ -245,6 +245,24 @@ for (const backend of backends()) {
       const windows = await recall({ text: ["kekekekeke lolzzz"], limit: 1 });
       assert.equal(windows[0]?.via, "trigram");
       assert.ok(texts(windows).includes("kekekeke lolz"));
+      // In a friend's scope too (compared message by message there), and never outside it.
+      const borisOwn = await recall({
+        text: ["kekekekeke lolzzz"],
+        limit: 1,
+        scope: { kind: "friend", personId: boris.id },
+      });
+      assert.equal(borisOwn[0]?.via, "trigram");
+      assert.ok(texts(borisOwn).includes("kekekeke lolz"));
+      assert.deepEqual(
+        texts(
+          await recall({
+            text: ["kekekekeke lolzzz"],
+            limit: 1,
+            scope: { kind: "friend", personId: anna.id },
+          }),
+        ),
+        [],
+      );
     });
 
     it("keeps a friend to the chats they took part in (the privacy rule)", async () => {

@@ -155,6 +155,15 @@ async function textHits(db: Db, text: string, filter: SQL, limit: number): Promi
   }));
 }
 
+/** Beyond this many messages in scope, the trigram fallback goes through the trigram index. */
+const DIRECT_COMPARISONS = 20_000;
+
+async function scopeSize(db: Db, chats: number[]): Promise<number> {
+  const { rows } = await db.execute<{ messages: number }>(sql`
+    SELECT count(*)::int AS messages FROM message_search WHERE chat_id = ANY(${`{${chats.join(",")}}`}::bigint[])`);
+  return rows[0]?.messages ?? 0;
+}
+
 /** Trigram hits: messages that look like the newest message, letter by letter. */
 async function trigramHits(
   db: Db,
@@ -166,8 +175,10 @@ async function trigramHits(
 ): Promise<Hit[]> {
   if (text.length < 3 || text.length > TRIGRAM_QUERY_CHARACTERS) return [];
   // In a friend's or a group's few chats, comparing each message is cheaper than the trigram index,
-  // which would first gather look-alikes from the whole history.
-  const candidates = chats
+  // which would first gather look-alikes from the whole history; in a scope of years of messages
+  // the index is the cheaper again. Counting the scope is an index-only read of the primary key.
+  const direct = chats && (await scopeSize(db, chats)) <= DIRECT_COMPARISONS;
+  const candidates = direct
     ? sql`(SELECT * FROM message_search s WHERE ${filter} OFFSET 0) s WHERE similarity(s.text, ${text}) >= 0.3`
     : sql`message_search s WHERE s.text % ${text} AND ${filter}`;
   const { rows } = await db.execute<{
