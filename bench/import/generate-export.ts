@@ -18,7 +18,34 @@ const en =
   );
 const emoji = ["😂", "👍", "❤️", "🔥", "😅", "🙈", "🎉", "🤔", "😭", "👌"];
 
-function random(seed: number) {
+/**
+ * How many messages each of `chats` chats holds (Zipf-like: a few chats hold most messages, as in
+ * a real account), each at least `least`, `messages` in all.
+ */
+export function messagesPerChat(chats: number, messages: number, least: number): number[] {
+  const weights = Array.from({ length: chats }, (_, i) => 1 / (i + 1) ** 0.8);
+  const totalWeight = weights.reduce((a, b) => a + b, 0);
+  const perChat = weights.map((w) => Math.max(least, Math.round((w / totalWeight) * messages)));
+  perChat[0] = (perChat[0] as number) + messages - perChat.reduce((a, b) => a + b, 0);
+  return perChat;
+}
+
+/** An export file's text up to its first chat: the owner's personal information, the list opened. */
+export function exportOpening(ownerId: number): string {
+  return `{\n "about": "Here is the data you requested.",\n "personal_information": ${pretty(
+    {
+      user_id: ownerId,
+      first_name: "Алексей",
+      last_name: "Смирнов",
+      phone_number: "+7 000 000 0000",
+      bio: "",
+    },
+    " ",
+  )},\n "chats": {\n  "about": "This page lists all chats from this export.",\n  "list": [\n`;
+}
+
+/** mulberry32: a small seeded generator, so every bench generates the same export for a seed. */
+export function random(seed: number) {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -29,7 +56,8 @@ function random(seed: number) {
   };
 }
 
-function pretty(value: unknown, indent: string): string {
+/** JSON as Telegram Desktop indents it, nested under `indent`. */
+export function pretty(value: unknown, indent: string): string {
   return JSON.stringify(value, null, 1).replace(/\n/g, `\n${indent}`);
 }
 
@@ -57,24 +85,8 @@ export async function generateExport(
     return parts.join(" ");
   };
 
-  // Zipf-like: a few chats hold most messages, as in a real account.
-  const weights = Array.from({ length: options.chats }, (_, i) => 1 / (i + 1) ** 0.8);
-  const totalWeight = weights.reduce((a, b) => a + b, 0);
-  const perChat = weights.map((w) => Math.max(1, Math.round((w / totalWeight) * options.messages)));
-  perChat[0] = (perChat[0] as number) + options.messages - perChat.reduce((a, b) => a + b, 0);
-
-  await write(
-    `{\n "about": "Here is the data you requested.",\n "personal_information": ${pretty(
-      {
-        user_id: OWNER_ID,
-        first_name: "Алексей",
-        last_name: "Смирнов",
-        phone_number: "+7 000 000 0000",
-        bio: "",
-      },
-      " ",
-    )},\n "chats": {\n  "about": "This page lists all chats from this export.",\n  "list": [\n`,
-  );
+  const perChat = messagesPerChat(options.chats, options.messages, 1);
+  await write(exportOpening(OWNER_ID));
   for (let c = 0; c < options.chats; c++) {
     const group = c % 10 === 9;
     const chatId = group ? 1_700_000_000 + c : 6_000_000 + c;

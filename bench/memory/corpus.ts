@@ -16,18 +16,6 @@ export const IRC_FIXTURE = "/work/shared/fixtures/irc/ubuntu_irc_as_telegram_exp
 /** Outside the repository; kept between runs (installing wordfreq takes a minute). */
 export const CACHE_DIR = process.env.TWIN_BENCH_CACHE ?? "/tmp/twin-bench-memory-cache";
 
-/** mulberry32, the same seeded generator as bench/import's. */
-export function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export type Rand = () => number;
 
 /** Cumulative weights, for drawing an index in O(log n). */

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import fs from "node:fs";
-import { random, type TextSource, textSource } from "./corpus.ts";
+import { exportOpening, messagesPerChat, pretty, random } from "../import/generate-export.ts";
+import { type TextSource, textSource } from "./corpus.ts";
 
 /**
  * Writes a whole-account Telegram Desktop export (result.json, the shape of
@@ -48,10 +49,6 @@ const enLast = ["Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Thomas"
 const CHAT_SPAN_SECONDS = 3 * 365 * 86_400;
 const MEAN_SESSION_MESSAGES = 12;
 
-function pretty(value: unknown, indent: string): string {
-  return JSON.stringify(value, null, 1).replace(/\n/g, `\n${indent}`);
-}
-
 export type CorpusSummary = {
   ownerId: number;
   bytes: number;
@@ -89,24 +86,9 @@ export async function generateCorpus(
     samples: { ru: [], en: [] },
   };
 
-  // Zipf-like, as in bench/import: a few chats hold most messages, as in a real account.
-  const weights = Array.from({ length: options.chats }, (_, i) => 1 / (i + 1) ** 0.8);
-  const totalWeight = weights.reduce((a, b) => a + b, 0);
-  const perChat = weights.map((w) => Math.max(2, Math.round((w / totalWeight) * options.messages)));
-  perChat[0] = (perChat[0] as number) + options.messages - perChat.reduce((a, b) => a + b, 0);
-
-  await write(
-    `{\n "about": "Here is the data you requested.",\n "personal_information": ${pretty(
-      {
-        user_id: OWNER_ID,
-        first_name: "Алексей",
-        last_name: "Смирнов",
-        phone_number: "+7 000 000 0000",
-        bio: "",
-      },
-      " ",
-    )},\n "chats": {\n  "about": "This page lists all chats from this export.",\n  "list": [\n`,
-  );
+  // Sized as bench/import sizes its chats (a few hold most messages), at least 2 each.
+  const perChat = messagesPerChat(options.chats, options.messages, 2);
+  await write(exportOpening(OWNER_ID));
   for (let c = 0; c < options.chats; c++) {
     const group = c % 10 === 9;
     // c % 4 alternates the language of groups (c = 9, 19, 29…) as well as of private chats.

@@ -28,7 +28,7 @@ import { openDatabase } from "../../src/db/client.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { createMemoryRepository } from "../../src/history/memory/memory.repository.ts";
 import type { RetrievalQuery } from "../../src/history/memory/retriever.ts";
-import { random } from "./corpus.ts";
+import { random } from "../import/generate-export.ts";
 import { generateCorpus } from "./generate-corpus.ts";
 import { type Held, heldOutSessions } from "./held-out.ts";
 

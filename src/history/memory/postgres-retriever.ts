@@ -19,6 +19,19 @@ const HITS_PER_WINDOW = 4;
 /** The trigram fallback is for short messages (slang, a misspelt word): a longer one has words to search. */
 const TRIGRAM_QUERY_CHARACTERS = 60;
 
+/** A hit as both searches read it. */
+type HitRow = { chat_id: number; message_id: number; sent_at: string; score: number };
+
+function hitOf(row: HitRow, via: Hit["via"]): Hit {
+  return {
+    chatId: row.chat_id,
+    messageId: row.message_id,
+    sentAt: new Date(row.sent_at),
+    score: row.score,
+    via,
+  };
+}
+
 type Hit = { chatId: number; messageId: number; sentAt: Date; score: number; via: "text" | "trigram" };
 
 /**
@@ -135,24 +148,13 @@ async function textHits(db: Db, text: string, filter: SQL, limit: number): Promi
     ),
     sql` + `,
   );
-  const { rows } = await db.execute<{
-    chat_id: number;
-    message_id: number;
-    sent_at: string;
-    score: number;
-  }>(sql`
+  const { rows } = await db.execute<HitRow>(sql`
     SELECT s.chat_id::float8, s.message_id::float8, s.sent_at, (${score}) AS score
     FROM message_search s
     WHERE (${sql.join(matches, sql` OR `)}) AND ${filter}
     ORDER BY score DESC, s.sent_at DESC
     LIMIT ${limit}`);
-  return rows.map((row) => ({
-    chatId: row.chat_id,
-    messageId: row.message_id,
-    sentAt: new Date(row.sent_at),
-    score: row.score,
-    via: "text" as const,
-  }));
+  return rows.map((row) => hitOf(row, "text"));
 }
 
 /** Beyond this many messages in scope, the trigram fallback goes through the trigram index. */
@@ -181,25 +183,14 @@ async function trigramHits(
   const candidates = direct
     ? sql`(SELECT * FROM message_search s WHERE ${filter} OFFSET 0) s WHERE similarity(s.text, ${text}) >= 0.3`
     : sql`message_search s WHERE s.text % ${text} AND ${filter}`;
-  const { rows } = await db.execute<{
-    chat_id: number;
-    message_id: number;
-    sent_at: string;
-    score: number;
-  }>(sql`
+  const { rows } = await db.execute<HitRow>(sql`
     SELECT s.chat_id::float8, s.message_id::float8, s.sent_at, similarity(s.text, ${text})::float8 AS score
     FROM ${candidates}
     ORDER BY score DESC, s.sent_at DESC
     LIMIT ${limit + seen.length}`);
   return rows
     .filter((row) => !seen.includes(`${row.chat_id}:${row.message_id}`))
-    .map((row) => ({
-      chatId: row.chat_id,
-      messageId: row.message_id,
-      sentAt: new Date(row.sent_at),
-      score: row.score,
-      via: "trigram" as const,
-    }));
+    .map((row) => hitOf(row, "trigram"));
 }
 
 /**
