@@ -4,6 +4,7 @@ import { ownerTimeZone } from "../config/config.ts";
 import { buildDataset, DATASET_DEFAULTS } from "../dataset/build.usecase.ts";
 import type { Example, LossPolicy } from "../dataset/examples.ts";
 import { summaryLine } from "../dataset/manifest.ts";
+import { DEFAULT_MEMORY_TOKENS, DEFAULT_MEMORY_WINDOWS } from "../dataset/memory-turn.ts";
 import { plural } from "../plural.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { dateOrAll, fraction, integer, many, personName, telegramId } from "./options.ts";
@@ -40,6 +41,9 @@ type DatasetFlags = {
   redact?: boolean;
   tokenizer?: string;
   canary?: number | true;
+  memory: "on" | "off";
+  memoryWindows: number;
+  memoryTokens: number;
 };
 
 export function registerDatasetCommand(program: Command): void {
@@ -114,6 +118,26 @@ export function registerDatasetCommand(program: Command): void {
       telegramId("--canary"),
     )
     .option("--tokenizer <model.gguf>", "count tokens with this model's vocabulary instead of the estimate")
+    .addOption(
+      new Option(
+        "--memory <mode>",
+        "on: each example gets the past exchanges memory recalls for it, as the bot would show them (a model trained so is served with memory)",
+      )
+        .choices(["on", "off"])
+        .default("off"),
+    )
+    .option(
+      "--memory-windows <n>",
+      "with --memory on: at most this many recalled exchanges per example",
+      integer("--memory-windows", 1),
+      DEFAULT_MEMORY_WINDOWS,
+    )
+    .option(
+      "--memory-tokens <n>",
+      "with --memory on: the memory turn's budget in tokens, on top of --max-tokens",
+      integer("--memory-tokens", 32),
+      DEFAULT_MEMORY_TOKENS,
+    )
     .action(async (flags: DatasetFlags, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
       const since = flags.since === "all" ? null : flags.since;
@@ -152,6 +176,14 @@ export function registerDatasetCommand(program: Command): void {
                 outDir: flags.out,
                 tokenizer,
                 signal,
+                memory:
+                  flags.memory === "on"
+                    ? { windows: flags.memoryWindows, maxTokens: flags.memoryTokens }
+                    : undefined,
+                onIndexing: ({ indexed, total }) => {
+                  if (indexed < total)
+                    process.stderr.write(`memory index: ${indexed} of ${total} messages, waiting for it…\n`);
+                },
                 canary:
                   flags.canary === undefined
                     ? undefined
@@ -180,6 +212,11 @@ export function registerDatasetCommand(program: Command): void {
         ["owner's message share", String(m.speakers.find((s) => s.id === m.owner.id)?.messageShare ?? 0)],
       );
       process.stdout.write(`${t.toString()}\n`);
+      if (m.memory) {
+        process.stdout.write(
+          `memory: ${m.memory.examples} of ${m.counts.examples} examples recall ${plural(m.memory.windows, "past exchange")} (${m.memory.tokens.toLocaleString("en-US")} tokens, untrained)\n`,
+        );
+      }
       if (m.canary) {
         process.stdout.write(
           `canary planted ${plural(m.canary.planted, "time")} in chat ${m.canary.chatId}: “${m.canary.sentence}” (twin eval reports whether it leaks)\n`,

@@ -1,7 +1,9 @@
 import path from "node:path";
 import type { Command } from "commander";
 import type { App } from "../app.ts";
+import { armCandidates, compareMemory, comparisonLines } from "../evaluation/compare-memory.usecase.ts";
 import { generateSamples } from "../evaluation/generate.usecase.ts";
+import { memoryArms } from "../evaluation/memory-comparison.ts";
 import { reportFolder, runReport } from "../evaluation/report-runner.ts";
 import { planLine, summaryLines } from "../evaluation/summary.ts";
 import { AmbiguousPersonError } from "../history/history.errors.ts";
@@ -19,6 +21,7 @@ type EvalOptions = {
   seed: number;
   out?: string;
   model?: string;
+  compareMemory?: boolean;
 };
 
 /** --speaker by the one lookup rule (history/person-lookup.ts); the owner counts. */
@@ -57,10 +60,23 @@ export function registerEvalCommand(program: Command): void {
     .option("--seed <n>", "the seed for the subset and the sampling", integer("--seed", 0), 0)
     .option("--out <dir>", "where report.md and the plots go (default: <TWIN_DATA_DIR>/reports/eval-<id>)")
     .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
+    .option(
+      "--compare-memory",
+      "does memory help? adapters trained on a dataset with memory against adapters trained without (give both arms, a seed each, with --adapter): held-out loss with paired 95% intervals, a probe of turns that know the context, the canary",
+    )
     .action(async (options: EvalOptions, command: Command) => {
       const config = resolveConfig(command.optsWithGlobals<GlobalOptions>());
       await withDatabase(config, async (app) => {
         const { database, repositories } = app;
+        if (options.compareMemory && options.adapter.length < 2) {
+          throw new Error(
+            "--compare-memory: give each arm's adapters with --adapter (at least one with memory, one without)",
+          );
+        }
+        // The arms are checked before anything is generated: an unfair comparison stops here.
+        const arms = options.compareMemory
+          ? memoryArms(await armCandidates(repositories, options.adapter))
+          : undefined;
         const modelPath = await resolveModelPath(app, options.model);
         // One sequence: on a few cores, two at once only split the same threads (measured: no gain).
         const { engine } = await openEngine(config, modelPath, { sequences: 1 });
@@ -74,7 +90,8 @@ export function registerEvalCommand(program: Command): void {
           evaluationId = await generateSamples(
             { ...{ config, database, repositories }, engine },
             {
-              datasetId: options.dataset,
+              // Compared arms: their held-out turns are generated as served, with memory.
+              datasetId: options.dataset ?? arms?.memory.datasetId,
               adapterIds: options.adapter.length ? options.adapter : undefined,
               speakerId: options.speaker ? await speakerId(repositories, options.speaker) : undefined,
               maxTurns: options.turns,
@@ -94,8 +111,18 @@ export function registerEvalCommand(program: Command): void {
           await engine.dispose();
         }
         const out = path.resolve(options.out ?? reportFolder(config.dataDir, evaluationId));
+        let comparisonFile: string | undefined;
+        if (arms) {
+          process.stdout.write("comparing memory: every adapter scored on the same held-out tokens…\n");
+          const compared = await compareMemory(
+            { config, database, repositories },
+            { adapterIds: options.adapter, out, onProgress: (line) => process.stdout.write(`  ${line}\n`) },
+          );
+          comparisonFile = compared.file;
+          process.stdout.write(`${comparisonLines(compared.comparison).join("\n")}\n`);
+        }
         process.stdout.write("measuring: style metrics, the discriminator, plots…\n");
-        await runReport(config.training, database.url, evaluationId, out);
+        await runReport(config.training, database.url, evaluationId, out, comparisonFile);
         const summary = await repositories.evaluations.summary(evaluationId);
         process.stdout.write(`${summaryLines(summary).join("\n")}\nreport: ${path.join(out, "report.md")}\n`);
       });

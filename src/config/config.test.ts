@@ -41,8 +41,8 @@ describe("config", () => {
     const { inference, memory, bot, userbot, training, ...rest } = config;
     assert.deepEqual(
       memory,
-      { enabled: false, windows: 3, indexAfterImport: true },
-      "memory is off until measured; its index is kept anyway",
+      { enabled: undefined, windows: undefined, indexAfterImport: true },
+      "memory follows the model's dataset unless set; its index is kept anyway",
     );
     assert.equal(training.configFile, undefined, "unset: chosen for the base and the worker's GPUs");
     assert.equal(training.fullConfigFile, undefined);
@@ -166,8 +166,9 @@ describe("config", () => {
     );
   });
 
-  it("reads the memory settings: off and 3 windows by default, bad values refused by name", () => {
-    assert.deepEqual(loadConfig({}).memory, { enabled: false, windows: 3, indexAfterImport: true });
+  it("reads the memory settings: unset by default (the dataset's then), bad values refused by name", () => {
+    assert.deepEqual(loadConfig({}).memory, { enabled: undefined, windows: undefined, indexAfterImport: true });
+    assert.equal(loadConfig({ TWIN_MEMORY: "off" }).memory.enabled, false);
     assert.deepEqual(
       loadConfig({ TWIN_MEMORY: "on", TWIN_MEMORY_WINDOWS: "5", TWIN_MEMORY_INDEX: "off" }).memory,
       { enabled: true, windows: 5, indexAfterImport: false },

@@ -112,9 +112,9 @@ const configSchema = z.object({
     ),
   TWIN_MEMORY: z
     .enum(["on", "off"], { message: "must be on or off" })
-    .default("off")
+    .optional()
     .describe(
-      "memory: past exchanges recalled from the whole history into the prompt, as an untrained system turn (off until measured)",
+      "memory: past exchanges recalled from the whole history into the prompt, as an untrained system turn (default: as the model's dataset was built, `twin dataset --memory`)",
     ),
   TWIN_MEMORY_INDEX: z
     .enum(["on", "off"], { message: "must be on or off" })
@@ -127,8 +127,10 @@ const configSchema = z.object({
     .int()
     .min(0)
     .max(10)
-    .default(3)
-    .describe("at most this many recalled exchanges per prompt when TWIN_MEMORY is on (0: none)"),
+    .optional()
+    .describe(
+      "at most this many recalled exchanges per prompt when memory is on (0: none; default: the dataset's, else 3)",
+    ),
   TWIN_BOT_TOKEN: z
     .string()
     .superRefine((token, context) => {
@@ -363,10 +365,10 @@ export type BotConfig = {
 
 /** Recall of past exchanges into prompts (src/history/memory/, src/inference/conversation-context.ts). */
 export type MemoryConfig = {
-  /** TWIN_MEMORY: off by default until a measurement says memory helps. */
-  enabled: boolean;
-  /** TWIN_MEMORY_WINDOWS: the most recalled windows a prompt shows. */
-  windows: number;
+  /** TWIN_MEMORY; undefined: as the model's dataset was built (its manifest), else off. */
+  enabled: boolean | undefined;
+  /** TWIN_MEMORY_WINDOWS: the most recalled windows a prompt shows; undefined: the dataset's, else 3. */
+  windows: number | undefined;
   /** TWIN_MEMORY_INDEX: whether an import starts indexing in the background. */
   indexAfterImport: boolean;
 };
@@ -517,7 +519,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxReplyTokens: values.TWIN_MAX_REPLY_TOKENS,
     },
     memory: {
-      enabled: values.TWIN_MEMORY === "on",
+      enabled: values.TWIN_MEMORY === undefined ? undefined : values.TWIN_MEMORY === "on",
       windows: values.TWIN_MEMORY_WINDOWS,
       indexAfterImport: values.TWIN_MEMORY_INDEX === "on",
     },

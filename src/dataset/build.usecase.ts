@@ -3,9 +3,17 @@ import { HistoryError } from "../history/history.errors.ts";
 import { peerKindOf } from "../history/identity.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
 import { openDatasetFolder } from "./dataset-folder.ts";
-import { type ChatStats, chatExamples, type ExampleSettings, emptyChatStats } from "./examples.ts";
+import {
+  type ChatStats,
+  chatExamples,
+  type ExampleSettings,
+  emptyChatStats,
+  type RecallPlan,
+} from "./examples.ts";
 import type { Tokenize } from "./length.ts";
 import { buildManifest, type Manifest } from "./manifest.ts";
+import { addMemory, ensureIndexed, type MemoryCounts } from "./memory-examples.ts";
+import { defaultMemorySettings, type MemorySettings } from "./memory-turn.ts";
 import { buildNameTable } from "./names.ts";
 import { emptyRedactionCounts } from "./redact.ts";
 import { SESSION_GAP_MINUTES } from "./sessions.ts";
@@ -33,6 +41,13 @@ export type DatasetOptions = ExampleSettings & {
   canary?: { chatId?: number | undefined } | undefined;
   /** A build silent this long has lost its process (TWIN_WORKER_STALE_S); default 60. */
   staleSeconds?: number | undefined;
+  /**
+   * Memory (`--memory on`): each example gets the memory turn serving would build for it, recalled
+   * only from before its session and searched only with the turns before its first trained one.
+   */
+  memory?: Pick<MemorySettings, "windows" | "maxTokens"> | undefined;
+  /** Told while the memory index is brought up to date before a memory build. */
+  onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
 };
 
 export type DatasetResult = { datasetId: number; manifest: Manifest; files: string[] };
@@ -105,6 +120,13 @@ export async function buildDataset(
   const excluded = new Set([...options.excludePeople, TELEGRAM_SERVICE_ACCOUNT, ...(await history.botIds())]);
   const optedOut = new Set((await friends.optedOutIds()).filter((id) => id !== owner.personId));
   const names = buildNameTable(await history.senders(), options.names, owner.personId);
+  const memorySettings: MemorySettings = defaultMemorySettings({
+    enabled: options.memory !== undefined,
+    windows: options.memory?.windows ?? 0,
+    maxTokens: options.memory?.maxTokens ?? 0,
+  });
+  // Memory recalls from the search index: it must hold the whole history before anything is built.
+  if (memorySettings.enabled) await ensureIndexed(repositories.memory, options);
   const settings: ExampleSettings = {
     gapMinutes: options.gapMinutes,
     media: options.media,
@@ -128,6 +150,7 @@ export async function buildDataset(
     optedOut: [...optedOut],
     names: Object.fromEntries(options.names),
     tokenizer: options.tokenizer?.name ?? "estimate",
+    memory: memorySettings,
   };
   const staleSeconds = options.staleSeconds ?? 60;
   await repository.failAbandonedBuilds(staleSeconds); // killed builds: failed, their rows removed
@@ -145,6 +168,7 @@ export async function buildDataset(
   const stats: ChatStats = emptyChatStats();
   const chatsWithExamples = new Set<number>();
   const counts = { train: 0, eval: 0 };
+  const memoryCounts: MemoryCounts = { examples: 0, windows: 0, tokens: 0 };
   const writer = options.outDir ? await openDatasetFolder(options.outDir) : undefined;
   const sink = await repository.openExampleSink(datasetId);
   const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
@@ -162,12 +186,32 @@ export async function buildDataset(
           kept = planted.messages;
           canary.planted = planted.planted;
         }
-        const examples = chatExamples(
+        const plans = new Map<string, RecallPlan>();
+        const built = chatExamples(
           chat,
           kept,
-          { settings, names, ownerId: owner.personId, tokenize: options.tokenizer?.tokenize, optedOut },
+          {
+            settings,
+            names,
+            ownerId: owner.personId,
+            tokenize: options.tokenizer?.tokenize,
+            optedOut,
+            recall: memorySettings.enabled ? { queryTurns: memorySettings.queryTurns, plans } : undefined,
+          },
           stats,
         );
+        const examples = memorySettings.enabled
+          ? await addMemory(built, plans, {
+              chat,
+              memory: memorySettings,
+              retriever: repositories.memory.retriever,
+              recentSince: history.recentSince,
+              names,
+              timeZone: settings.timeZone,
+              tokenize: options.tokenizer?.tokenize,
+              counts: memoryCounts,
+            })
+          : built;
         if (examples.length > 0) chatsWithExamples.add(chatId);
         for (const example of examples) counts[example.split]++;
         await sink.write(examples);
@@ -196,6 +240,7 @@ export async function buildDataset(
       redactions: options.redact ? stats.redactions : emptyRedactionCounts(),
     });
     if (canary) manifest.canary = canary;
+    if (memorySettings.enabled) manifest.memory = memoryCounts;
     throwIfCancelled(options.signal); // the last moment a cancel can still leave everything as it was
     const files = writer ? await writer.finish(manifest) : [];
     await repository.finish(datasetId, manifest);

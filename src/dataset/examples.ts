@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import { joinSegments, MESSAGE_PREFIX, renderSegments, type Segment, turnBody } from "./chatml.ts";
 import { estimateTokens, splitTurns, type Tokenize } from "./length.ts";
 import { TRUNCATED, truncateToTokens } from "./markers.ts";
+import { memoryQuery } from "./memory-query.ts";
 import type { NameTable } from "./names.ts";
 import { emptyRedactionCounts, type RedactionCounts, redact } from "./redact.ts";
 import {
@@ -44,6 +45,13 @@ export type Example = {
 };
 
 export type ChatInfo = { id: number; type: string; title: string | null };
+
+/**
+ * What memory may search for an example (`twin dataset --memory on`): the messages of the turns
+ * before its first trained turn, and its session's bounds (nothing from the session on is recalled).
+ * An empty query recalls nothing, as a prompt with no live turn does.
+ */
+export type RecallPlan = { query: string[]; sessionStartedAt: number; sessionEndedAt: number };
 
 export type ChatStats = {
   sessions: number;
@@ -168,6 +176,8 @@ export function chatExamples(
     tokenize?: Tokenize | undefined;
     /** People who opted out of being simulated: their turns stay as context, never trained. */
     optedOut?: ReadonlySet<number> | undefined;
+    /** Collects each example's recall plan by example id, the query `queryTurns` turns long. */
+    recall?: { queryTurns: number; plans: Map<string, RecallPlan> } | undefined;
   },
   stats: ChatStats,
 ): Example[] {
@@ -253,8 +263,18 @@ export function chatExamples(
       const segments = renderSegments(turns, headerFor([...piece.context, ...piece.turns]));
       const speakerIds = [...new Set([...piece.context, ...piece.turns].map((t) => t.speakerId))];
       stats.exampleTokens.push(tokenize(joinSegments(segments)));
+      const id = `${chat.id}:${session.startedAt}:${part}`;
+      if (context.recall) {
+        // Only turns before the first one trained: what the model learns to write never searches.
+        const firstTrained = turns.findIndex((turn) => turn.train);
+        context.recall.plans.set(id, {
+          query: firstTrained < 0 ? [] : memoryQuery(turns, firstTrained, context.recall.queryTurns),
+          sessionStartedAt: session.startedAt,
+          sessionEndedAt: session.endedAt,
+        });
+      }
       examples.push({
-        id: `${chat.id}:${session.startedAt}:${part}`,
+        id,
         chat_id: chat.id,
         started_at: new Date(startedAt).toISOString(),
         split,

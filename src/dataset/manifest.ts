@@ -5,8 +5,14 @@ import type { ChatStats } from "./examples.ts";
 import type { NameTable } from "./names.ts";
 import type { RedactionCounts } from "./redact.ts";
 
-/** A dataset's manifest; `canary` when one was planted (canary.ts). */
-export type Manifest = ReturnType<typeof buildManifest> & { canary?: Canary };
+/**
+ * A dataset's manifest; `canary` when one was planted (canary.ts); `memory` when examples carry
+ * recalled windows (memory-examples.ts): how many examples got a memory turn, its windows and tokens.
+ */
+export type Manifest = ReturnType<typeof buildManifest> & {
+  canary?: Canary;
+  memory?: { examples: number; windows: number; tokens: number };
+};
 
 const TOP_SPEAKERS = 50;
 

@@ -1,6 +1,7 @@
 import type { RecalledWindow } from "../history/memory/retriever.ts";
-import { MESSAGE_PREFIX } from "./chatml.ts";
+import { escapeControl, IM_END, IM_START, MESSAGE_PREFIX, type Segment, SYSTEM_ROLE } from "./chatml.ts";
 import { headerLine } from "./examples.ts";
+import { MEMORY_QUERY_TURNS } from "./memory-query.ts";
 import { sanitizeName } from "./names.ts";
 
 /**
@@ -46,4 +47,87 @@ export function memoryTurnText(
       );
     })
     .join("\n\n");
+}
+
+/** How memory is used, as a dataset records it (its manifest) and serving then follows. */
+export type MemorySettings = {
+  enabled: boolean;
+  /** At most this many recalled windows in one memory turn. */
+  windows: number;
+  /** The query: the messages of this many turns before the turn being written. */
+  queryTurns: number;
+  /** The memory turn's own budget in tokens; windows beyond it go, the weakest first. */
+  maxTokens: number;
+  /** The real messages a prompt shows as recent history (never recalled again): the latest this many of the chat. */
+  recentMessages: number;
+};
+
+/** Windows a memory turn shows when nobody chose (TWIN_MEMORY_WINDOWS, --memory-windows). */
+export const DEFAULT_MEMORY_WINDOWS = 3;
+/** The memory turn's budget in tokens when nobody chose: about three windows of a chat's messages. */
+export const DEFAULT_MEMORY_TOKENS = 512;
+/** The latest messages of a chat that a prompt carries as its recent history (inference/history-context.ts). */
+export const RECENT_MESSAGES = 600;
+
+/** The settings when nobody chose: off, with the windows and budget memory gets once on. */
+export function defaultMemorySettings(options: { enabled: boolean; windows: number; maxTokens: number }) {
+  return {
+    enabled: options.enabled,
+    windows: options.windows,
+    queryTurns: MEMORY_QUERY_TURNS,
+    maxTokens: options.maxTokens,
+    recentMessages: RECENT_MESSAGES,
+  } satisfies MemorySettings;
+}
+
+/**
+ * The memory settings a manifest records (pure); undefined for a dataset built before memory
+ * existed or with a value that is not one (then serving keeps its own).
+ */
+export function recordedMemory(settings: Record<string, unknown> | undefined): MemorySettings | undefined {
+  const memory = settings?.memory as Partial<MemorySettings> | undefined;
+  if (!memory || typeof memory.enabled !== "boolean") return undefined;
+  const positive = (value: unknown, fallback: number) =>
+    typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : fallback;
+  return {
+    enabled: memory.enabled,
+    windows: positive(memory.windows, DEFAULT_MEMORY_WINDOWS),
+    queryTurns: positive(memory.queryTurns, MEMORY_QUERY_TURNS),
+    maxTokens: positive(memory.maxTokens, DEFAULT_MEMORY_TOKENS),
+    recentMessages: positive(memory.recentMessages, RECENT_MESSAGES),
+  };
+}
+
+/**
+ * The windows that fit `maxTokens` once rendered (pure): the best-scored first, each kept while the
+ * turn still fits, so a memory turn is never cut mid-window and the prompt's budget stays the same.
+ */
+export function fitWindows(
+  windows: readonly RecalledWindow[],
+  maxTokens: number,
+  cost: (windows: readonly RecalledWindow[]) => number,
+): RecalledWindow[] {
+  const kept: RecalledWindow[] = [];
+  for (const window of [...windows].sort((a, b) => b.score - a.score)) {
+    if (cost([...kept, window]) <= maxTokens) kept.push(window);
+  }
+  return windows.filter((window) => kept.includes(window));
+}
+
+/**
+ * A dataset example's segments with the memory turn (pure): one untrained system turn right after
+ * the header (first without one), joined by the newline every turn ends with, as a prompt has it.
+ */
+export function withMemoryTurn(segments: readonly Segment[], text: string): Segment[] {
+  if (!text) return [...segments];
+  const turn: Segment = {
+    text: `${IM_START}${SYSTEM_ROLE}\n${escapeControl(text)}${IM_END}`,
+    train: false,
+    speaker: SYSTEM_ROLE,
+  };
+  const first = segments[0];
+  if (first?.speaker === SYSTEM_ROLE && first.text.endsWith(IM_END)) {
+    return [first, { text: "\n", train: false }, turn, ...segments.slice(1)];
+  }
+  return [turn, { text: "\n", train: false }, ...segments];
 }

@@ -11,17 +11,34 @@ export function reportFolder(dataDir: string, evaluationId: number): string {
 
 /**
  * Runs the trainer's `report` on an evaluation: the statistics, the discriminator and the plots
- * live in Python (scipy, scikit-learn, matplotlib). The report lands in PostgreSQL, and in `out`.
+ * live in Python (scipy, scikit-learn, matplotlib). The report lands in PostgreSQL, and in `out`;
+ * `memoryComparison`: the figures `compare-memory` wrote, shown in the report's memory section.
  */
 export async function runReport(
   training: TrainingConfig,
   databaseUrl: string,
   evaluationId: number,
   out?: string,
+  memoryComparison?: string,
 ): Promise<void> {
-  const args = ["-m", "twin_trainer", "report", "--evaluation", String(evaluationId)];
+  const args = ["report", "--evaluation", String(evaluationId)];
   if (out) args.push("--out", out);
-  const child = spawn(trainerPython(training.python), args, {
+  if (memoryComparison) args.push("--memory-comparison", memoryComparison);
+  await runTrainerCommand(training, databaseUrl, args, "the evaluation report");
+}
+
+/**
+ * Runs `python -m twin_trainer <args>` against the database; lines it prints to stderr that start
+ * with `progress: ` are passed to `onProgress` (long measurements show where they are).
+ */
+export async function runTrainerCommand(
+  training: TrainingConfig,
+  databaseUrl: string,
+  args: string[],
+  what: string,
+  onProgress?: (line: string) => void,
+): Promise<void> {
+  const child = spawn(trainerPython(training.python), ["-m", "twin_trainer", ...args], {
     cwd: trainerDir,
     // The connection string carries the password: the environment, never argv or logs. The bot's
     // own secrets stay behind.
@@ -29,8 +46,14 @@ export async function runReport(
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
+  let pending = "";
   child.stderr.on("data", (chunk) => {
     stderr = (stderr + chunk).slice(-4000);
+    pending += chunk;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines)
+      if (line.startsWith("progress: ")) onProgress?.(line.slice("progress: ".length));
   });
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on("error", reject);
@@ -38,6 +61,6 @@ export async function runReport(
   });
   if (code !== 0) {
     const reason = stderr.trim().split("\n").at(-1) ?? "";
-    throw new Error(`the evaluation report failed (exit ${code}): ${reason}`);
+    throw new Error(`${what} failed (exit ${code}): ${reason}`);
   }
 }

@@ -149,6 +149,21 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
   }
 
   /**
+   * When the `count` messages of a chat before `before` begin (no service messages): where the
+   * recent history a prompt would show at that moment starts; the chat's first message's time when
+   * it has fewer, undefined when it has none.
+   */
+  async function recentSince(chatId: number, before: Date, count: number): Promise<Date | undefined> {
+    const [row] = await rows<{ sent_at: string | Date | null }>(
+      sql`SELECT min(sent_at) AS sent_at FROM (
+            SELECT sent_at FROM messages
+            WHERE chat_id = ${chatId} AND sent_at < ${before.toISOString()}::timestamptz AND kind <> 'service'
+            ORDER BY sent_at DESC, message_id DESC LIMIT ${count}) recent`,
+    );
+    return row?.sent_at ? new Date(row.sent_at) : undefined;
+  }
+
+  /**
    * A chat's latest `limit` messages that say something (no service messages), oldest first;
    * with `personalOnly`, none unless the chat is a personal chat.
    */
@@ -361,6 +376,7 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
     names,
     busiestChat,
     latestMessages,
+    recentSince,
     conversationPartners,
     sharedGroupSessions,
     ownerScript,

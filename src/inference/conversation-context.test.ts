@@ -92,7 +92,7 @@ const withoutMemoryRequest = () => ({
 const withoutMemory = () => buildPrompt(withoutMemoryRequest());
 
 describe("the conversation context", () => {
-  it("takes the gap from the ready dataset's manifest, the zone and budget and memory from the config", () => {
+  it("takes the gap and memory from the ready dataset's manifest, the zone and budget from the config", () => {
     const config = loadConfig({ TWIN_CONTEXT_SIZE: "2048", TWIN_MAX_REPLY_TOKENS: "48", TWIN_MEMORY: "on" });
     assert.deepEqual(
       contextSettings(config, { settings: { maxTokens: 1024, gapMinutes: 30 } }, "Asia/Tokyo"),
@@ -100,9 +100,24 @@ describe("the conversation context", () => {
         gapMs: 30 * 60_000,
         timeZone: "Asia/Tokyo",
         maxTokens: 2000,
-        memory: { enabled: true, windows: 3 },
+        memory: { enabled: true, windows: 3, maxTokens: 512, queryTurns: 3 },
       },
     );
+    // A model trained with memory is served with the memory it was trained with, unless the config says.
+    const trained = {
+      settings: {
+        maxTokens: 1024,
+        memory: { enabled: true, windows: 2, queryTurns: 4, maxTokens: 300, recentMessages: 600 },
+      },
+    };
+    assert.deepEqual(contextSettings(loadConfig({}), trained).memory, {
+      enabled: true,
+      windows: 2,
+      maxTokens: 300,
+      queryTurns: 4,
+    });
+    assert.equal(contextSettings(loadConfig({ TWIN_MEMORY: "off" }), trained).memory.enabled, false);
+    assert.equal(contextSettings(loadConfig({}), { settings: { maxTokens: 1024 } }).memory.enabled, false);
     assert.equal(
       contextSettings(config, undefined, "UTC").gapMs,
       SESSION_GAP_MS,

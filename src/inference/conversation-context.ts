@@ -1,7 +1,14 @@
 import { type Config, ownerTimeZone } from "../config/config.ts";
 import { type ChatInfo, headerLine } from "../dataset/examples.ts";
 import type { Manifest } from "../dataset/manifest.ts";
-import { memoryTurnText } from "../dataset/memory-turn.ts";
+import { MEMORY_QUERY_TURNS, memoryQuery } from "../dataset/memory-query.ts";
+import {
+  DEFAULT_MEMORY_TOKENS,
+  DEFAULT_MEMORY_WINDOWS,
+  fitWindows,
+  memoryTurnText,
+  recordedMemory,
+} from "../dataset/memory-turn.ts";
 import { SESSION_GAP_MINUTES } from "../dataset/sessions.ts";
 import type { ExcludedSpan, MemoryScope, RecalledWindow, Retriever } from "../history/memory/retriever.ts";
 import { buildPrompt, type Prompt, type PromptTurn } from "./prompt.ts";
@@ -21,13 +28,19 @@ export type ContextSettings = {
   timeZone: string;
   /** The prompt's budget in tokens: the context less the room kept for the reply. */
   maxTokens: number;
-  memory: { enabled: boolean; windows: number };
+  /**
+   * Recall: whether, how many windows, the memory turn's budget, and how many live turns make the
+   * query. A model trained with memory is served with the memory it was trained with (its manifest).
+   */
+  memory: { enabled: boolean; windows: number; maxTokens?: number; queryTurns?: number };
 };
 
 /**
  * The settings of a conversation (pure): the session gap of the latest ready dataset (`manifest`;
  * the default gap without one), the owner's time zone (TWIN_TZ or --tz, else `storedTimeZone`, the
- * one the last import stored, else this machine's), the token budget and memory from the config.
+ * one the last import stored, else this machine's), the token budget from the config, and memory
+ * as the dataset was built with it (`twin dataset --memory`) unless TWIN_MEMORY and
+ * TWIN_MEMORY_WINDOWS say otherwise.
  */
 export function contextSettings(
   config: Pick<Config, "timeZone" | "inference" | "memory">,
@@ -40,7 +53,20 @@ export function contextSettings(
     gapMs: minutes * 60_000,
     timeZone: ownerTimeZone(config.timeZone, storedTimeZone),
     maxTokens: config.inference.contextSize - config.inference.maxReplyTokens,
-    memory: { enabled: config.memory.enabled, windows: config.memory.windows },
+    memory: servedMemory(config.memory, manifest),
+  };
+}
+
+function servedMemory(
+  config: Pick<Config["memory"], "enabled" | "windows">,
+  manifest: Pick<Manifest, "settings"> | undefined,
+): ContextSettings["memory"] {
+  const trained = recordedMemory(manifest?.settings);
+  return {
+    enabled: config.enabled ?? trained?.enabled ?? false,
+    windows: config.windows ?? (trained?.enabled ? trained.windows : DEFAULT_MEMORY_WINDOWS),
+    maxTokens: trained?.enabled ? trained.maxTokens : DEFAULT_MEMORY_TOKENS,
+    queryTurns: trained?.enabled ? trained.queryTurns : MEMORY_QUERY_TURNS,
   };
 }
 
@@ -75,9 +101,6 @@ export type ConversationPrompt = {
   prompt: Prompt;
 };
 
-/** Memory's query: the messages of the live conversation's last turns, where its topic is. */
-const QUERY_TURNS = 3;
-
 export async function buildConversationContext(
   deps: { retriever?: Retriever | undefined; countTokens: (text: string) => number },
   settings: ContextSettings,
@@ -92,11 +115,15 @@ export async function buildConversationContext(
           request.header.startedAt,
           settings.timeZone,
         );
-  const recalled = await recall(deps.retriever, settings, request);
-  const memory = memoryTurnText(recalled, {
-    timeZone: settings.timeZone,
-    nameOf: (id) => request.names?.get(id),
-  });
+  const render = (windows: readonly RecalledWindow[]) =>
+    memoryTurnText(windows, { timeZone: settings.timeZone, nameOf: (id) => request.names?.get(id) });
+  // The memory turn keeps to its own budget as the dataset's did: the weakest windows go first.
+  const recalled = fitWindows(
+    await recall(deps.retriever, settings, request),
+    settings.memory.maxTokens ?? DEFAULT_MEMORY_TOKENS,
+    (windows) => deps.countTokens(render(windows)),
+  );
+  const memory = render(recalled);
   const prompt = buildPrompt({
     header,
     memory,
@@ -122,7 +149,11 @@ async function recall(
   request: ConversationRequest,
 ): Promise<RecalledWindow[]> {
   if (!retriever || !settings.memory.enabled || settings.memory.windows <= 0) return [];
-  const text = request.live.slice(-QUERY_TURNS).flatMap((turn) => turn.messages);
+  const text = memoryQuery(
+    request.live,
+    request.live.length,
+    settings.memory.queryTurns ?? MEMORY_QUERY_TURNS,
+  );
   if (text.length === 0) return [];
   return retriever.retrieve({
     text,

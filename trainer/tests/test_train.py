@@ -65,3 +65,23 @@ def test_every_shipped_config_loads():
     for path in configs:
         config = load_config(str(path), ["max_steps=3"])
         assert config.max_steps == 3 and config.lora_r > 0
+
+
+@pytest.mark.unit
+def test_a_trained_token_budget_gives_runs_with_different_rows_the_same_learnt_tokens():
+    from types import SimpleNamespace
+
+    from twin_trainer.config import ConfigError
+    from twin_trainer.train import steps_for_tokens
+
+    example = lambda tokens: SimpleNamespace(supervised_tokens=tokens)  # noqa: E731
+    # The same 12 learnt tokens, packed two ways: small rows (no memory) and big ones (memory).
+    small = [[example(2)], [example(2)], [example(2)], [example(2)], [example(2)], [example(2)]]
+    big = [[example(2), example(2), example(2)], [example(2), example(2), example(2)]]
+    assert steps_for_tokens(small, 1, 8) == 4 and steps_for_tokens(big, 1, 8) == 2
+    assert steps_for_tokens(big, 2, 8) == 1  # two processes: a step takes two rows
+    assert steps_for_tokens(small, 1, 20) == 10  # past one pass it cycles through the order again
+    with pytest.raises(ValueError, match="no trained token"):
+        steps_for_tokens([[example(0)]], 1, 5)
+    with pytest.raises(ConfigError, match="choose one"):
+        TrainConfig(max_trained_tokens=100, max_steps=5).check()

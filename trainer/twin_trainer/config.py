@@ -36,6 +36,9 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     epochs: float = 2.0
     max_steps: int = 0  # 0: from epochs
+    # Train until this many tokens were learnt (labelled), whatever the rows around them hold; 0: off.
+    # Two runs compared on equal terms (with and without memory: `twin eval --compare-memory`) set it alike.
+    max_trained_tokens: int = 0
     tokens_per_batch: int = 2048
     batching: str = "packed"  # or "padded" (length-grouped), for comparison
     eval_every: int = 50
@@ -69,6 +72,10 @@ class TrainConfig:
                 problems.append(f"{key}={getattr(self, key)!r}: must be positive")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout={self.lora_dropout!r}: must be in [0, 1)")
+        if self.max_trained_tokens < 0:
+            problems.append(f"max_trained_tokens={self.max_trained_tokens!r}: must be 0 (off) or positive")
+        if self.max_trained_tokens and self.max_steps:
+            problems.append("max_trained_tokens and max_steps both set: choose one")
         if self.learning_rate <= 0 or self.epochs <= 0:
             problems.append("learning_rate and epochs must be positive")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

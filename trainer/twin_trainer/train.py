@@ -70,6 +70,23 @@ def batch_order(rows_per_epoch: list[list[Any]], epochs: float, seed: int) -> li
     return order
 
 
+def steps_for_tokens(order: list[list[Any]], processes: int, budget: int) -> int:
+    """The fewest steps (one row per process each, cycling through `order`) whose rows hold at least
+    `budget` trained tokens: runs with rows of different sizes then learn the same number of tokens."""
+    if not order:
+        return 0
+    per_pass = sum(e.supervised_tokens for row in order for e in row)
+    if per_pass <= 0:
+        raise ValueError("the training rows hold no trained token")
+    learnt, steps = 0, 0
+    while learnt < budget:
+        for process in range(processes):
+            row = order[(steps * processes + process) % len(order)]
+            learnt += sum(e.supervised_tokens for e in row)
+        steps += 1
+    return steps
+
+
 def eval_subset(examples: list[LabelledExample], limit: int, seed: int) -> list[LabelledExample]:
     """All held-out examples, or a fixed random `limit` of them (same ones for base and tuned)."""
     if not limit or len(examples) <= limit:
@@ -289,7 +306,10 @@ class Recipe:
             self.rows = group_by_length(self.train_set, config.tokens_per_batch, config.seed)
         order = batch_order(self.rows, config.epochs, config.seed)
         # One step takes one row per process (data parallel); the order is the same on every process.
-        self.total_steps = config.max_steps or math.ceil(len(order) / processes)
+        if config.max_trained_tokens:
+            self.total_steps = steps_for_tokens(order, processes, config.max_trained_tokens)
+        else:
+            self.total_steps = config.max_steps or math.ceil(len(order) / processes)
         needed = self.total_steps * processes
         self.order = (order * math.ceil(needed / max(len(order), 1)))[:needed]
 
@@ -382,6 +402,11 @@ class Recipe:
                 self.save_checkpoint()
         return True
 
+    def trained_tokens(self) -> int:
+        """The tokens learnt over the run's steps (every process's rows)."""
+        processes = self.world.world_size
+        return sum(e.supervised_tokens for row in self.order[: self.step * processes] for e in row)
+
     def _stop_requested(self) -> bool:
         """A STOP file in the output folder (the worker's cancel); seen by rank 0, it stops every process."""
         return self.world.any((self.output / "STOP").exists())
@@ -421,7 +446,13 @@ class Recipe:
             tuned = self._evaluate()
             if not self.method.measures_base_first:
                 self.base_metrics = self._evaluate(base=True)
-            metrics = {"base": self.base_metrics, "tuned": tuned, "eval_examples": len(self.eval_set), "steps": self.step}
+            metrics = {
+                "base": self.base_metrics,
+                "tuned": tuned,
+                "eval_examples": len(self.eval_set),
+                "steps": self.step,
+                "trained_tokens": self.trained_tokens(),
+            }
             self.emit({"event": "eval", "step": self.step, **metrics["tuned"]["overall"]})
         if self.world.main:
             (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))

@@ -12,6 +12,7 @@ export type { IndexOutcome, IndexProgress };
 
 import { createPostgresRetriever } from "./postgres-retriever.ts";
 import type { Retriever } from "./retriever.ts";
+import { saidBefore } from "./said-before.ts";
 
 /** The session gap windows are cut at, as the dataset's default (dataset/sessions.ts). */
 const WINDOW_GAP_MS = 10 * 60_000;
@@ -28,6 +29,8 @@ export type MemoryRepository = {
   progress(): Promise<IndexProgress>;
   check(): Promise<TextSearchCheck>;
   retriever: Retriever;
+  /** Whether a person wrote any content word of a text before a time, within a scope (said-before.ts). */
+  saidBefore(query: Parameters<typeof saidBefore>[1]): Promise<boolean>;
 };
 
 export function createMemoryRepository(
@@ -43,6 +46,7 @@ export function createMemoryRepository(
       return { ...(await indexProgress(database.db)), refusal: verdict.ok ? undefined : verdict.reason };
     },
     check,
+    saidBefore: (query) => saidBefore(database.db, query),
     retriever: createPostgresRetriever(database.db, {
       gapMs: options.gapMs ?? WINDOW_GAP_MS,
       // Asked once: the extension comes with the migration or not at all.

@@ -102,7 +102,11 @@ export async function scopeChats(db: Db, scope: MemoryScope): Promise<number[] |
 }
 
 /** What every hit must satisfy: in scope, before the bound, outside the spans already shown. */
-function hitFilter(chats: number[] | undefined, exclude: ExcludedSpan[], before: Date | undefined): SQL {
+export function hitFilter(
+  chats: number[] | undefined,
+  exclude: ExcludedSpan[],
+  before: Date | undefined,
+): SQL {
   const parts: SQL[] = [];
   if (chats) parts.push(sql`s.chat_id = ANY(${`{${chats.join(",")}}`}::bigint[])`);
   if (before) parts.push(sql`s.sent_at < ${before.toISOString()}::timestamptz`);

@@ -1,3 +1,5 @@
+import { peerKindOf } from "../identity.ts";
+
 /**
  * Memory: what the twin recalls from the whole history for a live conversation. Retrieval sits
  * behind this one interface (full-text search in PostgreSQL today; embeddings could come later).
@@ -50,4 +52,9 @@ export type RecalledWindow = {
 
 export interface Retriever {
   retrieve(query: RetrievalQuery): Promise<RecalledWindow[]>;
+}
+
+/** Whose history memory may draw on in a chat (pure): a private chat's person, else that group. */
+export function chatScope(chatId: number): MemoryScope {
+  return peerKindOf(chatId) === "user" ? { kind: "friend", personId: chatId } : { kind: "group", chatId };
 }
