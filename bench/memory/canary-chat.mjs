@@ -21,7 +21,10 @@ let id = 1;
 for (let day = 0; day < 12; day++) {
   lines.forEach(([who, text], i) => {
     const when = new Date(Date.UTC(2008, 4, 1 + day, 18, i * 2));
-    const author = who === "me" ? { from: me.first_name, from_id: `user${me.user_id}` } : { from: friend.name, from_id: `user${friend.id}` };
+    const author =
+      who === "me"
+        ? { from: me.first_name, from_id: `user${me.user_id}` }
+        : { from: friend.name, from_id: `user${friend.id}` };
     messages.push({
       id: id++,
       type: "message",

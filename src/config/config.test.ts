@@ -167,7 +167,11 @@ describe("config", () => {
   });
 
   it("reads the memory settings: unset by default (the dataset's then), bad values refused by name", () => {
-    assert.deepEqual(loadConfig({}).memory, { enabled: undefined, windows: undefined, indexAfterImport: true });
+    assert.deepEqual(loadConfig({}).memory, {
+      enabled: undefined,
+      windows: undefined,
+      indexAfterImport: true,
+    });
     assert.equal(loadConfig({ TWIN_MEMORY: "off" }).memory.enabled, false);
     assert.deepEqual(
       loadConfig({ TWIN_MEMORY: "on", TWIN_MEMORY_WINDOWS: "5", TWIN_MEMORY_INDEX: "off" }).memory,
