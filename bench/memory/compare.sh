@@ -38,15 +38,15 @@ fi
 read -r plain memory <"$TWIN_DATA_DIR/datasets"
 echo "datasets: $plain without memory, $memory with"
 
-# One run per arm and seed, the same learnt-token budget for all: memory rows are longer, so the
-# memory arm takes more steps to learn as many tokens.
+# One run per arm and seed, the same learnt-token budget and row length for all: memory takes room
+# in each row, so the memory arm takes more rows (steps) to learn as many tokens.
 for seed in $(seq 0 $((SEEDS - 1))); do
   for dataset in "$plain" "$memory"; do
     marker="$TWIN_DATA_DIR/run-$dataset-$seed"
     [ -f "$marker" ] && continue
     echo "training on dataset $dataset, seed $seed"
     /usr/bin/time -f "%e s" node bin/twin.js train --dataset "$dataset" --yes --set max_trained_tokens="$BUDGET" \
-      --set seed="$seed" --set eval_every=0 --set save_every=100000 --set max_eval_examples=20 | tail -2
+      --set tokens_per_batch=2048 --set seed="$seed" --set eval_every=0 --set save_every=100000 --set max_eval_examples=20 | tail -2
     touch "$marker"
   done
 done

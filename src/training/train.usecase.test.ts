@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { estimateRun } from "./plan.ts";
-import { describePlan, type RunPlan } from "./train.usecase.ts";
+import { describePlan, longestExampleTokens, type RunPlan } from "./train.usecase.ts";
 
 describe("a run's plan in words", () => {
   const settings = {
@@ -58,5 +58,17 @@ describe("a run's plan in words", () => {
       /\nThis machine is busy \(load 4\.2 on 2 cores\): training shares it and takes longer\.\n/,
     );
     assert.doesNotMatch(describePlan({ ...plan, load: { average: 1.2, cpus: 2 } }), /busy/);
+  });
+});
+
+describe("the longest example a run's rows must hold", () => {
+  it("is the split length, plus the memory turn's budget when the dataset recalls", () => {
+    assert.equal(longestExampleTokens({ settings: { maxTokens: 1024 } }), 1024);
+    const memory = { enabled: true, windows: 3, queryTurns: 3, maxTokens: 512, recentMessages: 600 };
+    assert.equal(longestExampleTokens({ settings: { maxTokens: 1024, memory } }), 1024 + 512 + 16);
+    assert.equal(
+      longestExampleTokens({ settings: { maxTokens: 1024, memory: { ...memory, enabled: false } } }),
+      1024,
+    );
   });
 });

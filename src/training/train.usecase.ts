@@ -2,6 +2,7 @@ import os from "node:os";
 import type { App } from "../app.ts";
 import type { Manifest } from "../dataset/manifest.ts";
 import { summaryLine } from "../dataset/manifest.ts";
+import { recordedMemory } from "../dataset/memory-turn.ts";
 import { readGgufFacts } from "../models/gguf-facts.ts";
 import type { BaseModel } from "../models/models.repository.ts";
 import { plural } from "../plural.ts";
@@ -111,9 +112,16 @@ export async function planRun(
     base: { name: base.name, parameters },
     gpus: options.hardware?.gpus ?? (workers[0]?.hardware.gpus as WorkerGpu[] | undefined) ?? [],
   });
-  const runConfig: RunConfig = { file, set: config.training.overrides };
-  const settings = await readTrainerSettings(runConfig, { python: config.training.python });
   const manifest = dataset.manifest as Manifest;
+  let runConfig: RunConfig = { file, set: config.training.overrides };
+  let settings = await readTrainerSettings(runConfig, { python: config.training.python });
+  // A memory dataset's examples carry the memory turn on top of --max-tokens: a packed row must hold
+  // the longest, or the trainer refuses the run. Raised here unless the user chose the row length.
+  const longest = longestExampleTokens(manifest);
+  if (longest > settings.tokensPerBatch && runConfig.set.tokens_per_batch === undefined) {
+    runConfig = { file, set: { ...runConfig.set, tokens_per_batch: String(Math.ceil(longest / 256) * 256) } };
+    settings = await readTrainerSettings(runConfig, { python: config.training.python });
+  }
   const counts = manifest.counts;
   const perExample = counts.tokensEstimate / Math.max(1, counts.examples);
   const trainTokens = Math.round(perExample * counts.trainExamples);
@@ -156,6 +164,13 @@ export async function planRun(
     processes,
     target: options.target ?? "any",
   };
+}
+
+/** The most tokens one of a dataset's examples may take (pure): its split length, and its memory turn's budget. */
+export function longestExampleTokens(manifest: Pick<Manifest, "settings">): number {
+  const memory = recordedMemory(manifest.settings);
+  // The memory turn's own role line and the newline after it come on top of its budget.
+  return manifest.settings.maxTokens + (memory?.enabled ? memory.maxTokens + 16 : 0);
 }
 
 export function queueRun(
