@@ -1,4 +1,4 @@
-"""python -m twin_trainer train|estimate|config|eval|export-gguf|worker|report|fetch-weights|check-pair — see configs/ and the README."""
+"""python -m twin_trainer train|estimate|config|eval|compare-memory|export-gguf|worker|report|fetch-weights|check-pair — see configs/ and the README."""
 
 from __future__ import annotations
 
@@ -94,6 +94,69 @@ def _eval(arguments: argparse.Namespace) -> int:
             "eval_examples": len(examples),
         }
     text = json.dumps(metrics, indent=2, ensure_ascii=False)
+    if arguments.out:
+        Path(arguments.out).write_text(text)
+    print(text)
+    return 0
+
+
+def _compare_memory(arguments: argparse.Namespace) -> int:
+    """Adapters trained with memory against adapters trained without, on the same held-out tokens."""
+    import tempfile
+
+    import torch
+    from peft import PeftModel
+
+    from . import database
+    from .compare_memory import ComparisonError, compare, progress
+    from .data import check_chat_tokens, load_dataset
+    from .model import load_base, pick_device
+    from .output import quiet_libraries
+    from .run_adapter import RunAdapterError, checkout_adapter, run_base
+
+    if len(arguments.plain_adapter) != len(arguments.memory_adapter):
+        print("error: give as many --memory-adapter as --plain-adapter (the i-th of each is seed i)", file=sys.stderr)
+        return 2
+    quiet_libraries()
+    url = environment.database_url()
+    with tempfile.TemporaryDirectory(prefix="twin-compare-") as scratch:
+        try:
+            folders: dict[str, list[str]] = {"plain": [], "memory": []}
+            base = arguments.base
+            for arm, specs in (("plain", arguments.plain_adapter), ("memory", arguments.memory_adapter)):
+                for spec in specs:
+                    if spec.startswith("run:"):  # a finished run's adapter, from its stored checkpoint
+                        if not url:
+                            raise RunAdapterError(f"{spec}: set DATABASE_URL, the runs are in PostgreSQL")
+                        with database.connect(url) as connection:
+                            folders[arm].append(str(checkout_adapter(connection, int(spec[4:]), Path(scratch))))
+                            base = base or run_base(connection, int(spec[4:]))
+                    else:
+                        folders[arm].append(spec)
+            if not base:
+                raise RunAdapterError("--base: the base the adapters were trained on")
+            plain = load_dataset(arguments.plain_dataset, url).eval
+            memory = load_dataset(arguments.memory_dataset, url).eval
+            probe = json.loads(Path(arguments.probe).read_text())["examples"] if arguments.probe else None
+            device = pick_device("auto")
+            progress("loading the base model")
+            model, tokenizer = load_base(base, attn_implementation=TrainConfig.attn_implementation)
+            check_chat_tokens(tokenizer)
+            names = {arm: [f"{arm}{i}" for i in range(len(folders[arm]))] for arm in folders}
+            model = PeftModel.from_pretrained(model.to(device), folders["plain"][0], adapter_name=names["plain"][0])
+            for arm in folders:
+                for name, folder in zip(names[arm], folders[arm]):
+                    if name not in model.peft_config:
+                        model.load_adapter(folder, adapter_name=name)
+            with torch.no_grad():
+                result = compare(
+                    model, tokenizer, plain, memory, names, probe,
+                    resamples=arguments.resamples, seed=arguments.seed, device=device,
+                )  # fmt: skip
+        except (ComparisonError, RunAdapterError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    text = json.dumps(result, indent=2, ensure_ascii=False)
     if arguments.out:
         Path(arguments.out).write_text(text)
     print(text)
@@ -197,7 +260,8 @@ def _report(arguments: argparse.Namespace) -> int:
         print("error: set DATABASE_URL: the evaluation's samples are in PostgreSQL", file=sys.stderr)
         return 2
     try:
-        summary = write_report(url, arguments.evaluation, Path(arguments.out) if arguments.out else None)
+        memory = json.loads(Path(arguments.memory_comparison).read_text()) if arguments.memory_comparison else None
+        summary = write_report(url, arguments.evaluation, Path(arguments.out) if arguments.out else None, memory)
     except ConnectionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -244,6 +308,23 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--max-examples", type=int, default=0, help="a fixed random subset (0: all)")
     check.add_argument("--out", help="also write the metrics here")
     check.set_defaults(handler=_eval)
+    versus = commands.add_parser(
+        "compare-memory", help="adapters trained with memory against without, on the same held-out tokens (JSON)"
+    )
+    versus.add_argument("--plain-dataset", required=True, help="the dataset built without memory (folder or postgres:<id>)")
+    versus.add_argument("--memory-dataset", required=True, help="the same dataset built with memory")
+    versus.add_argument(
+        "--plain-adapter", action="append", default=[], required=True, help="an adapter folder or run:<id>, one per seed"
+    )
+    versus.add_argument(
+        "--memory-adapter", action="append", default=[], required=True, help="an adapter folder or run:<id>, one per seed"
+    )
+    versus.add_argument("--base", help="the base the adapters were trained on (default: the first run's)")
+    versus.add_argument("--probe", help="JSON of the 'knows the context' turns: {examples: {id: [trained segment ordinals]}}")
+    versus.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    versus.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    versus.add_argument("--out", help="also write the JSON here")
+    versus.set_defaults(handler=_compare_memory)
     export = commands.add_parser("export-gguf", help="write a trained adapter as a GGUF LoRA for llama.cpp")
     export.add_argument("--adapter", required=True, help="the adapter folder (output/adapter)")
     export.add_argument("--base", required=True, help="the base GGUF the adapter was trained on")
@@ -252,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="measure an evaluation's samples: report, plots, figures")
     report.add_argument("--evaluation", type=int, required=True, help="the evaluation id `twin eval` made")
     report.add_argument("--out", help="also write report.md and the PNGs here")
+    report.add_argument("--memory-comparison", help="the JSON compare-memory wrote: the report's memory section")
     report.set_defaults(handler=_report)
     fetch = commands.add_parser("fetch-weights", help="download a hub repository's safetensors weights (HF_ENDPOINT, HF_TOKEN)")
     fetch.add_argument("repo", help="the hub repository, <org>/<repo>")

@@ -153,3 +153,38 @@ def metrics_figure(summary: dict[str, Any], models: list[dict[str, Any]]) -> Any
     axes.set_title("How far each model is from the real turns")
     legend_outside(figure, len(models))
     return figure
+
+
+MEMORY_LABELS = {
+    "message_text": "message text:\ntrained with vs without memory",
+    "served": "same adapter:\nserved with vs without",
+    "probe": "turns that know\nthe context",
+    "base": "base model:\nwith vs without",
+}
+
+
+def memory_figure(comparison: dict[str, Any]) -> bytes:
+    """PNG: each memory figure's difference in held-out loss (with − without) and its 95% interval;
+    below the zero line, memory helps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = [(key, comparison["figures"][key]) for key in MEMORY_LABELS if key in comparison["figures"]]
+    figure = Figure(figsize=(8, 4.5), dpi=120, layout="constrained")
+    axes = figure.subplots()
+    positions = list(range(len(rows)))
+    differences = [row["difference"] for _, row in rows]
+    below = [row["difference"] - row["ci95"][0] for _, row in rows]
+    above = [row["ci95"][1] - row["difference"] for _, row in rows]
+    axes.errorbar(positions, differences, yerr=[below, above], fmt="o", color="#4c72b0", capsize=6, linewidth=1.5)
+    axes.axhline(0, color="#555555", linewidth=1, linestyle="--")
+    axes.set_xticks(positions, [MEMORY_LABELS[key] for key, _ in rows])
+    axes.set_xlim(-0.5, len(rows) - 0.5)
+    axes.set_ylabel("Δ held-out loss, nats/token (with − without)")
+    axes.set_title(f"Memory: paired 95% intervals over held-out sessions, {comparison.get('seeds', 1)} seed(s)")
+    axes.grid(axis="y", alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

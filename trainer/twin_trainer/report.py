@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from . import database
-from .charts import evaluation_plots
+from .charts import evaluation_plots, memory_figure
 from .privacy import private_dir
 from .report_markdown import markdown
 from .report_statistics import canary_figures, heldout_losses, summarize, without_nan
 
 
-def write_report(url: str, evaluation_id: int, out: Path | None = None) -> dict[str, Any]:
-    """Reads an evaluation's samples, writes its report, plots and summary (and the files to `out`)."""
+def write_report(
+    url: str, evaluation_id: int, out: Path | None = None, memory: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Reads an evaluation's samples, writes its report, plots and summary (and the files to `out`);
+    `memory`: what `compare-memory` measured, shown in the report's memory section."""
     with database.connect(url) as connection:
         # ── read ──
         evaluation = database.read_evaluation(connection, evaluation_id)
@@ -44,10 +47,13 @@ def write_report(url: str, evaluation_id: int, out: Path | None = None) -> dict[
             "heldout_loss": heldout_losses(models, run_metrics),
             "canary": canary_figures(canary, models, samples),
             "votes": votes,
+            "memory": memory,
         }
         summary.update({k: v for k, v in extras.items() if v})
         text = markdown(evaluation, summary, held_out, extras)
         pictures = evaluation_plots(held_out, summary, models)
+        if memory:
+            pictures["memory.png"] = memory_figure(memory)
 
         # ── write ──
         database.store_report(connection, evaluation_id, text, without_nan(summary), pictures)

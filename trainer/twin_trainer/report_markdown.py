@@ -86,6 +86,7 @@ def markdown(evaluation: dict[str, Any], summary: dict[str, Any], samples: list[
             lines.append("")
             lines.append("No held-out turn comes from another chat: nothing to prompt from, so no leakage figure.")
         lines.append("")
+    lines += memory_section(extras.get("memory"), evaluation["settings"].get("memoryCanary"))
     votes = extras.get("votes")
     if votes and votes["total"]:
         low, high = wilson_interval(votes["fooled"], votes["total"])
@@ -115,3 +116,45 @@ def markdown(evaluation: dict[str, Any], summary: dict[str, Any], samples: list[
                 lines.append(f"- {m['label']}: {one_line(group[m['key']]['generated']) or '(nothing)'}")
         lines.append("")
     return "\n".join(lines)
+
+
+MEMORY_ROWS = [
+    ("message_text", "held-out loss on message text: trained and served without → with memory"),
+    ("served", "the memory-trained adapter served without → with memory"),
+    ("probe", "turns whose words the owner wrote before (“knows the context”): without → with"),
+    ("base", "the base model without → with memory (reference)"),
+]
+
+
+def memory_section(comparison: dict[str, Any] | None, canary: dict[str, Any] | None) -> list[str]:
+    """“## Memory”: each comparison figure with its paired 95% interval, the verdict, the plot, and the
+    canary planted in the history store; nothing when there is neither."""
+    if not comparison and not canary:
+        return []
+    lines = ["## Memory", ""]
+    if comparison:
+        lines += [
+            f"Adapters trained with memory against adapters trained without on the same learnt tokens, scored on identical "
+            f"held-out tokens ({comparison['examples']} examples; {comparison['seeds']} seed(s) per arm, averaged per session). "
+            f"Intervals: paired bootstrap over held-out sessions, {comparison['resamples']:,} resamples.",
+            "",
+            "| figure | without (nats/token) | with | difference | 95% interval | sessions | tokens |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, label in MEMORY_ROWS:
+            row = comparison["figures"].get(key)
+            if row:
+                low, high = row["ci95"]
+                lines.append(
+                    f"| {label} | {row['a']:.4f} | {row['b']:.4f} | {row['difference']:+.4f} | {low:+.4f} to {high:+.4f} "
+                    f"| {row['sessions']} | {row['tokens']:,} |"
+                )
+        lines += ["", f"**{comparison['verdict'][0].upper()}{comparison['verdict'][1:]}.**", "", "![Memory](memory.png)", ""]
+    if canary:
+        lines += [
+            f"Canary in the history store (chat {canary['chatId']}, planted {canary['planted']} times): from other chats with "
+            f"memory on, {canary['probes']} probes; the secret reached {canary['promptLeaks']} prompts and "
+            f"{canary['replyLeaks']} replies.",
+            "",
+        ]
+    return lines
