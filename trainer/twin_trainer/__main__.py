@@ -151,7 +151,7 @@ def _compare_memory(arguments: argparse.Namespace) -> int:
             with torch.no_grad():
                 result = compare(
                     model, tokenizer, plain, memory, names, probe,
-                    resamples=arguments.resamples, seed=arguments.seed, device=device,
+                    resamples=arguments.resamples, seed=arguments.seed, max_examples=arguments.max_examples, device=device,
                 )  # fmt: skip
         except (ComparisonError, RunAdapterError, FileNotFoundError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     versus.add_argument("--probe", help="JSON of the 'knows the context' turns: {examples: {id: [trained segment ordinals]}}")
     versus.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
     versus.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    versus.add_argument("--max-examples", type=int, default=0, help="a fixed random subset of the held-out pairs (0: all)")
     versus.add_argument("--out", help="also write the JSON here")
     versus.set_defaults(handler=_compare_memory)
     export = commands.add_parser("export-gguf", help="write a trained adapter as a GGUF LoRA for llama.cpp")

@@ -17,6 +17,7 @@ Seeds: the i-th adapter of each arm is seed i; a session's loss is the mean over
 
 from __future__ import annotations
 
+import random
 import sys
 from collections import defaultdict
 from contextlib import nullcontext
@@ -240,11 +241,14 @@ def compare(
     *,
     resamples: int = 10_000,
     seed: int = 0,
+    max_examples: int = 0,
     device: Any = "cpu",
 ) -> dict[str, Any]:
     """Every figure for the PEFT `model` holding the named adapters (`adapters`: plain and memory
     names, seed by seed); examples are the datasets' held-out ones."""
     pairs = pair_examples(plain, memory)
+    if max_examples and len(pairs) > max_examples:  # a fixed subset, the same pairs in every arm and seed
+        pairs = sorted(random.Random(seed).sample(pairs, max_examples), key=lambda pair: pair[0].id)
     labelled_plain: list[LabelledExample] = []
     labelled_memory: list[LabelledExample] = []
     probe_plain: dict[str, list[bool]] = {}
