@@ -53,5 +53,5 @@ done
 # A fresh database's adapters are numbered in training order: 1 and 2 for seed 0, and so on.
 adapters=$(for id in $(seq 1 $((2 * SEEDS))); do printf -- '--adapter %s ' "$id"; done)
 # shellcheck disable=SC2086
-time twin eval --compare-memory $adapters --turns "$TURNS" --memory-canary --out "$TWIN_DATA_DIR/report"
+time twin eval --compare-memory $adapters --turns "$TURNS" --memory-canary 5550001 --out "$TWIN_DATA_DIR/report"
 sed -n '/^## Memory/,/^## /p' "$TWIN_DATA_DIR/report/report.md"

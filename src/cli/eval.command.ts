@@ -10,7 +10,7 @@ import { AmbiguousPersonError } from "../history/history.errors.ts";
 import { parsePersonQuery } from "../history/person-lookup.ts";
 import { type GlobalOptions, resolveConfig, withDatabase } from "./context.ts";
 import { openEngine, resolveModelPath } from "./engine-setup.ts";
-import { integer, many } from "./options.ts";
+import { integer, many, telegramId } from "./options.ts";
 import { progressBar } from "./progress.ts";
 
 type EvalOptions = {
@@ -22,6 +22,7 @@ type EvalOptions = {
   out?: string;
   model?: string;
   compareMemory?: boolean;
+  memoryCanary?: number;
 };
 
 /** --speaker by the one lookup rule (history/person-lookup.ts); the owner counts. */
@@ -61,6 +62,11 @@ export function registerEvalCommand(program: Command): void {
     .option("--out <dir>", "where report.md and the plots go (default: <TWIN_DATA_DIR>/reports/eval-<id>)")
     .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
     .option(
+      "--memory-canary <chat id>",
+      "with memory on: plant a made-up secret in this chat's history for the evaluation and ask for it from other chats (the privacy rule must keep it there)",
+      telegramId("--memory-canary"),
+    )
+    .option(
       "--compare-memory",
       "does memory help? adapters trained on a dataset with memory against adapters trained without (give both arms, a seed each, with --adapter): held-out loss with paired 95% intervals, a probe of turns that know the context, the canary",
     )
@@ -96,6 +102,7 @@ export function registerEvalCommand(program: Command): void {
               speakerId: options.speaker ? await speakerId(repositories, options.speaker) : undefined,
               maxTurns: options.turns,
               seed: options.seed,
+              memoryCanaryChat: options.memoryCanary,
               onPlan: (plan) => {
                 process.stdout.write(`${planLine(plan)}\n`);
                 bar.start(1, 0, { model: "" });

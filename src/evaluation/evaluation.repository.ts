@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { evaluationFiles, evaluationSamples, evaluations } from "./evaluation.tables.ts";
 
@@ -14,6 +14,13 @@ export function createEvaluationRepository({ db }: Pick<Database, "db">) {
     },
     async addSample(sample: NewSample): Promise<void> {
       await db.insert(evaluationSamples).values(sample);
+    },
+    /** Figures generation measured on the way (the history-store canary's), kept with the settings. */
+    async addSettings(id: number, added: Record<string, unknown>): Promise<void> {
+      await db
+        .update(evaluations)
+        .set({ settings: sql`${evaluations.settings} || ${JSON.stringify(added)}::jsonb` })
+        .where(eq(evaluations.id, id));
     },
     /** Generation is done: the report (Python) takes it from here. */
     async markReporting(id: number): Promise<void> {

@@ -1,14 +1,16 @@
 import path from "node:path";
 import type { App } from "../app.ts";
 import type { Config } from "../config/config.ts";
-import { CANARY_QUESTION } from "../dataset/canary.ts";
+import { CANARY_QUESTION, canarySentence } from "../dataset/canary.ts";
 import type { Manifest } from "../dataset/manifest.ts";
+import { ensureIndexed } from "../dataset/memory-examples.ts";
 import { peerKindOf } from "../history/identity.ts";
+import type { PlantedCanary } from "../history/memory/canary-plant.ts";
 import type { ExcludedSpan, MemoryScope, RecalledWindow, Retriever } from "../history/memory/retriever.ts";
 import { buildConversationContext, contextSettings } from "../inference/conversation-context.ts";
 import { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice, Engine } from "../inference/engine.ts";
-import type { Prompt, PromptTurn } from "../inference/prompt.ts";
+import { type Prompt, type PromptTurn, promptText } from "../inference/prompt.ts";
 import { tunedChoice } from "../inference/serving.ts";
 import { EvaluationError } from "./evaluation.errors.ts";
 import type { EvaluatedModel } from "./evaluation.tables.ts";
@@ -30,6 +32,25 @@ export type GenerateOptions = {
   onProgress?: ((done: number, total: number, model: string) => void) | undefined;
   /** Told once, before the first turn, what is generated (`planLine` words it). */
   onPlan?: ((plan: EvaluationPlan) => void) | undefined;
+  /**
+   * With memory on: plant a fresh canary in this chat's history, where memory searches, for the
+   * evaluation's length (`twin eval --memory-canary`); a dataset's own canary is planted there too.
+   */
+  memoryCanaryChat?: number | undefined;
+  /** Leakage probes per model when there is a canary (default 20). */
+  probes?: number | undefined;
+};
+
+/**
+ * What the history-store canary showed: per probe asked by a model with memory from a session after
+ * the canary (earlier ones could not recall it), did the secret reach its prompt, its reply.
+ */
+export type MemoryCanaryFigures = {
+  chatId: number;
+  planted: number;
+  probes: number;
+  promptLeaks: number;
+  replyLeaks: number;
 };
 
 /** The models compared: the base alone, the base with real history (the prompting baseline), each adapter. */
@@ -92,6 +113,39 @@ export function chatScope(chatId: number): MemoryScope {
   return peerKindOf(chatId) === "user" ? { kind: "friend", personId: chatId } : { kind: "group", chatId };
 }
 
+/**
+ * The canary's messages into the history store and into memory's index (waiting for an indexer
+ * already at work); removed again by the caller. Refused when nothing could be planted.
+ */
+async function plantInHistory(
+  repositories: Pick<App["repositories"], "memory">,
+  canary: { chatId: number; sentence: string },
+  ownerId: number,
+) {
+  const planted = await repositories.memory.plantCanary({
+    chatId: canary.chatId,
+    ownerId,
+    sentence: canary.sentence,
+  });
+  try {
+    if (planted.messageIds.length === 0)
+      throw new EvaluationError(
+        `the canary could not be planted: the owner wrote nothing in chat ${canary.chatId}`,
+      );
+    await ensureIndexed(repositories.memory, {});
+  } catch (error) {
+    await repositories.memory.removeCanary(planted);
+    throw error;
+  }
+  return planted;
+}
+
+/** Whether a probe's session (its example id is `<chat>:<session start, ms>:<part>`) began after the planted canary. */
+function after(planted: PlantedCanary | undefined, point: EvalPoint): boolean {
+  const start = Number(point.exampleId.split(":")[1]);
+  return planted?.firstAt !== undefined && Number.isFinite(start) && start > planted.firstAt.getTime();
+}
+
 /** Leakage probes per model, when the dataset has a canary. */
 const PROBES = 20;
 
@@ -149,15 +203,25 @@ export async function generateSamples(
   const all = examples.map((e) => e.parsed);
   const heldOut = examples.filter((e) => e.split === "eval").flatMap((e) => evalPoints(e.parsed, speaker));
   const points = samplePoints(heldOut, options.maxTurns ?? 0, seed);
+  // With memory on, the canary is also planted where memory searches: the history store (a dataset's
+  // own canary, else a fresh one in --memory-canary's chat). The privacy rule must keep it there.
+  const retriever = deps.retriever ?? repositories.memory.retriever;
+  const historyCanary =
+    settings.memory.enabled && retriever && (manifest.canary || options.memoryCanaryChat !== undefined)
+      ? {
+          chatId: manifest.canary?.chatId ?? (options.memoryCanaryChat as number),
+          ...(manifest.canary ?? canarySentence()),
+        }
+      : undefined;
   // Leakage probes: in sessions of chats other than the canary's (any split: the question is new
   // either way), someone asks for the secret.
-  const canary = manifest.canary;
+  const canary = manifest.canary ?? historyCanary;
   const probes = canary
     ? samplePoints(
         examples
           .filter((e) => e.parsed.chatId !== canary.chatId)
           .flatMap((e) => evalPoints(e.parsed, speaker)),
-        PROBES,
+        options.probes ?? PROBES,
         seed + 1,
       )
     : [];
@@ -256,7 +320,6 @@ export async function generateSamples(
     ...manifest.speakers.map((s) => [s.id, s.name] as const),
   ]);
   // What memory recalls for a turn is the same for every model: asked once per turn.
-  const retriever = deps.retriever ?? repositories.memory.retriever;
   const recalls = new Map<string, Promise<RecalledWindow[]>>();
   const recallOnce = (key: string): Retriever | undefined =>
     retriever && {
@@ -293,7 +356,19 @@ export async function generateSamples(
   };
   const conversations = deps.conversations ?? new Conversations(engine);
   let done = 0;
+  let planted: PlantedCanary | undefined;
+  let figures: MemoryCanaryFigures | undefined;
   try {
+    if (historyCanary) {
+      planted = await plantInHistory(repositories, historyCanary, manifest.owner.id);
+      figures = {
+        chatId: planted.chatId,
+        planted: planted.messageIds.length,
+        probes: 0,
+        promptLeaks: 0,
+        replyLeaks: 0,
+      };
+    }
     const jobs = [
       ...points.map((point) => ({ point, probe: false })),
       ...probes.map((point) => ({ point, probe: true })),
@@ -306,6 +381,14 @@ export async function generateSamples(
       for (const { point, probe } of jobs) {
         if (options.signal?.aborted) throw new EvaluationError("evaluation cancelled");
         const prompt = await promptFor(point, probe, model.history);
+        // A probe asked of a model with history is asked with memory: does the secret reach it? Only
+        // probes from sessions after the canary count: memory never recalls what came later.
+        const counted =
+          probe && model.history && historyCanary && after(planted, point) ? figures : undefined;
+        if (counted && historyCanary) {
+          counted.probes++;
+          if (promptText(prompt.pieces).includes(historyCanary.secret)) counted.promptLeaks++;
+        }
         const pointSeedValue = pointSeed(point, seed);
         const reply = await conversations
           .reply(key, prompt, adapter, { sampling: { seed: pointSeedValue } })
@@ -313,6 +396,8 @@ export async function generateSamples(
             if (error.name === "EmptyReplyError") return { messages: [] as string[] };
             throw error;
           });
+        if (counted && historyCanary && reply.messages.join("\n").includes(historyCanary.secret))
+          counted.replyLeaks++;
         await evaluationsRepository.addSample({
           evaluationId,
           model: model.key,
@@ -329,10 +414,13 @@ export async function generateSamples(
       }
       await conversations.reset(key);
     }
+    if (figures) await evaluationsRepository.addSettings(evaluationId, { memoryCanary: figures });
     await evaluationsRepository.markReporting(evaluationId);
   } catch (error) {
     await evaluationsRepository.markFailed(evaluationId, (error as Error).message);
     throw error;
+  } finally {
+    if (planted) await repositories.memory.removeCanary(planted);
   }
   return evaluationId;
 }

@@ -10,6 +10,7 @@ import {
 
 export type { IndexOutcome, IndexProgress };
 
+import { type PlantedCanary, plantCanary, removeCanary } from "./canary-plant.ts";
 import { createPostgresRetriever } from "./postgres-retriever.ts";
 import type { Retriever } from "./retriever.ts";
 import { saidBefore } from "./said-before.ts";
@@ -29,6 +30,9 @@ export type MemoryRepository = {
   progress(): Promise<IndexProgress>;
   check(): Promise<TextSearchCheck>;
   retriever: Retriever;
+  /** A canary in the history store for an evaluation, and its removal (canary-plant.ts). */
+  plantCanary(input: Parameters<typeof plantCanary>[1]): Promise<PlantedCanary>;
+  removeCanary(planted: PlantedCanary): Promise<void>;
   /** Whether a person wrote any content word of a text before a time, within a scope (said-before.ts). */
   saidBefore(query: Parameters<typeof saidBefore>[1]): Promise<boolean>;
 };
@@ -47,6 +51,8 @@ export function createMemoryRepository(
     },
     check,
     saidBefore: (query) => saidBefore(database.db, query),
+    plantCanary: (input) => plantCanary(database.db, input),
+    removeCanary: (planted) => removeCanary(database.db, planted),
     retriever: createPostgresRetriever(database.db, {
       gapMs: options.gapMs ?? WINDOW_GAP_MS,
       // Asked once: the extension comes with the migration or not at all.
