@@ -4,9 +4,13 @@ import type { Config } from "../config/config.ts";
 import { CANARY_QUESTION, canarySentence } from "../dataset/canary.ts";
 import type { Manifest } from "../dataset/manifest.ts";
 import { ensureIndexed } from "../dataset/memory-examples.ts";
-import { peerKindOf } from "../history/identity.ts";
 import type { PlantedCanary } from "../history/memory/canary-plant.ts";
-import type { ExcludedSpan, MemoryScope, RecalledWindow, Retriever } from "../history/memory/retriever.ts";
+import {
+  chatScope,
+  type ExcludedSpan,
+  type RecalledWindow,
+  type Retriever,
+} from "../history/memory/retriever.ts";
 import { buildConversationContext, contextSettings } from "../inference/conversation-context.ts";
 import { Conversations } from "../inference/conversations.ts";
 import type { AdapterChoice, Engine } from "../inference/engine.ts";
@@ -106,11 +110,6 @@ export function historyStart(
     if (counted >= turns) return example.startedAt;
   }
   return earlier.at(-1)?.startedAt;
-}
-
-/** Whose history memory may draw on for a dataset chat (pure): a private chat's person, else the group. */
-export function chatScope(chatId: number): MemoryScope {
-  return peerKindOf(chatId) === "user" ? { kind: "friend", personId: chatId } : { kind: "group", chatId };
 }
 
 /**
