@@ -6,23 +6,26 @@
 # message text with paired bootstrap 95% intervals over sessions, the same adapter served with and
 # without memory, the "knows the context" probe, and a canary planted in the history store of a
 # second chat and asked for from the channel with memory on.
-#   bash bench/memory/compare.sh [trained tokens per run] [turns] [seeds]
-#   (defaults: 16000 tokens — about half an epoch of the owner's turns — 40 turns, 2 seeds)
+#   bash bench/memory/compare.sh [trained tokens per run] [turns] [seeds] [probes]
+#   (defaults: 16000 tokens — about half an epoch of the owner's turns — 8 generated turns, 2 seeds,
+#   10 canary probes per model; the loss figures use every held-out turn, the generations only
+#   feed the report's style table and the canary's replies)
 # Runs on a fresh embedded database in a scratch folder (TWIN_DATA_DIR to reuse one: finished
 # steps are skipped); about 20 minutes per run on 2 cores at the default budget.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUDGET="${1:-16000}"
-TURNS="${2:-40}"
+TURNS="${2:-8}"
 SEEDS="${3:-2}"
+PROBES="${4:-10}"
 export TWIN_DATA_DIR="${TWIN_DATA_DIR:-$(mktemp -d /tmp/twin-memory-bench-XXXXXX)}"
 chmod 755 "$TWIN_DATA_DIR"
 unset DATABASE_URL TWIN_MEMORY TWIN_MEMORY_WINDOWS
-export TWIN_TZ=UTC TWIN_CONTEXT_SIZE="${TWIN_CONTEXT_SIZE:-2048}" TWIN_MAX_REPLY_TOKENS="${TWIN_MAX_REPLY_TOKENS:-64}"
+export TWIN_TZ=UTC TWIN_CONTEXT_SIZE="${TWIN_CONTEXT_SIZE:-1024}" TWIN_MAX_REPLY_TOKENS="${TWIN_MAX_REPLY_TOKENS:-64}"
 export TWIN_MEMORY_INDEX=off # the memory dataset brings the index up to date itself
 IRC=../shared/fixtures/irc/ubuntu_irc_as_telegram_export.json
 twin() { node bin/twin.js "$@"; }
-echo "data: $TWIN_DATA_DIR; budget $BUDGET trained tokens per run, $SEEDS seeds, $TURNS generated turns"
+echo "data: $TWIN_DATA_DIR; budget $BUDGET trained tokens per run, $SEEDS seeds, $TURNS generated turns, $PROBES probes"
 
 if [ ! -f "$TWIN_DATA_DIR/datasets" ]; then
   twin import "$IRC" >/dev/null
@@ -53,5 +56,5 @@ done
 # A fresh database's adapters are numbered in training order: 1 and 2 for seed 0, and so on.
 adapters=$(for id in $(seq 1 $((2 * SEEDS))); do printf -- '--adapter %s ' "$id"; done)
 # shellcheck disable=SC2086
-time twin eval --compare-memory $adapters --turns "$TURNS" --memory-canary 5550001 --out "$TWIN_DATA_DIR/report"
+time twin eval --compare-memory $adapters --turns "$TURNS" --probes "$PROBES" --memory-canary 5550001 --out "$TWIN_DATA_DIR/report"
 sed -n '/^## Memory/,/^## /p' "$TWIN_DATA_DIR/report/report.md"

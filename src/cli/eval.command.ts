@@ -1,9 +1,8 @@
 import path from "node:path";
 import type { Command } from "commander";
 import type { App } from "../app.ts";
-import { armCandidates, compareMemory, comparisonLines } from "../evaluation/compare-memory.usecase.ts";
+import { compareMemory, comparisonLines } from "../evaluation/compare-memory.usecase.ts";
 import { generateSamples } from "../evaluation/generate.usecase.ts";
-import { memoryArms } from "../evaluation/memory-comparison.ts";
 import { reportFolder, runReport } from "../evaluation/report-runner.ts";
 import { planLine, summaryLines } from "../evaluation/summary.ts";
 import { AmbiguousPersonError } from "../history/history.errors.ts";
@@ -23,6 +22,7 @@ type EvalOptions = {
   model?: string;
   compareMemory?: boolean;
   memoryCanary?: number;
+  probes: number;
 };
 
 /** --speaker by the one lookup rule (history/person-lookup.ts); the owner counts. */
@@ -62,6 +62,12 @@ export function registerEvalCommand(program: Command): void {
     .option("--out <dir>", "where report.md and the plots go (default: <TWIN_DATA_DIR>/reports/eval-<id>)")
     .option("--model <gguf>", "base GGUF (default: TWIN_MODEL, else the default registered model)")
     .option(
+      "--probes <n>",
+      "leakage probes per model when there is a canary (asked from other chats)",
+      integer("--probes", 1),
+      20,
+    )
+    .option(
       "--memory-canary <chat id>",
       "with memory on: plant a made-up secret in this chat's history for the evaluation and ask for it from other chats (the privacy rule must keep it there)",
       telegramId("--memory-canary"),
@@ -79,10 +85,31 @@ export function registerEvalCommand(program: Command): void {
             "--compare-memory: give each arm's adapters with --adapter (at least one with memory, one without)",
           );
         }
-        // The arms are checked before anything is generated: an unfair comparison stops here.
-        const arms = options.compareMemory
-          ? memoryArms(await armCandidates(repositories, options.adapter))
-          : undefined;
+        // The comparison comes first (minutes, where generating takes longer): an unfair pair of arms
+        // or a failing measurement stops the command before anything is generated.
+        let compared: Awaited<ReturnType<typeof compareMemory>> | undefined;
+        let comparisonOut: string | undefined;
+        if (options.compareMemory) {
+          comparisonOut = path.resolve(
+            options.out ??
+              path.join(
+                config.dataDir,
+                "reports",
+                `memory-${new Date().toISOString().replace(/[:.]/g, "-")}`,
+              ),
+          );
+          process.stdout.write("comparing memory: every adapter scored on the same held-out tokens…\n");
+          compared = await compareMemory(
+            { config, database, repositories },
+            {
+              adapterIds: options.adapter,
+              out: comparisonOut,
+              onProgress: (line) => process.stdout.write(`  ${line}\n`),
+            },
+          );
+          process.stdout.write(`${comparisonLines(compared.comparison).join("\n")}\n`);
+        }
+        const arms = compared?.arms;
         const modelPath = await resolveModelPath(app, options.model);
         // One sequence: on a few cores, two at once only split the same threads (measured: no gain).
         const { engine } = await openEngine(config, modelPath, { sequences: 1 });
@@ -103,6 +130,7 @@ export function registerEvalCommand(program: Command): void {
               maxTurns: options.turns,
               seed: options.seed,
               memoryCanaryChat: options.memoryCanary,
+              probes: options.probes,
               onPlan: (plan) => {
                 process.stdout.write(`${planLine(plan)}\n`);
                 bar.start(1, 0, { model: "" });
@@ -117,19 +145,9 @@ export function registerEvalCommand(program: Command): void {
           bar.stop();
           await engine.dispose();
         }
-        const out = path.resolve(options.out ?? reportFolder(config.dataDir, evaluationId));
-        let comparisonFile: string | undefined;
-        if (arms) {
-          process.stdout.write("comparing memory: every adapter scored on the same held-out tokens…\n");
-          const compared = await compareMemory(
-            { config, database, repositories },
-            { adapterIds: options.adapter, out, onProgress: (line) => process.stdout.write(`  ${line}\n`) },
-          );
-          comparisonFile = compared.file;
-          process.stdout.write(`${comparisonLines(compared.comparison).join("\n")}\n`);
-        }
+        const out = comparisonOut ?? path.resolve(options.out ?? reportFolder(config.dataDir, evaluationId));
         process.stdout.write("measuring: style metrics, the discriminator, plots…\n");
-        await runReport(config.training, database.url, evaluationId, out, comparisonFile);
+        await runReport(config.training, database.url, evaluationId, out, compared?.file);
         const summary = await repositories.evaluations.summary(evaluationId);
         process.stdout.write(`${summaryLines(summary).join("\n")}\nreport: ${path.join(out, "report.md")}\n`);
       });
