@@ -156,10 +156,10 @@ def metrics_figure(summary: dict[str, Any], models: list[dict[str, Any]]) -> Any
 
 
 MEMORY_LABELS = {
-    "message_text": "message text:\ntrained with vs without memory",
-    "served": "same adapter:\nserved with vs without",
+    "message_text": "message text:\ntrained with memory",
+    "served": "same adapter:\nserved with memory",
     "probe": "turns that know\nthe context",
-    "base": "base model:\nwith vs without",
+    "base": "base model:\nwith memory",
 }
 
 
