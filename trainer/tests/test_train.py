@@ -51,7 +51,8 @@ def test_stop_saves_a_checkpoint_and_a_rerun_resumes_the_step_count(tmp_path):
     assert [e["step"] for e in resumed if e["event"] == "log"] == [3, 4]
     assert second["step"] == 4
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(metrics) == {"base", "tuned", "eval_examples", "steps"} and metrics["steps"] == 4
+    assert set(metrics) == {"base", "tuned", "eval_examples", "steps", "trained_tokens"} and metrics["steps"] == 4
+    assert metrics["trained_tokens"] > 0  # the 4 steps' rows, the 2 before the stop included
     assert metrics["tuned"]["overall"]["tokens"] == metrics["base"]["overall"]["tokens"] > 0
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
 
