@@ -1,4 +1,5 @@
 import type { ChatInfo } from "../dataset/examples.ts";
+import { RECENT_MESSAGES } from "../dataset/memory-turn.ts";
 import { buildNameTable, sanitizeName } from "../dataset/names.ts";
 import { buildSessions, type Session } from "../dataset/sessions.ts";
 import type { HistoryRepository } from "../history/history.repository.ts";
@@ -23,7 +24,8 @@ type History = Pick<
   "getOwner" | "personName" | "latestMessages" | "sharedGroupSessions" | "chat" | "names"
 >;
 
-const HISTORY_MESSAGES = 600;
+/** The recent history a prompt shows, which memory never recalls again (a memory dataset excludes it alike). */
+const HISTORY_MESSAGES = RECENT_MESSAGES;
 
 /** Where sessions lie in their chats (pure). */
 function spansOf(sessions: Session[]): ExcludedSpan[] {
