@@ -166,6 +166,12 @@ function roleTokens(role: string, tokenize: Tokenize): number {
   return cost;
 }
 
+/** An example id is `<chat>:<session start, ms>:<part>` (chatExamples): its session's start, if it says. */
+export function exampleSessionStart(exampleId: string): number | undefined {
+  const start = Number(exampleId.split(":")[1]);
+  return Number.isFinite(start) ? start : undefined;
+}
+
 export function chatExamples(
   chat: ChatInfo,
   messages: DatasetMessage[],

@@ -2,6 +2,7 @@ import path from "node:path";
 import type { App } from "../app.ts";
 import type { Config } from "../config/config.ts";
 import { CANARY_QUESTION, canarySentence } from "../dataset/canary.ts";
+import { exampleSessionStart } from "../dataset/examples.ts";
 import type { Manifest } from "../dataset/manifest.ts";
 import { ensureIndexed } from "../dataset/memory-examples.ts";
 import type { PlantedCanary } from "../history/memory/canary-plant.ts";
@@ -139,10 +140,10 @@ async function plantInHistory(
   return planted;
 }
 
-/** Whether a probe's session (its example id is `<chat>:<session start, ms>:<part>`) began after the planted canary. */
+/** Whether a probe's session began after the planted canary. */
 function after(planted: PlantedCanary | undefined, point: EvalPoint): boolean {
-  const start = Number(point.exampleId.split(":")[1]);
-  return planted?.firstAt !== undefined && Number.isFinite(start) && start > planted.firstAt.getTime();
+  const start = exampleSessionStart(point.exampleId);
+  return planted?.firstAt !== undefined && start !== undefined && start > planted.firstAt.getTime();
 }
 
 /** Leakage probes per model, when the dataset has a canary. */

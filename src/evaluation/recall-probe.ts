@@ -1,7 +1,7 @@
 import { IM_END, MESSAGE_PREFIX, unescapeControl } from "../dataset/chatml.ts";
-import type { Example } from "../dataset/examples.ts";
-import type { ExcludedSpan, MemoryScope } from "../history/memory/retriever.ts";
+import { type Example, exampleSessionStart } from "../dataset/examples.ts";
 import { chatScope } from "../history/memory/retriever.ts";
+import type { SaidBeforeQuery } from "../history/memory/said-before.ts";
 
 /**
  * The "knows the context" probe of `twin eval --compare-memory`: the held-out turns of the owner
@@ -15,14 +15,7 @@ import { chatScope } from "../history/memory/retriever.ts";
 export type RecallProbe = { examples: Record<string, number[]>; turns: number; probed: number };
 
 export type RecallProbeDeps = {
-  saidBefore: (query: {
-    senderId: number;
-    text: string;
-    chatId: number;
-    scope: MemoryScope;
-    before: Date;
-    exclude: ExcludedSpan[];
-  }) => Promise<boolean>;
+  saidBefore: (query: SaidBeforeQuery) => Promise<boolean>;
   recentSince: (chatId: number, before: Date, count: number) => Promise<Date | undefined>;
 };
 
@@ -38,11 +31,9 @@ export function segmentMessages(text: string): string {
     .trim();
 }
 
-/** When an example's session began: its id is `<chat>:<session start, ms>:<part>`. */
+/** When an example's session began (its id says; else its own start). */
 export function sessionStart(example: Pick<Example, "id" | "started_at">): Date {
-  const [, start] = example.id.split(":");
-  const ms = Number(start);
-  return Number.isFinite(ms) ? new Date(ms) : new Date(example.started_at);
+  return new Date(exampleSessionStart(example.id) ?? example.started_at);
 }
 
 export async function recallProbe(

@@ -13,7 +13,7 @@ export type { IndexOutcome, IndexProgress };
 import { type PlantedCanary, plantCanary, removeCanary } from "./canary-plant.ts";
 import { createPostgresRetriever } from "./postgres-retriever.ts";
 import type { Retriever } from "./retriever.ts";
-import { saidBefore } from "./said-before.ts";
+import { type SaidBeforeQuery, saidBefore } from "./said-before.ts";
 
 /** The session gap windows are cut at, as the dataset's default (dataset/sessions.ts). */
 const WINDOW_GAP_MS = 10 * 60_000;
@@ -34,7 +34,7 @@ export type MemoryRepository = {
   plantCanary(input: Parameters<typeof plantCanary>[1]): Promise<PlantedCanary>;
   removeCanary(planted: PlantedCanary): Promise<void>;
   /** Whether a person wrote any content word of a text before a time, within a scope (said-before.ts). */
-  saidBefore(query: Parameters<typeof saidBefore>[1]): Promise<boolean>;
+  saidBefore(query: SaidBeforeQuery): Promise<boolean>;
 };
 
 export function createMemoryRepository(

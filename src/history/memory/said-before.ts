@@ -9,17 +9,16 @@ import type { ExcludedSpan, MemoryScope } from "./retriever.ts";
  * This is what "knows the context" means for a held-out turn (`twin eval --compare-memory`): the
  * words were there to be recalled.
  */
-export async function saidBefore(
-  db: Db,
-  query: {
-    senderId: number;
-    text: string;
-    chatId: number;
-    scope: MemoryScope;
-    before: Date;
-    exclude: ExcludedSpan[];
-  },
-): Promise<boolean> {
+export type SaidBeforeQuery = {
+  senderId: number;
+  text: string;
+  chatId: number;
+  scope: MemoryScope;
+  before: Date;
+  exclude: ExcludedSpan[];
+};
+
+export async function saidBefore(db: Db, query: SaidBeforeQuery): Promise<boolean> {
   const chats = await scopeChats(db, query.scope);
   const filter = hitFilter(chats, query.exclude, query.before);
   // Any of the words, not all of them: plainto_tsquery joins them with &, which becomes |.
