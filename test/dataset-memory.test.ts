@@ -14,6 +14,7 @@ import type { RecalledWindow, RetrievalQuery, Retriever } from "../src/history/m
 import { contextSettings } from "../src/inference/conversation-context.ts";
 import { appOf } from "./support/app.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { exportTextMessage, writeAccountExport } from "./support/telegram-export.ts";
 
 after(stopEmbedded);
 
@@ -61,16 +62,7 @@ function writeExport(dir: string): string {
     let id = 1;
     return lines.flatMap((session) => {
       const at = Date.UTC(2024, 0, 1) / 1000 + (start + day++) * 86_400;
-      return session.map(([who, text], i) => ({
-        id: id++,
-        type: "message",
-        date: new Date((at + i * 60) * 1000).toISOString().slice(0, 19),
-        date_unixtime: String(at + i * 60),
-        from: who.name,
-        from_id: `user${who.id}`,
-        text,
-        text_entities: [{ type: "plain", text }],
-      }));
+      return session.map(([who, text], i) => exportTextMessage(id++, who, at + i * 60, text));
     });
   };
   const pavelChat = {
@@ -95,21 +87,7 @@ function writeExport(dir: string): string {
       1,
     ),
   };
-  const file = path.join(dir, "result.json");
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      personal_information: {
-        user_id: owner.id,
-        first_name: owner.name,
-        last_name: "",
-        phone_number: "",
-        bio: "",
-      },
-      chats: { about: "", list: [pavelChat, annaChat] },
-    }),
-  );
-  return file;
+  return writeAccountExport(dir, owner, [pavelChat, annaChat]);
 }
 
 /** Each recalled window's messages, with the query that found them. */

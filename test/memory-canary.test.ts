@@ -14,6 +14,7 @@ import { Engine } from "../src/inference/engine.ts";
 import { appOf } from "./support/app.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
 import { testModel } from "./support/models.ts";
+import { exportTextMessage, writeAccountExport } from "./support/telegram-export.ts";
 
 /**
  * The leakage canary where memory searches: `twin eval` with memory on plants the dataset's canary
@@ -45,25 +46,12 @@ function chat(meta: { id: number; name: string; type: string }, others: Who[], d
       [others.at(-1) as Who, "sounds good"],
       [owner, "see you at six"],
     ];
-    return lines.map(([who, text], m) => {
-      const unix = start + day * 86_400 + m * 60;
-      return {
-        id: id++,
-        type: "message",
-        date: new Date(unix * 1000).toISOString().slice(0, 19),
-        date_unixtime: String(unix),
-        from: who.name,
-        from_id: `user${who.id}`,
-        text,
-        text_entities: [{ type: "plain", text }],
-      };
-    });
+    return lines.map(([who, text], m) => exportTextMessage(id++, who, start + day * 86_400 + m * 60, text));
   }).flat();
   return { ...meta, messages };
 }
 
 function writeExport(dir: string): string {
-  const file = path.join(dir, "result.json");
   const list = [
     chat({ id: anna.id, name: anna.name, type: "personal_chat" }, [anna], 8),
     // Few sessions outside Anna's chat (each owner turn there is a probe, each probe a generation),
@@ -71,9 +59,7 @@ function writeExport(dir: string): string {
     chat({ id: boris.id, name: boris.name, type: "personal_chat" }, [boris], 1, 20),
     chat({ id: GROUP.id, name: GROUP.name, type: "private_group" }, [boris, vera], 1, 21),
   ];
-  const me = { user_id: owner.id, first_name: owner.name, last_name: "", phone_number: "", bio: "" };
-  fs.writeFileSync(file, JSON.stringify({ personal_information: me, chats: { about: "", list } }));
-  return file;
+  return writeAccountExport(dir, owner, list);
 }
 
 const backend = backends()[0] as ReturnType<typeof backends>[number];

@@ -16,6 +16,7 @@ import type { RecalledWindow, RetrievalQuery } from "../src/history/memory/retri
 import { contextSettings } from "../src/inference/conversation-context.ts";
 import { promptText } from "../src/inference/prompt.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
+import { exportTextMessage } from "./support/telegram-export.ts";
 
 after(stopEmbedded);
 
@@ -46,16 +47,7 @@ function chat(
   const messages = sessions.flatMap((session) =>
     session.lines.map(([who, text, minutes]) => {
       const unix = Date.parse(`${session.start}Z`) / 1000 + minutes * 60;
-      return {
-        id: id++,
-        type: "message",
-        date: new Date(unix * 1000).toISOString().slice(0, 19),
-        date_unixtime: String(unix),
-        from: who.name,
-        from_id: `user${who.id}`,
-        text,
-        text_entities: [{ type: "plain", text }],
-      };
+      return exportTextMessage(id++, who, unix, text);
     }),
   );
   return { ...meta, messages: [...extra.map((m) => ({ ...m, id: id++ })), ...messages] };

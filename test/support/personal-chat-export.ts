@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { exportTextMessage } from "./telegram-export.ts";
 
 /**
  * A small Telegram Desktop export (current format) of personal chats, one per friend, written by
@@ -46,17 +47,7 @@ export function writePersonalChatExport(
     const messages = script.flatMap((session, s) =>
       session.map(([who, text], m) => {
         const unix = start + s * 86_400 + m * 40;
-        const person = who === "owner" ? owner : friend;
-        return {
-          id: id++,
-          type: "message",
-          date: new Date(unix * 1000).toISOString().slice(0, 19),
-          date_unixtime: String(unix),
-          from: person.name,
-          from_id: `user${person.id}`,
-          text,
-          text_entities: [{ type: "plain", text }],
-        };
+        return exportTextMessage(id++, who === "owner" ? owner : friend, unix, text);
       }),
     );
     return { name: friend.name, type: "personal_chat", id: friend.id, messages };
