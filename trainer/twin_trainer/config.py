@@ -12,6 +12,16 @@ import yaml
 METHODS = ("lora", "qlora", "full")
 EXPORT_TYPES = ("f16", "q8_0", "f32")
 BATCHING = ("packed", "padded")
+LOSSES = ("logits", "chunked", "liger")
+
+
+def checkpoint_share(setting: str) -> float | None:
+    """The share of layers a numeric `gradient_checkpointing` names, or None when it is not a share."""
+    try:
+        share = float(setting)
+    except ValueError:
+        return None
+    return share if 0 <= share <= 1 else None
 
 
 class ConfigError(ValueError):
@@ -45,12 +55,21 @@ class TrainConfig:
     max_eval_examples: int = 0  # 0: the whole held-out set
     save_every: int = 50
     seed: int = 0
-    # "twin_packed": attention within each packed example (forward.py); "sdpa", "eager" or
-    # "flash_attention_2" also work for packed rows, through position ids.
+    # Attention within each packed example (forward.py): "twin_packed" one call per example,
+    # "twin_varlen" one flash-attention call per layer over the row (CUDA), "twin_flex" one
+    # FlexAttention call with a document mask; "sdpa", "eager" or "flash_attention_2" also work for
+    # packed rows, through position ids.
     attn_implementation: str = "twin_packed"
+    # "logits": fp32 logits of every learnt position at once; "chunked": a slice at a time, never
+    # all of them; "liger": Liger's fused Triton kernel (GPU, `pip install liger-kernel`). LoRA only.
+    loss_implementation: str = "logits"
+    compile_layers: bool = False  # torch.compile each decoder layer (GPU; the first steps compile)
     device: str = "auto"  # "auto": CUDA when there is one, else CPU
     dtype: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32
-    gradient_checkpointing: str = "auto"  # "auto": on GPU only (trades compute for memory)
+    # Recompute activations in the backward pass (trades compute for memory): "on" every layer,
+    # "off", a share of the layers ("0.5"), or "auto": on a GPU as many layers as the memory
+    # estimate says the card needs (none if it all fits), on a CPU none.
+    gradient_checkpointing: str = "auto"
     # Memory of one GPU, for the estimate that refuses a run that cannot fit before it loads
     # anything; 0: the GPU's own memory (no check on CPU).
     gpu_memory_gb: float = 0
@@ -80,8 +99,16 @@ class TrainConfig:
             problems.append("learning_rate and epochs must be positive")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
-        if self.gradient_checkpointing not in ("auto", "on", "off"):
-            problems.append(f"gradient_checkpointing={self.gradient_checkpointing!r}: expected auto, on or off")
+        if self.gradient_checkpointing not in ("auto", "on", "off") and checkpoint_share(self.gradient_checkpointing) is None:
+            problems.append(
+                f"gradient_checkpointing={self.gradient_checkpointing!r}: expected auto, on, off or a share of the layers in [0, 1]"
+            )
+        if self.loss_implementation not in LOSSES:
+            problems.append(f"loss_implementation={self.loss_implementation!r}: expected one of {', '.join(LOSSES)}")
+        elif self.loss_implementation != "logits" and self.method == "full":
+            problems.append(
+                f"loss_implementation={self.loss_implementation}: full fine-tuning shards the output head; use logits"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -5,7 +5,8 @@ gradients (2), fp32 master weights (4) and Adam's two moments (8) — 16 bytes, 
 by FSDP. LoRA keeps only the frozen bf16 base (2 bytes; QLoRA's 4-bit base ~0.56) plus the adapter's
 own 16 bytes per trainable parameter. Activations come on top: with gradient checkpointing each
 layer keeps its input (2 bytes × hidden per token) and one layer is recomputed at a time (about
-34 bytes × hidden per token, Korthikanti et al. 2022); without it every layer keeps its 34.
+34 bytes × hidden per token, Korthikanti et al. 2022); without it every layer keeps its 34. Checkpointing
+can cover only some layers: as many as the card needs (`layers_to_checkpoint`), the rest run once.
 Logits are computed only where a token is learnt, in fp32. Checked against peak memory on an H200
 by bench/fsdp/gpu_check.py.
 """
@@ -42,8 +43,15 @@ def estimate_bytes(
     gradient_checkpointing: bool,
     gpus: int = 1,
     supervised_share: float = 0.5,
+    checkpointed_layers: int | None = None,
+    logits: str = "logits",
 ) -> dict[str, float]:
-    """Bytes per GPU by part: weights and optimizer states, activations, logits, and the total."""
+    """Bytes per GPU by part: weights and optimizer states, activations, logits, and the total.
+
+    `checkpointed_layers` (default: every layer with gradient checkpointing, none without) counts
+    the layers that keep only their input; the rest keep all their activations. `logits="chunked"`
+    (or "liger") holds one slice of fp32 logits at a time instead of all learnt positions'.
+    """
     if method == "full":
         states = 16 * shape.parameters / max(1, gpus)
     elif method in ("lora", "qlora"):
@@ -51,13 +59,32 @@ def estimate_bytes(
         states = base * shape.parameters + 16 * shape.lora_parameters
     else:
         raise ValueError(f"method={method!r}: expected full, lora or qlora")
-    per_token_layer = 2 * shape.hidden if gradient_checkpointing else 34 * shape.hidden
-    activations = tokens_per_batch * (per_token_layer * shape.layers + (34 * shape.hidden if gradient_checkpointing else 0))
-    # fp32 logits, the log-softmax cross-entropy keeps, and its gradient: three fp32 copies (on an H200
-    # the peak matched this within 4% for LoRA on 0.5B-7B Qwen2.5 shapes; two copies fell 28% short at 0.5B).
-    logits = tokens_per_batch * supervised_share * shape.vocabulary * 4 * 3
-    total = states + activations + logits
-    return {"states": states, "activations": activations, "logits": logits, "total": total}
+    if checkpointed_layers is None:
+        checkpointed_layers = shape.layers if gradient_checkpointing else 0
+    kept = min(max(checkpointed_layers, 0), shape.layers)
+    # A checkpointed layer keeps its input, and one of them at a time is recomputed in full.
+    per_token = 2 * shape.hidden * kept + 34 * shape.hidden * (shape.layers - kept) + (34 * shape.hidden if kept else 0)
+    activations = tokens_per_batch * per_token
+    if logits == "logits":
+        # fp32 logits, the log-softmax cross-entropy keeps, and its gradient: three fp32 copies (on an H200
+        # the peak matched this within 4% for LoRA on 0.5B-7B Qwen2.5 shapes; two copies fell 28% short at 0.5B).
+        logit_bytes = tokens_per_batch * supervised_share * shape.vocabulary * 4 * 3
+    else:
+        # One slice of fp32 logits (forward.chunk_rows: 256 MiB) and its gradient, plus the saved
+        # gradient of the hidden states (bf16) of the learnt positions.
+        logit_bytes = 2 * 2**28 + tokens_per_batch * supervised_share * shape.hidden * 2
+    total = states + activations + logit_bytes
+    return {"states": states, "activations": activations, "logits": logit_bytes, "total": total}
+
+
+def layers_to_checkpoint(shape: ModelShape, *, budget_bytes: float, **estimate: Any) -> int:
+    """The fewest layers to checkpoint for the run to fit `budget_bytes`: every layer left out of
+    checkpointing saves its recomputation (about a third of its forward and backward time).
+    When even all of them do not fit, all: check_fits then says by how much."""
+    for layers in range(shape.layers + 1):
+        if estimate_bytes(shape, gradient_checkpointing=True, checkpointed_layers=layers, **estimate)["total"] <= budget_bytes:
+            return layers
+    return shape.layers
 
 
 def describe(estimate: dict[str, float]) -> str:
@@ -120,10 +147,26 @@ def model_shape(base: Any, lora_rank: int = 0) -> ModelShape:
     return gguf_shape(path, lora_rank) if path.suffix == ".gguf" else hf_shape(path, lora_rank)
 
 
-def check_fits(shape: ModelShape, *, method: str, tokens_per_batch: int, gradient_checkpointing: bool, gpus: int, gpu_memory_gb: float) -> dict[str, float]:
+def check_fits(
+    shape: ModelShape,
+    *,
+    method: str,
+    tokens_per_batch: int,
+    gradient_checkpointing: bool,
+    gpus: int,
+    gpu_memory_gb: float,
+    checkpointed_layers: int | None = None,
+    logits: str = "logits",
+) -> dict[str, float]:
     """The estimate, or a MemoryBudgetError when it exceeds the memory of one GPU."""
     estimate = estimate_bytes(
-        shape, method=method, tokens_per_batch=tokens_per_batch, gradient_checkpointing=gradient_checkpointing, gpus=gpus
+        shape,
+        method=method,
+        tokens_per_batch=tokens_per_batch,
+        gradient_checkpointing=gradient_checkpointing,
+        gpus=gpus,
+        checkpointed_layers=checkpointed_layers,
+        logits=logits,
     )
     if gpu_memory_gb and estimate["total"] > gpu_memory_gb * 1e9:
         hint = "use method=lora (or qlora)" if method == "full" else "lower tokens_per_batch or turn gradient_checkpointing on"

@@ -145,10 +145,10 @@ def load_base(
     """(model, tokenizer) from an HF folder or a GGUF file (converted once, then cached)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .forward import ATTENTION, register_packed_attention
+    from .forward import PACKED_ATTENTIONS, register_packed_attention
 
-    if attn_implementation == ATTENTION:
-        register_packed_attention()
+    if attn_implementation in PACKED_ATTENTIONS:
+        register_packed_attention(attn_implementation)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"base model {path}: no such file or folder")
