@@ -49,7 +49,7 @@ from twin_trainer.data import IGNORE_INDEX, LabelledExample  # noqa: E402
 from twin_trainer.forward import ATTENTION, FLEX, VARLEN, register_packed_attention, supervised_loss  # noqa: E402
 from twin_trainer.memory import GIB, ModelShape, estimate_bytes  # noqa: E402
 from twin_trainer.packing import pack, pack_greedily, pad  # noqa: E402
-from twin_trainer.train import compile_layers, decoder_layers, make_optimizer  # noqa: E402
+from twin_trainer.train import COMPILED_ROW_MULTIPLE, compile_layers, decoder_layers, make_optimizer  # noqa: E402
 
 # Token lengths of the examples of `twin dataset --groups --since all --loss owner` on the IRC
 # fixture (1,921 examples, SmolLM2's tokenizer): mean 768, median 776, log-normal fit below. A
@@ -88,8 +88,7 @@ def rows_for(mix: str, tokens: int, rows: int, vocabulary: int, seed: int = 1) -
     return pack_greedily(docs, tokens)[:rows]
 
 
-def build(size: str, device: torch.device, dtype: torch.dtype, attention: str):
-    from peft import LoraConfig, get_peft_model
+def build_plain(size: str, dtype: torch.dtype, attention: str):
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     hidden, intermediate, layers, heads, kv, vocabulary = SIZES[size]
@@ -99,9 +98,15 @@ def build(size: str, device: torch.device, dtype: torch.dtype, attention: str):
         use_cache=False,
     )  # fmt: skip
     register_packed_attention(attention)
+    return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
+
+
+def build(size: str, device: torch.device, dtype: torch.dtype, attention: str):
+    from peft import LoraConfig, get_peft_model
+
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
+        model = build_plain(size, dtype, attention)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=PROJECTIONS, task_type="CAUSAL_LM")
@@ -114,7 +119,8 @@ def configure(model, setting: dict[str, str]) -> int:
     register_packed_attention(name)
     model.set_attn_implementation(name)
     layers = decoder_layers(model)
-    count = {"all": len(layers), "half": len(layers) // 2, "none": 0}[setting["checkpointing"]]
+    named = {"all": len(layers), "half": len(layers) // 2, "none": 0}
+    count = named[setting["checkpointing"]] if setting["checkpointing"] in named else int(setting["checkpointing"])
     for index, layer in enumerate(layers):
         layer.gradient_checkpointing = index < count
         layer._compiled_call_impl = None  # undo an earlier setting's compile
@@ -140,11 +146,14 @@ def flops(size: str, rows: list[list[LabelledExample]], trainable: int, checkpoi
 
 
 def measure(model, size: str, setting: dict[str, str], rows, steps: int, warmup: int, device: torch.device) -> dict:
+    """Tokens/s, MFU and memory of `steps` steps after `warmup`; compiled layers get rows filled to a
+    multiple of 64 tokens, as the trainer gives them (the filler counts as padding, not as tokens)."""
     checkpointed = configure(model, setting)
+    multiple = COMPILED_ROW_MULTIPLE if setting["compile"] == "on" else 1
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, 1e-4, device)
     loss_name = setting["loss"]
-    batches = [pack(row).to(device) for row in rows]
+    batches = [pack(row, multiple).to(device) for row in rows]
 
     def step(batch) -> float:
         loss = supervised_loss(model, batch, loss_name)
@@ -193,6 +202,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def trainer_defaults(size: str, tokens: int, device: torch.device) -> dict[str, str]:
+    """What the trainer itself picks with its default settings on this GPU (all "auto")."""
+    from twin_trainer.config import TrainConfig
+    from twin_trainer.forward import resolve_attention
+    from twin_trainer.memory import layers_to_checkpoint
+    from twin_trainer.train import PLANNED_SHARE, compiles
+
+    config = TrainConfig(method="lora", tokens_per_batch=tokens)
+    hidden, intermediate, layers, heads, kv, vocabulary = SIZES[size]
+    with torch.device("meta"):
+        model = build_plain(size, torch.bfloat16, ATTENTION)
+    total = sum(p.numel() for p in model.parameters())
+    lora = layers * 16 * (4 * hidden + 2 * kv * (hidden // heads) + 2 * hidden + 3 * (hidden + intermediate))
+    shape = ModelShape(total, layers, hidden, vocabulary, lora)
+    budget = torch.cuda.get_device_properties(device).total_memory * PLANNED_SHARE if device.type == "cuda" else 8e9
+    checkpointed = layers_to_checkpoint(shape, budget_bytes=budget, method="lora", tokens_per_batch=tokens,
+                                        logits=config.loss_implementation)  # fmt: skip
+    attention = {value: key for key, value in ATTENTIONS.items()}[resolve_attention(config.attn_implementation, device.type == "cuda")]
+    return {"checkpointing": str(checkpointed), "loss": config.loss_implementation, "attention": attention,
+            "compile": "on" if compiles(config, device) else "off"}  # fmt: skip
+
+
 def parity(device: torch.device, dtype: torch.dtype) -> list[dict]:
     """Each new path against the reference on one model and row: loss, and every LoRA gradient."""
     size, tokens = ("tiny", 256) if device.type == "cpu" else ("0.5b", 2048)
@@ -235,6 +266,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=420, help="seconds after which no new measurement starts")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--cpu", action="store_true", help="a dry run on the CPU (fp32)")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="no sweep: the per-example reference and the trainer's own defaults only, no parity")  # fmt: skip
     arguments = parser.parse_args()
     device = torch.device("cpu" if arguments.cpu else "cuda")
     dtype = torch.float32 if arguments.cpu else torch.bfloat16
@@ -277,13 +310,23 @@ def main() -> int:
     except ImportError:
         machine["liger_kernel"] = None
     record({"machine": machine, "mix": arguments.mix, "tokens_per_row": arguments.tokens})
-    for row in parity(device, dtype):
-        record(row)
+    if not arguments.defaults_only:
+        for row in parity(device, dtype):
+            record(row)
 
     steps, warmup = arguments.steps, arguments.warmup
     for size in arguments.sizes.split(","):
         rows = rows_for(arguments.mix, arguments.tokens, warmup + steps + 2, SIZES[size][5])
         model = build(size, device, dtype, ATTENTION)
+        if arguments.defaults_only:
+            chosen = trainer_defaults(size, arguments.tokens, device)
+            for setting, name in ((DEFAULTS, "reference"), (chosen, "trainer defaults")):
+                extra = 2 if setting["compile"] == "on" else 0
+                row = attempt(measure, model, size, setting, rows, steps, warmup + extra, device)
+                record({"size": size, "mix": arguments.mix, "as": name, **setting, **row})
+            del model
+            gc.collect()
+            continue
         measured: list[tuple[dict[str, str], dict]] = []
         speed = lambda s: next((r.get("tokens_per_second", 0) for m, r in measured if m == s), 0)  # noqa: E731
         best = dict(DEFAULTS)

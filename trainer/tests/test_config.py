@@ -64,7 +64,8 @@ def test_the_cli_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
 PRINTED_KEYS = [
     "base", "dataset", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "use_dora",
     "learning_rate", "warmup_ratio", "epochs", "max_steps", "max_trained_tokens", "tokens_per_batch", "batching", "eval_every",
-    "max_eval_examples", "save_every", "seed", "attn_implementation", "device", "dtype", "gradient_checkpointing",
+    "max_eval_examples", "save_every", "seed", "attn_implementation", "loss_implementation", "compile_layers", "device",
+    "dtype", "gradient_checkpointing",
     "gpu_memory_gb", "processes", "export_type", "events",
 ]  # fmt: skip
 

@@ -57,13 +57,15 @@ class TrainConfig:
     seed: int = 0
     # Attention within each packed example (forward.py): "twin_packed" one call per example,
     # "twin_varlen" one flash-attention call per layer over the row (CUDA), "twin_flex" one
-    # FlexAttention call with a document mask; "sdpa", "eager" or "flash_attention_2" also work for
-    # packed rows, through position ids.
-    attn_implementation: str = "twin_packed"
+    # FlexAttention call with a document mask; "auto": twin_varlen on a GPU, twin_packed on a CPU.
+    # "sdpa", "eager" or "flash_attention_2" also work for packed rows, through position ids.
+    attn_implementation: str = "auto"
     # "logits": fp32 logits of every learnt position at once; "chunked": a slice at a time, never
     # all of them; "liger": Liger's fused Triton kernel (GPU, `pip install liger-kernel`). LoRA only.
     loss_implementation: str = "logits"
-    compile_layers: bool = False  # torch.compile each decoder layer (GPU; the first steps compile)
+    # torch.compile each decoder layer: "auto" for LoRA on a GPU (1.5× on an H200,
+    # bench/fsdp/results), "on", or "off". The first steps compile.
+    compile_layers: str = "auto"
     device: str = "auto"  # "auto": CUDA when there is one, else CPU
     dtype: str = "auto"  # "auto": bf16 on a GPU that has it, else fp32
     # Recompute activations in the backward pass (trades compute for memory): "on" every layer,
@@ -103,6 +105,8 @@ class TrainConfig:
             problems.append(
                 f"gradient_checkpointing={self.gradient_checkpointing!r}: expected auto, on, off or a share of the layers in [0, 1]"
             )
+        if self.compile_layers not in ("auto", "on", "off"):
+            problems.append(f"compile_layers={self.compile_layers!r}: expected auto, on or off")
         if self.loss_implementation not in LOSSES:
             problems.append(f"loss_implementation={self.loss_implementation!r}: expected one of {', '.join(LOSSES)}")
         elif self.loss_implementation != "logits" and self.method == "full":

@@ -5,10 +5,10 @@ gradients (2), fp32 master weights (4) and Adam's two moments (8) — 16 bytes, 
 by FSDP. LoRA keeps only the frozen bf16 base (2 bytes; QLoRA's 4-bit base ~0.56) plus the adapter's
 own 16 bytes per trainable parameter. Activations come on top: with gradient checkpointing each
 layer keeps its input (2 bytes × hidden per token) and one layer is recomputed at a time (about
-34 bytes × hidden per token, Korthikanti et al. 2022); without it every layer keeps its 34. Checkpointing
-can cover only some layers: as many as the card needs (`layers_to_checkpoint`), the rest run once.
-Logits are computed only where a token is learnt, in fp32. Checked against peak memory on an H200
-by bench/fsdp/gpu_check.py.
+34 bytes × hidden per token, Korthikanti et al. 2022); without it a layer keeps about 104 (measured).
+Checkpointing can cover only some layers: as many as the card needs (`layers_to_checkpoint`), the
+rest run once. Logits are computed only where a token is learnt, in fp32, all at once or a slice at
+a time. Checked against peak memory on an H200 by bench/fsdp/gpu_check.py and gpu_throughput.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GIB = 2**30
+UNCHECKPOINTED_BYTES = 104  # per token and hidden unit, of a layer that is not checkpointed
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,21 @@ def estimate_bytes(
     if checkpointed_layers is None:
         checkpointed_layers = shape.layers if gradient_checkpointing else 0
     kept = min(max(checkpointed_layers, 0), shape.layers)
-    # A checkpointed layer keeps its input, and one of them at a time is recomputed in full.
-    per_token = 2 * shape.hidden * kept + 34 * shape.hidden * (shape.layers - kept) + (34 * shape.hidden if kept else 0)
+    # A checkpointed layer keeps its input, and one of them at a time is recomputed. A layer run
+    # once keeps everything its backward pass reads: transformers' unfused layers with LoRA's
+    # dropout copies keep about 104 bytes × hidden per token, three times the fused layers of
+    # Korthikanti et al. (on an H200, Qwen2.5 LoRA r16: 102 at 7B, 108 at 1.5B; bench/fsdp/results).
+    per_token = 2 * shape.hidden * kept + UNCHECKPOINTED_BYTES * shape.hidden * (shape.layers - kept) + (34 * shape.hidden if kept else 0)
     activations = tokens_per_batch * per_token
     if logits == "logits":
         # fp32 logits, the log-softmax cross-entropy keeps, and its gradient: three fp32 copies (on an H200
         # the peak matched this within 4% for LoRA on 0.5B-7B Qwen2.5 shapes; two copies fell 28% short at 0.5B).
         logit_bytes = tokens_per_batch * supervised_share * shape.vocabulary * 4 * 3
     else:
-        # One slice of fp32 logits (forward.chunk_rows: 256 MiB) and its gradient, plus the saved
-        # gradient of the hidden states (bf16) of the learnt positions.
-        logit_bytes = 2 * 2**28 + tokens_per_batch * supervised_share * shape.hidden * 2
+        # One slice of fp32 logits (forward.chunk_rows: 256 MiB) with its temporaries (about four
+        # slices' worth on an H200: 0.9 GiB at 1.5B, 2.0 at 7B), plus the saved gradient of the
+        # hidden states (bf16) of the learnt positions.
+        logit_bytes = 4 * 2**28 + tokens_per_batch * supervised_share * shape.hidden * 2
     total = states + activations + logit_bytes
     return {"states": states, "activations": activations, "logits": logit_bytes, "total": total}
 

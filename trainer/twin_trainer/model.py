@@ -145,8 +145,9 @@ def load_base(
     """(model, tokenizer) from an HF folder or a GGUF file (converted once, then cached)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .forward import PACKED_ATTENTIONS, register_packed_attention
+    from .forward import PACKED_ATTENTIONS, register_packed_attention, resolve_attention
 
+    attn_implementation = resolve_attention(attn_implementation, torch.cuda.is_available())
     if attn_implementation in PACKED_ATTENTIONS:
         register_packed_attention(attn_implementation)
     path = Path(path)

@@ -42,8 +42,13 @@ class Batch:
         )
 
 
-def pack(examples: list[LabelledExample]) -> Batch:
-    """One row: examples concatenated; each example's first label is masked (nothing predicts it)."""
+def pack(examples: list[LabelledExample], multiple: int = 1, pad_id: int = 0) -> Batch:
+    """One row: examples concatenated; each example's first label is masked (nothing predicts it).
+
+    With `multiple` > 1 the row is filled up to a multiple of it by one filler example of `pad_id`
+    tokens, learnt nowhere and attended only by itself: a compiled model then meets few row
+    shapes (it recompiles for each new one, and falls back to slow eager code after 8).
+    """
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []
@@ -53,13 +58,20 @@ def pack(examples: list[LabelledExample]) -> Batch:
         ids.extend(example.input_ids)
         labels.extend([IGNORE_INDEX, *example.labels[1:]])
         positions.extend(range(len(example.input_ids)))
+    real = len(ids)
+    filler = -real % multiple
+    if filler:
+        bounds.append((real, real + filler))
+        ids.extend([pad_id] * filler)
+        labels.extend([IGNORE_INDEX] * filler)
+        positions.extend(range(filler))
     return Batch(
         input_ids=torch.tensor([ids]),
         labels=torch.tensor([labels]),
         position_ids=torch.tensor([positions]),
         attention_mask=None,
-        tokens=len(ids),
-        padding_fraction=0.0,
+        tokens=real,
+        padding_fraction=filler / len(ids) if ids else 0.0,
         example_bounds=bounds,
     )
 

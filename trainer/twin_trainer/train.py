@@ -28,7 +28,7 @@ from . import environment
 from .config import TrainConfig, checkpoint_share
 from .data import LabelledExample, check_chat_tokens, label_example, load_dataset
 from .evaluate import evaluate
-from .forward import supervised_loss
+from .forward import resolve_attention, supervised_loss
 from .memory import GIB, check_fits, layers_to_checkpoint, model_shape
 from .model import load_base, pick_device, pick_dtype, quantization_for
 from .output import quiet_libraries
@@ -196,6 +196,18 @@ def _checkpointed(model: Any, config: TrainConfig, device: torch.device, planned
         layer.gradient_checkpointing = False
 
 
+def compiles(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the run compiles its decoder layers: `auto` for LoRA on a GPU (QLoRA's 4-bit layers
+    and FSDP's sharded ones were not measured compiled)."""
+    if config.compile_layers == "auto":
+        return device.type == "cuda" and config.method == "lora"
+    return config.compile_layers == "on"
+
+
+# Compiled layers see rows padded to a multiple of this many tokens (packing.pack).
+COMPILED_ROW_MULTIPLE = 64
+
+
 def compile_layers(model: Any) -> None:
     """torch.compile each decoder layer in place: fused elementwise work, one graph per layer shape."""
     for layer in decoder_layers(model):
@@ -340,7 +352,7 @@ class Recipe:
         base, self.tokenizer = load_base(
             config.base,
             dtype=self.method.base_dtype(self.dtype),
-            attn_implementation=config.attn_implementation,
+            attn_implementation=resolve_attention(config.attn_implementation, self.device.type == "cuda"),
             quantization=quantization_for(config.method, self.device),
         )
         self.emit({"event": "phase", "phase": "tokenizing"})
@@ -359,8 +371,10 @@ class Recipe:
         self.order = (order * math.ceil(needed / max(len(order), 1)))[:needed]
 
         self.model = self.method.make_trainable(base, self.world, self.dtype)
-        if config.compile_layers:
+        self.row_multiple = 1
+        if compiles(config, self.device):
             compile_layers(self.model)
+            self.row_multiple = COMPILED_ROW_MULTIPLE
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.trainable, config.learning_rate, self.device)
         self.scheduler = get_cosine_schedule_with_warmup(
@@ -417,7 +431,7 @@ class Recipe:
                 return False
             step_rows = self.order[self.step * processes : (self.step + 1) * processes]
             row = step_rows[rank]
-            batch = pack(row) if config.batching == "packed" else pad(row, pad_id)
+            batch = pack(row, self.row_multiple, pad_id) if config.batching == "packed" else pad(row, pad_id)
             loss = supervised_loss(self.model, batch.to(self.device), config.loss_implementation)
             loss.backward()
             grad_norm = local_value(torch.nn.utils.clip_grad_norm_(self.trainable, 1.0))
