@@ -4,7 +4,7 @@ import torch
 from twin_trainer.data import Example, Segment, label_example
 from twin_trainer.model import load_base
 from twin_trainer.forward import supervised_logits
-from twin_trainer.packing import group_by_length, pack, pack_greedily, pad
+from twin_trainer.packing import group_by_length, pack, pack_greedily, pad, ungrouped
 from conftest import smollm2_gguf
 
 
@@ -111,3 +111,14 @@ def test_length_grouping_batches_neighbours_in_length(tokenizer):
     for row in rows:
         lengths = [len(e.input_ids) for e in row]
         assert lengths == sorted(lengths, reverse=True), "sorted within a megabatch"
+
+
+@pytest.mark.unit
+def test_ungrouped_batches_keep_the_size_but_mix_the_lengths(tokenizer):
+    labelled = [label_example(example(n), tokenizer) for n in range(40)]
+    grouped = group_by_length(labelled, max_tokens=4 * 20, seed=1)
+    mixed = ungrouped(labelled, max_tokens=4 * 20, seed=1)
+    assert sorted(e.example_id for row in mixed for e in row) == sorted(e.example_id for e in labelled)
+    assert len(mixed[0]) == len(grouped[0]), "the same fixed number of examples per batch"
+    padding = lambda rows: sum(pad(row, 0).padding_fraction for row in rows)  # noqa: E731
+    assert padding(mixed) > padding(grouped), "without grouping, batches pad more"

@@ -11,7 +11,7 @@ import yaml
 
 METHODS = ("lora", "qlora", "full")
 EXPORT_TYPES = ("f16", "q8_0", "f32")
-BATCHING = ("packed", "padded")
+BATCHING = ("packed", "padded", "ungrouped")
 LOSSES = ("logits", "chunked", "liger")
 
 
@@ -50,7 +50,9 @@ class TrainConfig:
     # Two runs compared on equal terms (with and without memory: `twin eval --compare-memory`) set it alike.
     max_trained_tokens: int = 0
     tokens_per_batch: int = 2048
-    batching: str = "packed"  # or "padded" (length-grouped), for comparison
+    # or, for comparison, "padded" (length-grouped, as transformers' group_by_length) or "ungrouped"
+    # (padded batches of examples in random order)
+    batching: str = "packed"
     eval_every: int = 50
     max_eval_examples: int = 0  # 0: the whole held-out set
     save_every: int = 50

@@ -1,4 +1,4 @@
-"""Batches: packed (the default) or padded (for comparison).
+"""Batches: packed (the default) or padded, length-grouped or not (for comparison).
 
 Packed: examples are laid end to end in one row with position ids restarting at 0 for each, and
 the row carries each example's bounds, so attention never crosses an example boundary: the
@@ -108,6 +108,20 @@ def pack_greedily(examples: list[LabelledExample], max_tokens: int) -> list[list
     return [row for _, row in rows]
 
 
+def examples_per_batch(examples: list[LabelledExample], max_tokens: int) -> int:
+    """A padded batch's fixed size: as many examples as fit `max_tokens` at the mean length."""
+    mean = sum(len(e.input_ids) for e in examples) / max(len(examples), 1)
+    return max(1, round(max_tokens / max(mean, 1)))
+
+
+def ungrouped(examples: list[LabelledExample], max_tokens: int, seed: int = 0) -> list[list[LabelledExample]]:
+    """Padded batches in plain random order, lengths mixed: the naive baseline."""
+    batch_size = examples_per_batch(examples, max_tokens)
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    return [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
 def group_by_length(examples: list[LabelledExample], max_tokens: int, seed: int = 0) -> list[list[LabelledExample]]:
     """Padded batches the way transformers' `group_by_length` makes them (the reference's setup).
 
@@ -115,8 +129,7 @@ def group_by_length(examples: list[LabelledExample], max_tokens: int, seed: int 
     from shuffled "megabatches" of 50 batches that are sorted by length, so neighbours in length
     share a batch while the order stays random.
     """
-    mean = sum(len(e.input_ids) for e in examples) / max(len(examples), 1)
-    batch_size = max(1, round(max_tokens / max(mean, 1)))
+    batch_size = examples_per_batch(examples, max_tokens)
     shuffled = list(examples)
     random.Random(seed).shuffle(shuffled)
     megabatch = batch_size * 50

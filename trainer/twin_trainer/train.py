@@ -32,7 +32,7 @@ from .forward import resolve_attention, supervised_loss
 from .memory import GIB, check_fits, layers_to_checkpoint, model_shape
 from .model import load_base, pick_device, pick_dtype, quantization_for
 from .output import quiet_libraries
-from .packing import group_by_length, pack, pack_greedily, pad
+from .packing import group_by_length, pack, pack_greedily, pad, ungrouped
 from .privacy import private_dir
 from .sharding import (
     Cluster,
@@ -359,6 +359,8 @@ class Recipe:
         manifest, self.train_set, self.eval_set = _label(config, self.tokenizer)
         if config.batching == "packed":
             self.rows = pack_greedily(self.train_set, config.tokens_per_batch)
+        elif config.batching == "ungrouped":
+            self.rows = ungrouped(self.train_set, config.tokens_per_batch, config.seed)
         else:
             self.rows = group_by_length(self.train_set, config.tokens_per_batch, config.seed)
         order = batch_order(self.rows, config.epochs, config.seed)
