@@ -232,3 +232,14 @@ def test_auto_attention_is_varlen_on_a_gpu_and_per_example_elsewhere():
     assert resolve_attention("auto", cuda=False) == ATTENTION
     assert resolve_attention("auto", cuda=True) == VARLEN
     assert resolve_attention(FLEX, cuda=True) == FLEX
+
+
+@pytest.mark.unit
+def test_layers_are_compiled_by_default_for_lora_on_a_gpu_only():
+    from twin_trainer.train import compiles
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert compiles(TrainConfig(method="lora"), gpu)
+    assert not compiles(TrainConfig(method="lora"), cpu)
+    assert not compiles(TrainConfig(method="full"), gpu) and not compiles(TrainConfig(method="qlora"), gpu)
+    assert compiles(TrainConfig(compile_layers="on"), cpu) and not compiles(TrainConfig(compile_layers="off"), gpu)

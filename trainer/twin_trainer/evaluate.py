@@ -40,8 +40,12 @@ def evaluate(
     base: bool = False,
     tokens_per_batch: int = 2048,
     device: torch.device | str = "cpu",
+    row_multiple: int = 1,
 ) -> dict[str, Any]:
-    """Loss and perplexity (nats per token), bits per character, per speaker; base=True disables the adapter."""
+    """Loss and perplexity (nats per token), bits per character, per speaker; base=True disables the adapter.
+
+    `row_multiple`: rows filled up to a multiple of it, as a run with compiled layers trains them
+    (packing.pack), so evaluating meets the shapes training compiled for."""
     was_training = model.training
     model.eval()
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # loss, tokens, content loss, content tokens
@@ -49,7 +53,7 @@ def evaluate(
     context = model.disable_adapter() if base and hasattr(model, "disable_adapter") else nullcontext()
     with context:
         for row in pack_greedily(examples, max(tokens_per_batch, longest)):
-            logits, targets, where = supervised_logits(model, pack(row).to(device))
+            logits, targets, where = supervised_logits(model, pack(row, row_multiple).to(device))
             losses = F.cross_entropy(logits, targets, reduction="none").tolist()
             speakers = [speaker for e in row for speaker in e.speakers]
             content = [flag for e in row for flag in e.content]

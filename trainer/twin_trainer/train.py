@@ -476,7 +476,14 @@ class Recipe:
         return self.world.any((self.output / "STOP").exists())
 
     def _evaluate(self, base: bool = False) -> dict[str, Any]:
-        return evaluate(self.model, self.eval_set, base=base, tokens_per_batch=self.config.tokens_per_batch, device=self.device)
+        return evaluate(
+            self.model,
+            self.eval_set,
+            base=base,
+            tokens_per_batch=self.config.tokens_per_batch,
+            device=self.device,
+            row_multiple=self.row_multiple,
+        )
 
     # ── save ───────────────────────────────────────────────────────────────────
     def save_checkpoint(self) -> Path:
