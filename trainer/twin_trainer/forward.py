@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -70,26 +70,36 @@ class Documents:
         return self._block_mask
 
 
-def _fallback(module, query, key, value, attention_mask, dropout, scaling, kwargs) -> tuple[torch.Tensor, None]:
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def _for_packed_rows(kernel: Callable[..., torch.Tensor]) -> Callable[..., tuple[torch.Tensor, None]]:
+    """An attention function as transformers calls it: `kernel` for one packed row (its examples
+    in `documents`), transformers' sdpa for anything else (padded batches, generation)."""
 
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    def attention(
+        module: Any,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        dropout: float = 0.0,
+        scaling: float | None = None,
+        documents: Documents | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, None]:
+        if documents is None or query.shape[0] != 1:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+            return sdpa_attention_forward(
+                module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+            )
+        return kernel(module, query, key, value, dropout, scaling, documents), None
+
+    return attention
 
 
 def _per_example_attention(
-    module: Any,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    documents: Documents | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    """Causal attention per example of a packed row; anything else goes to transformers' sdpa."""
-    if documents is None or query.shape[0] != 1:
-        return _fallback(module, query, key, value, attention_mask, dropout, scaling, kwargs)
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float, scaling: float | None, documents: Documents
+) -> torch.Tensor:
+    """Causal attention per example of a packed row."""
     # Grouped-query attention (fewer key/value heads than query heads) without copying them.
     grouped = query.shape[1] != key.shape[1]
     dropout = dropout if module.training else 0.0
@@ -105,7 +115,7 @@ def _per_example_attention(
         )
         for start, end in documents.bounds
     ]
-    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
 
 
 @cache
@@ -118,19 +128,9 @@ def _varlen_kernel() -> tuple[Any, bool, bool]:
 
 
 def _varlen_attention(
-    module: Any,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    documents: Documents | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float, scaling: float | None, documents: Documents
+) -> torch.Tensor:
     """One flash-attention call over the whole packed row, the examples kept apart by their bounds."""
-    if documents is None or query.shape[0] != 1:
-        return _fallback(module, query, key, value, attention_mask, dropout, scaling, kwargs)
     varlen_attn, takes_window, takes_gqa = _varlen_kernel()
     # (1, heads, tokens, dim) → (tokens, heads, dim), the layout varlen_attn takes.
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
@@ -142,7 +142,7 @@ def _varlen_attention(
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     cumulative, longest = documents.cumulative, documents.longest
     out = varlen_attn(q, k, v, cumulative, cumulative, longest, longest, scale=scaling, **extra)
-    return out.unsqueeze(0), None  # (1, tokens, heads, dim), as transformers expects back
+    return out.unsqueeze(0)  # (1, tokens, heads, dim), as transformers expects back
 
 
 @cache
@@ -153,29 +153,20 @@ def _compiled_flex() -> Any:
 
 
 def _flex_attention(
-    module: Any,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    documents: Documents | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float, scaling: float | None, documents: Documents
+) -> torch.Tensor:
     """One FlexAttention call over the whole packed row under a same-example causal mask."""
-    if documents is None or query.shape[0] != 1:
-        return _fallback(module, query, key, value, attention_mask, dropout, scaling, kwargs)
     if query.is_cuda:
         kernel = _compiled_flex()
     else:
         from torch.nn.attention.flex_attention import flex_attention as kernel
     grouped = query.shape[1] != key.shape[1]
     out = kernel(query, key, value, block_mask=documents.block_mask(), scale=scaling, enable_gqa=grouped)
-    return out.transpose(1, 2).contiguous(), None
+    return out.transpose(1, 2).contiguous()
 
 
-KERNELS = {ATTENTION: _per_example_attention, VARLEN: _varlen_attention, FLEX: _flex_attention}
+KERNELS = {name: _for_packed_rows(kernel) for name, kernel in
+           ((ATTENTION, _per_example_attention), (VARLEN, _varlen_attention), (FLEX, _flex_attention))}  # fmt: skip
 
 
 def resolve_attention(setting: str, cuda: bool) -> str:
