@@ -51,6 +51,7 @@ describe("dataset length: every example fits --max-tokens in the trainer's token
         groups: true,
         since: null,
         maxTokens,
+        memory: undefined, // --max-tokens is the conversation's limit; the memory turn's is its own
       });
       const examples = await createDatasetRepository(database).examples(result.datasetId);
       assert.ok(examples.length > 0);

@@ -130,6 +130,7 @@ for (const backend of backends()) {
         since: null,
         loss: { kind: "owner" as const },
         evalFraction: 0.01,
+        memory: undefined, // the plain arm; memory is on by default
       };
       const built = async (memoryOn: boolean) => {
         const result = await buildDataset(

@@ -26,6 +26,7 @@ const defaults = (overrides: Partial<DatasetOptions> = {}): DatasetOptions => ({
   ...defaultDatasetOptions("UTC"),
   groups: true,
   since: null,
+  memory: undefined, // the conversation itself; memory turns are dataset-memory.test.ts's
   ...overrides,
 });
 

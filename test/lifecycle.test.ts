@@ -181,7 +181,7 @@ describe("lifecycle: a twin killed with SIGKILL locks nobody out", { timeout: 60
   it("twin dataset --out killed midway leaves the previous folder whole; the killed build is failed, its rows removed", async () => {
     const out = path.join(work, "dataset");
     const build = (...extra: string[]) =>
-      start(env, "dataset", "--groups", "--since", "all", "--out", out, ...extra);
+      start(env, "dataset", "--groups", "--since", "all", "--memory", "off", "--out", out, ...extra);
     const first = await build().done;
     assert.equal(first.code, 0, first.output);
     const snapshot = () =>

@@ -84,7 +84,7 @@ describe("twin memory on a database whose text search cannot read Russian", {
   skip: externalUrl ? false : "TEST_DATABASE_URL is unset",
   timeout: 120_000,
 }, () => {
-  it("index exits 1 with the refusal; memory status and stats show it", async () => {
+  it("index exits 1 with the refusal; memory status and stats show it; a default dataset is built without memory, an explicit --memory on refused", async () => {
     const name = `twin_test_${randomBytes(6).toString("hex")}`;
     const admin = new pg.Client({ connectionString: externalUrl });
     await admin.connect();
@@ -106,6 +106,30 @@ describe("twin memory on a database whose text search cannot read Russian", {
       assert.equal(status.code, 0, status.stderr);
       assert.match(status.stdout, /^memory index: refused: .*SQL_ASCII/);
       assert.match((await twin("stats")).stdout, /\nmemory index: refused: .*SQL_ASCII/);
+
+      const imported = await twin("import", fixtures.cuda, "--owner", fixtureOwners.cuda);
+      assert.equal(imported.code, 0, imported.stderr);
+      // Memory is on by default, but not at the price of no dataset: built without, and said.
+      const built = await twin("dataset");
+      assert.equal(built.code, 0, built.stderr);
+      assert.match(built.stderr, /^twin: memory is off for this dataset: .*SQL_ASCII/m);
+      assert.doesNotMatch(built.stdout, /^memory: /m, "no memory line for a dataset without memory");
+      const datasetId = Number(/^dataset (\d+):/.exec(built.stdout)?.[1]);
+      const pool = new pg.Client({ connectionString: url.toString() });
+      await pool.connect();
+      try {
+        const { rows } = await pool.query(
+          "SELECT settings->'memory'->>'enabled' AS enabled FROM datasets WHERE id = $1",
+          [datasetId],
+        );
+        assert.equal(rows[0]?.enabled, "false", "the manifest records memory off, so serving keeps it off");
+      } finally {
+        await pool.end();
+      }
+      // Asked for by name, memory that cannot work is an error, with nothing built.
+      const asked = await twin("dataset", "--memory", "on");
+      assert.equal(asked.code, 1, asked.stdout);
+      assert.match(asked.stderr, /--memory on needs the memory index: .*SQL_ASCII/);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await admin.end();

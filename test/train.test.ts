@@ -148,6 +148,7 @@ describe("/train end to end: queue, local worker, chart, the new adapter answers
       since: null,
       loss: { kind: "owner" },
       maxTokens: 400,
+      memory: undefined, // rows of 400 tokens (tokens_per_batch below) leave memory turns no room
     });
     await createModelsRepository(database).add({ ggufPath: testModel() });
     await createFriendsRepository(database).allow(anna.id);

@@ -39,7 +39,8 @@ def build_dataset(work: Path) -> Path:
     subprocess.run([*twin, "import", str(fixture)], env=env, check=True, stdout=subprocess.DEVNULL)
     out = work / "dataset"
     subprocess.run(
-        [*twin, "dataset", "--groups", "--since", "all", "--max-tokens", "512", "--eval-fraction", "0", "--out", str(out)],
+        [*twin, "dataset", "--groups", "--since", "all", "--max-tokens", "512", "--eval-fraction", "0", "--memory", "off",
+         "--out", str(out)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,

@@ -121,10 +121,10 @@ export function registerDatasetCommand(program: Command): void {
     .addOption(
       new Option(
         "--memory <mode>",
-        "on: each example gets the past exchanges memory recalls for it, as the bot would show them (a model trained so is served with memory)",
+        "on: each example gets the past exchanges memory recalls for it, as the bot would show them (a model trained so is served with memory); by default on where the server's text search can index the history",
       )
         .choices(["on", "off"])
-        .default("off"),
+        .default("on"),
     )
     .option(
       "--memory-windows <n>",
@@ -178,7 +178,13 @@ export function registerDatasetCommand(program: Command): void {
                 signal,
                 memory:
                   flags.memory === "on"
-                    ? { windows: flags.memoryWindows, maxTokens: flags.memoryTokens }
+                    ? {
+                        windows: flags.memoryWindows,
+                        maxTokens: flags.memoryTokens,
+                        // Only an explicit --memory on refuses a server that cannot search the history.
+                        ifUnavailable:
+                          command.getOptionValueSource("memory") === "default" ? "off" : "refuse",
+                      }
                     : undefined,
                 onIndexing: ({ indexed, total }) => {
                   if (indexed < total)
@@ -202,6 +208,8 @@ export function registerDatasetCommand(program: Command): void {
         { graceMs: 8_000 }, // a stop signal ends the build between chats: marked failed, files untouched
       );
       const m = result.manifest;
+      if (result.memoryOff !== undefined)
+        process.stderr.write(`twin: memory is off for this dataset: ${result.memoryOff}\n`);
       process.stdout.write(`dataset ${result.datasetId}: ${summaryLine(m)}\n`);
       // No header row: a head of empty strings printed as a blank first row.
       const t = table();

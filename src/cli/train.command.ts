@@ -85,6 +85,8 @@ export function registerTrainCommand(program: Command): void {
             ...defaultDatasetOptions(ownerTimeZone(config.timeZone, owner?.timeZone)),
             staleSeconds: config.training.staleSeconds,
           });
+          if (built.memoryOff !== undefined)
+            process.stderr.write(`twin: memory is off for this dataset: ${built.memoryOff}\n`);
           process.stdout.write(`built dataset ${built.datasetId}\n`);
           return planRun(app, { datasetId: built.datasetId, method, target });
         });

@@ -31,12 +31,23 @@ export async function ensureIndexed(
     onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
   },
 ): Promise<void> {
+  const refusal = await indexOrRefusal(memory, options);
+  if (refusal !== undefined) throw new HistoryError(`--memory on needs the memory index: ${refusal}`);
+}
+
+/** As ensureIndexed, but the refusal comes back instead of thrown: a default of on can fall back. */
+export async function indexOrRefusal(
+  memory: { index: () => Promise<IndexOutcome> },
+  options: {
+    signal?: AbortSignal | undefined;
+    onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
+  },
+): Promise<string | undefined> {
   for (;;) {
     const outcome = await memory.index();
     options.onIndexing?.({ indexed: outcome.indexed, total: outcome.total });
-    if (outcome.status === "refused")
-      throw new HistoryError(`--memory on needs the memory index: ${outcome.refusal ?? "refused"}`);
-    if (outcome.status !== "busy") return;
+    if (outcome.status === "refused") return outcome.refusal ?? "refused";
+    if (outcome.status !== "busy") return undefined;
     if (options.signal?.aborted) throw new HistoryError("dataset build cancelled");
     await sleep(BUSY_POLL_MS);
   }

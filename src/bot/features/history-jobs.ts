@@ -26,12 +26,20 @@ export function startDatasetJob(
       ...defaultDatasetOptions(ownerTimeZone(services.config.timeZone, owned?.timeZone)),
       staleSeconds: services.config.training.staleSeconds,
       signal,
+      onIndexing: ({ indexed, total }) => {
+        if (indexed < total) report(`memory index: ${indexed} of ${total} messages, waiting for it…`);
+      },
       onProgress: ({ chats, totalChats, examples }) =>
         report(`${progressBar(chats, totalChats)} · ${chats}/${totalChats} chats · ${examples} examples`),
     });
-    const counts = result.manifest.counts;
+    const { counts, memory } = result.manifest;
     await then?.(result.datasetId);
-    return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${plural(counts.evalExamples, "held-out example")}.`;
+    const recalled = memory
+      ? ` Memory: ${memory.examples} of them recall past exchanges.`
+      : result.memoryOff !== undefined
+        ? ` Memory is off: ${result.memoryOff}`
+        : "";
+    return `dataset ${result.datasetId}: ${summaryLine(result.manifest)}; ${counts.trainExamples} training and ${plural(counts.evalExamples, "held-out example")}.${recalled}`;
   });
 }
 
