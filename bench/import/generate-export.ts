@@ -4,7 +4,9 @@ import fs from "node:fs";
 /**
  * Writes a synthetic whole-account Telegram Desktop export (current format, pretty-printed like
  * Telegram writes it) with realistic shapes: short bursts, Cyrillic, emoji, entity arrays, replies,
- * edits, stickers, photos, voice, forwards and service messages. Deterministic for a given seed.
+ * edits, stickers, photos, voice, forwards and service messages. Deterministic for a given seed,
+ * chat by chat: with `grow` (e.g. 1.1) each chat holds that many times its messages, the first ones
+ * exactly as without it — the newer export of the same account, as a re-export gives.
  */
 
 const OWNER_ID = 5_000_001;
@@ -63,9 +65,10 @@ export function pretty(value: unknown, indent: string): string {
 
 export async function generateExport(
   file: string,
-  options: { messages: number; chats: number; seed?: number },
+  options: { messages: number; chats: number; seed?: number; grow?: number },
 ) {
-  const rand = random(options.seed ?? 42);
+  const seed = options.seed ?? 42;
+  let rand = random(seed);
   const pick = <T>(items: readonly T[]) => items[Math.floor(rand() * items.length)] as T;
   const out = fs.createWriteStream(file);
   let pending = "";
@@ -88,6 +91,7 @@ export async function generateExport(
   const perChat = messagesPerChat(options.chats, options.messages, 1);
   await write(exportOpening(OWNER_ID));
   for (let c = 0; c < options.chats; c++) {
+    rand = random(seed * 7919 + c); // each chat its own stream: growing one leaves the others as they were
     const group = c % 10 === 9;
     const chatId = group ? 1_700_000_000 + c : 6_000_000 + c;
     const members = group
@@ -103,7 +107,7 @@ export async function generateExport(
     );
     let time = 1_600_000_000 + Math.floor(rand() * 10_000_000);
     let speaker = pick(members);
-    const count = perChat[c] as number;
+    const count = Math.round((perChat[c] as number) * (options.grow ?? 1));
     for (let m = 1; m <= count; m++) {
       time += rand() < 0.8 ? 5 + Math.floor(rand() * 120) : 3600 + Math.floor(rand() * 86_400 * 3);
       if (rand() < 0.4) speaker = pick(members);
