@@ -33,7 +33,7 @@ const rounds = Number(values.rounds);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "twin-bench-pipeline-"));
 fs.chmodSync(work, 0o755); // as root, the embedded PostgreSQL runs as its own user
 
-/** One command's figures: its own (and its waited-for children's) wall, CPU and peak RSS. */
+/** One command's figures: wall; CPU and peak RSS of its own processes (Node's, or Python's); PostgreSQL's apart. */
 type Measured = { wall: number; cpu: number; rssMb: number; pgCpu: number; pgRssMb: number };
 
 const ticks = 100; // USER_HZ: /proc/stat counts CPU time in hundredths of a second
@@ -64,12 +64,23 @@ function postgresRssMb(): number {
 }
 
 /**
- * Runs a command under GNU time (wall, user + system CPU, peak RSS of the process and the
- * children it waited for; the detached PostgreSQL is not one of them). PostgreSQL's CPU is the
- * machine's busy time over the run less the command's own; run on an otherwise quiet machine.
+ * Runs a command and measures it. A twin process reports its own CPU and VmHWM as it exits
+ * (report-usage.mjs): GNU time's figures would include the embedded PostgreSQL, which twin
+ * starts and waits for. The baseline is one plain process, measured by GNU time. PostgreSQL's CPU
+ * is the machine's busy time over the run less the command's own: run on an otherwise quiet machine.
  */
 async function measure(command: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
   const timing = path.join(work, "time.txt");
+  const usage = path.join(work, "usage.jsonl");
+  fs.rmSync(usage, { force: true });
+  const node = command[0] === process.execPath;
+  if (node) {
+    env = {
+      ...env,
+      BENCH_USAGE_FILE: usage,
+      NODE_OPTIONS: `${env.NODE_OPTIONS ?? ""} --import ${path.join(here, "report-usage.mjs")}`.trim(),
+    };
+  }
   const before = busyTicks();
   let pgRssMb = 0;
   const poll = setInterval(() => {
@@ -90,9 +101,19 @@ async function measure(command: string[], env: NodeJS.ProcessEnv): Promise<Measu
   // GNU time's line comes last (an exit status note may precede it).
   const last = fs.readFileSync(timing, "utf8").trim().split("\n").at(-1) ?? "";
   const [wall, user, system, rssKb] = last.split(" ").map(Number);
-  const cpu = (user ?? 0) + (system ?? 0);
   const busy = (busyTicks() - before) / ticks;
-  return { wall: wall ?? 0, cpu, rssMb: (rssKb ?? 0) / 1024, pgCpu: Math.max(0, busy - cpu), pgRssMb };
+  let cpu = (user ?? 0) + (system ?? 0);
+  let rssMb = (rssKb ?? 0) / 1024;
+  if (node) {
+    const processes = fs
+      .readFileSync(usage, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { cpu: number; rssMb: number });
+    cpu = processes.reduce((total, p) => total + p.cpu, 0);
+    rssMb = Math.max(...processes.map((p) => p.rssMb));
+  }
+  return { wall: wall ?? 0, cpu, rssMb, pgCpu: Math.max(0, busy - cpu), pgRssMb };
 }
 
 const sum = (a: Measured, b: Measured): Measured => ({
