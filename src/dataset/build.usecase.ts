@@ -12,7 +12,7 @@ import {
 } from "./examples.ts";
 import type { Tokenize } from "./length.ts";
 import { buildManifest, type Manifest } from "./manifest.ts";
-import { addMemory, indexOrRefusal, type MemoryCounts } from "./memory-examples.ts";
+import { addMemory, indexOrRefusal, type MemoryCounts, memoryRefused } from "./memory-examples.ts";
 import {
   DEFAULT_MEMORY_TOKENS,
   DEFAULT_MEMORY_WINDOWS,
@@ -138,8 +138,7 @@ export async function buildDataset(
   const names = buildNameTable(await history.senders(), options.names, owner.personId);
   // Memory recalls from the search index: it must hold the whole history before anything is built.
   const memoryOff = options.memory ? await indexOrRefusal(repositories.memory, options) : undefined;
-  if (memoryOff !== undefined && options.memory?.ifUnavailable !== "off")
-    throw new HistoryError(`--memory on needs the memory index: ${memoryOff}`);
+  if (memoryOff !== undefined && options.memory?.ifUnavailable !== "off") throw memoryRefused(memoryOff);
   const memorySettings: MemorySettings = defaultMemorySettings({
     enabled: options.memory !== undefined && memoryOff === undefined,
     windows: options.memory?.windows ?? 0,

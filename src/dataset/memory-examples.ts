@@ -20,28 +20,32 @@ export type MemoryCounts = { examples: number; windows: number; tokens: number }
 
 const BUSY_POLL_MS = 1000;
 
+type IndexWait = {
+  signal?: AbortSignal | undefined;
+  onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
+};
+
 /**
  * Brings the memory index up to date (another process indexing: waits for it); refuses with the
  * reason when the server's text search cannot index this history.
  */
 export async function ensureIndexed(
   memory: { index: () => Promise<IndexOutcome> },
-  options: {
-    signal?: AbortSignal | undefined;
-    onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
-  },
+  options: IndexWait,
 ): Promise<void> {
   const refusal = await indexOrRefusal(memory, options);
-  if (refusal !== undefined) throw new HistoryError(`--memory on needs the memory index: ${refusal}`);
+  if (refusal !== undefined) throw memoryRefused(refusal);
+}
+
+/** The error of a build that asked for memory by name where the index is refused. */
+export function memoryRefused(refusal: string): HistoryError {
+  return new HistoryError(`--memory on needs the memory index: ${refusal}`);
 }
 
 /** As ensureIndexed, but the refusal comes back instead of thrown: a default of on can fall back. */
 export async function indexOrRefusal(
   memory: { index: () => Promise<IndexOutcome> },
-  options: {
-    signal?: AbortSignal | undefined;
-    onIndexing?: ((progress: { indexed: number; total: number }) => void) | undefined;
-  },
+  options: IndexWait,
 ): Promise<string | undefined> {
   for (;;) {
     const outcome = await memory.index();
