@@ -6,6 +6,7 @@ import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import type { Config } from "../config/config.ts";
+import { buildDeferredIndexes } from "../history/deferred-indexes.ts";
 import { DatabaseError } from "./db.errors.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
 import * as schema from "./schema.ts";
@@ -121,6 +122,8 @@ async function connect(config: Config, options: { migrate?: boolean }): Promise<
   if (options.migrate !== false) {
     try {
       database.migrationsApplied = await runMigrations(database);
+      // A bulk import that crashed left its indexes unbuilt: build them before anything reads.
+      await buildDeferredIndexes(pool);
     } catch (error) {
       await close();
       throw error;

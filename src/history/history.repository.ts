@@ -1,10 +1,12 @@
 import { pipeline } from "node:stream/promises";
+import createDebug from "debug";
 import { eq, max, sql } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { type Database, onConnection, type Transaction } from "../db/client.ts";
 import { startHeartbeat } from "../db/heartbeat.ts";
 import { messageCopyColumns } from "./copy-format.ts";
+import { buildDeferredIndexes, deferMessageIndexes } from "./deferred-indexes.ts";
 import { type ForgetDependents, forgetEverything, forgetPersonalChat } from "./forget.ts";
 import { HistoryError } from "./history.errors.ts";
 import { type ImportCounts, imports, owner, people } from "./history.tables.ts";
@@ -12,6 +14,8 @@ import { createHistoryReads } from "./history-reads.ts";
 import type { ChatRecord, PersonSighting } from "./message.ts";
 import { choosePerson, type PersonLookup, type PersonQuery } from "./person-lookup.ts";
 import { historyStats } from "./stats.ts";
+
+const debug = createDebug("twin:import");
 
 /** One transaction's worth of history: chats and people first, then messages as COPY text. */
 export type HistoryBatch = {
@@ -36,11 +40,18 @@ const changedRow = `(${compared.map((c) => `messages.${c}`).join(", ")}) IS DIST
 /**
  * Merge staged rows into `messages`. A row is updated only when it differs and is not older than
  * what is stored (an older export must never undo an edit); `xmax = 0` tells inserts from updates.
+ * `firstOfEachKey`: the batch holds a key twice (a chat listed twice in one file), which one
+ * INSERT … ON CONFLICT cannot take; the first staged row of each key is kept, as the reader keeps
+ * the first of a chat's repeated ids.
  */
-const mergeStaged = `
+const mergeStaged = (firstOfEachKey: boolean) => `
 WITH merged AS (
   INSERT INTO messages (${insertColumns})
-  SELECT ${insertColumns} FROM staging_messages
+  ${
+    firstOfEachKey
+      ? `SELECT DISTINCT ON (chat_id, message_id) ${insertColumns} FROM staging_messages ORDER BY chat_id, message_id, ctid`
+      : `SELECT ${insertColumns} FROM staging_messages`
+  }
   ON CONFLICT (chat_id, message_id) DO UPDATE SET
     ${messageCopyColumns
       .filter((c) => c !== "chat_id" && c !== "message_id")
@@ -65,8 +76,25 @@ export type BatchProgress = {
 export type ImportSession = {
   /** Writes one batch in its own transaction; on error nothing of the batch stays. */
   writeBatch(batch: HistoryBatch, progress: BatchProgress): Promise<BatchResult>;
+  /** Builds the indexes a bulk load deferred (once; release does it if nothing did before). */
+  finishLoad(): Promise<void>;
+  /** Finishes the load, then gives the connection back. */
   release(): Promise<void>;
+  /** Milliseconds spent per step of the writes so far (for `DEBUG=twin:import` and the bench). */
+  timings: StepTimings;
 };
+
+/** Milliseconds per step, summed over batches. */
+export type StepTimings = Record<string, number>;
+
+async function timed<T>(timings: StepTimings, step: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await work();
+  } finally {
+    timings[step] = (timings[step] ?? 0) + performance.now() - started;
+  }
+}
 
 export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "pool">) {
   const reads = createHistoryReads({ db, pool });
@@ -151,18 +179,41 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       .onConflictDoUpdate({ target: owner.singleton, set: { name, timeZone, updatedAt: new Date() } });
   }
 
-  async function openImportSession(): Promise<ImportSession> {
+  /**
+   * A connection for one import's batches. With `bulkIfEmpty` (an export file), a first import into
+   * an empty `messages` table COPYs straight into it and builds the secondary indexes at the end
+   * (see deferred-indexes.ts); otherwise each batch is staged and merged.
+   */
+  async function openImportSession(options: { bulkIfEmpty?: boolean } = {}): Promise<ImportSession> {
     const client = await pool.connect();
+    const timings: StepTimings = {};
     // A crash loses at most the last few batches, which a re-run restores: imports are idempotent.
     await client.query("SET synchronous_commit = off");
     await client.query(
       "CREATE TEMP TABLE IF NOT EXISTS staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
     );
+    const bulk = options.bulkIfEmpty
+      ? await timed(timings, "defer indexes", () => deferMessageIndexes(client))
+      : false;
+    const target = { direct: bulk };
+    let deferred = bulk;
+    const finishLoad = async () => {
+      if (!deferred) return;
+      deferred = false;
+      target.direct = false;
+      await timed(timings, "build indexes", () => buildDeferredIndexes(pool, client));
+    };
     return {
-      writeBatch: (batch, progress) => writeBatch(client, batch, progress),
+      timings,
+      writeBatch: (batch, progress) => writeBatch(client, batch, progress, target, timings),
+      finishLoad,
       release: async () => {
-        await client.query("DROP TABLE IF EXISTS staging_messages").catch(() => undefined);
-        client.release();
+        try {
+          await finishLoad();
+        } finally {
+          await client.query("DROP TABLE IF EXISTS staging_messages").catch(() => undefined);
+          client.release();
+        }
       },
     };
   }
@@ -246,11 +297,53 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
   };
 }
 
+/**
+ * Writes one batch in a transaction. `target.direct`: COPY straight into `messages` (a bulk first
+ * load); a key already stored (a chat listed twice in the file) turns the session to staging and
+ * merging, from this batch on.
+ */
 async function writeBatch(
   client: pg.PoolClient,
   batch: HistoryBatch,
   progress: BatchProgress,
+  target: { direct: boolean },
+  timings: StepTimings,
 ): Promise<BatchResult> {
+  if (target.direct) {
+    try {
+      return await writeBatchOnce(client, batch, progress, { copyInto: "messages" }, timings);
+    } catch (error) {
+      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+      debug("a message key the load already holds: staging and merging from here on");
+      target.direct = false;
+    }
+  }
+  try {
+    return await writeBatchOnce(client, batch, progress, { copyInto: "staging_messages" }, timings);
+  } catch (error) {
+    if ((error as { code?: string }).code !== ROW_AFFECTED_TWICE) throw error;
+    return writeBatchOnce(
+      client,
+      batch,
+      progress,
+      { copyInto: "staging_messages", firstOfEachKey: true },
+      timings,
+    );
+  }
+}
+
+const UNIQUE_VIOLATION = "23505";
+/** "ON CONFLICT DO UPDATE command cannot affect row a second time": a key twice in one batch. */
+const ROW_AFFECTED_TWICE = "21000";
+
+async function writeBatchOnce(
+  client: pg.PoolClient,
+  batch: HistoryBatch,
+  progress: BatchProgress,
+  how: { copyInto: "messages" | "staging_messages"; firstOfEachKey?: boolean },
+  timings: StepTimings,
+): Promise<BatchResult> {
+  const { copyInto } = how;
   await client.query("BEGIN");
   try {
     if (batch.chats.length > 0) {
@@ -263,30 +356,39 @@ async function writeBatch(
       );
     }
     if (batch.people.length > 0) {
-      await client.query(
-        `INSERT INTO people (id, name, name_seen_at)
+      await timed(timings, "people", () =>
+        client.query(
+          `INSERT INTO people (id, name, name_seen_at)
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, name_seen_at = EXCLUDED.name_seen_at
          WHERE EXCLUDED.name IS NOT NULL AND (people.name IS NULL OR people.name_seen_at IS NULL
            OR EXCLUDED.name_seen_at > people.name_seen_at)`,
-        [
-          batch.people.map((p) => p.id),
-          batch.people.map((p) => p.name),
-          batch.people.map((p) => new Date(p.seenAt).toISOString()),
-        ],
+          [
+            batch.people.map((p) => p.id),
+            batch.people.map((p) => p.name),
+            batch.people.map((p) => new Date(p.seenAt).toISOString()),
+          ],
+        ),
       );
     }
     let result: BatchResult = { inserted: 0, updated: 0 };
     if (batch.messageCount > 0) {
-      const copy = client.query(copyFrom(`COPY staging_messages (${insertColumns}) FROM STDIN`));
-      await pipeline(
-        (async function* () {
-          yield batch.messageData;
-        })(),
-        copy,
+      const copy = client.query(copyFrom(`COPY ${copyInto} (${insertColumns}) FROM STDIN`));
+      await timed(timings, `copy into ${copyInto}`, () =>
+        pipeline(
+          (async function* () {
+            yield batch.messageData;
+          })(),
+          copy,
+        ),
       );
-      const merged = await client.query<BatchResult>(mergeStaged);
-      result = merged.rows[0] as BatchResult;
+      if (copyInto === "messages") result = { inserted: batch.messageCount, updated: 0 };
+      else {
+        const merged = await timed(timings, "merge", () =>
+          client.query<BatchResult>(mergeStaged(how.firstOfEachKey ?? false)),
+        );
+        result = merged.rows[0] as BatchResult;
+      }
     }
     if (progress.committedBytes !== undefined) {
       await client.query("UPDATE imports SET committed_bytes = $2 WHERE id = $1", [
@@ -295,7 +397,7 @@ async function writeBatch(
       ]);
     }
     await progress.alsoWrite?.(onConnection(client));
-    await client.query("COMMIT");
+    await timed(timings, "commit", () => client.query("COMMIT"));
     return result;
   } catch (error) {
     await client.query("ROLLBACK").catch(() => undefined);

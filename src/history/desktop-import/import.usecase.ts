@@ -143,11 +143,15 @@ export async function importDesktopExport(
   });
   const heartbeat = historyRepository.keepImportAlive(importId, staleSeconds);
   const batch = new BatchBuilder(importId, () => openChat);
-  const session = await historyRepository.openImportSession();
+  const session = await historyRepository.openImportSession({ bulkIfEmpty: true });
+  const timings = session.timings;
   let inFlight: Promise<void> = Promise.resolve();
 
   const flush = async (committedBytes: number) => {
+    const waiting = performance.now();
     await inFlight;
+    timings["parser waits for the database"] =
+      (timings["parser waits for the database"] ?? 0) + performance.now() - waiting;
     const sealed = batch.seal();
     inFlight = session.writeBatch(sealed, { importId, committedBytes }).then((result) => {
       counts.new += result.inserted;
@@ -192,7 +196,9 @@ export async function importDesktopExport(
     let bytes = 0;
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       if (options.signal?.aborted) throw new ImportInterruptedError(fileName);
+      const parsing = performance.now();
       reader.push(chunk);
+      timings["parse and encode"] = (timings["parse and encode"] ?? 0) + performance.now() - parsing;
       bytes += chunk.length;
       if (batch.size >= options.batchSize) await flush(reader.offset);
       options.onProgress?.({ bytes, totalBytes, messages: counts.messages });
@@ -200,6 +206,7 @@ export async function importDesktopExport(
     reader.end();
     await flush(totalBytes);
     await inFlight;
+    await session.finishLoad();
     // A stored owner keeps the name it has; a new one is named by the export.
     await historyRepository.setOwner(expectedOwner.id, expectedOwner.name, timeZone);
     await historyRepository.finishImport(importId, {
@@ -238,5 +245,11 @@ export async function importDesktopExport(
   } finally {
     heartbeat.stop();
     await session.release();
+    debug(
+      "time by step (ms): %s",
+      Object.entries(timings)
+        .map(([step, ms]) => `${step} ${Math.round(ms)}`)
+        .join(", "),
+    );
   }
 }
