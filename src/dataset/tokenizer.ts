@@ -1,5 +1,4 @@
 import path from "node:path";
-import { getLlama } from "node-llama-cpp";
 import type { Tokenize } from "./length.ts";
 
 /**
@@ -10,6 +9,8 @@ import type { Tokenize } from "./length.ts";
 export async function loadGgufTokenizer(
   modelPath: string,
 ): Promise<{ name: string; tokenize: Tokenize; close(): Promise<void> }> {
+  // Loaded here: a build with the estimate (the default) starts without the engine.
+  const { getLlama } = await import("node-llama-cpp");
   const llama = await getLlama({ gpu: false, build: "never" });
   try {
     const model = await llama.loadModel({ modelPath, vocabOnly: true });

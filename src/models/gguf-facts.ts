@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import fs, { type FileHandle } from "node:fs/promises";
-import { type GgufTensorInfo, readGgufFileInfo } from "node-llama-cpp";
+import type { GgufTensorInfo, readGgufFileInfo } from "node-llama-cpp";
 import { GgufFactsError } from "./models.errors.ts";
 
 /** The key under which the trainer records the base's fingerprint in an adapter GGUF. */
@@ -97,6 +97,8 @@ export async function fingerprint(path: string, tensors: readonly GgufTensorInfo
 export async function readGgufFacts(path: string): Promise<ModelFacts | AdapterFacts> {
   let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
+    // Loaded here, not at the top: a command that reads no model (an import) starts without the engine.
+    const { readGgufFileInfo } = await import("node-llama-cpp");
     info = await readGgufFileInfo(path, {
       sourceType: "filesystem",
       logWarnings: false,
