@@ -1,10 +1,10 @@
-import fs from "node:fs";
 import path from "node:path";
 import { TwinError } from "../../errors.ts";
 import { plural } from "../../plural.ts";
 import { HistoryError } from "../history.errors.ts";
 import { markExportPeer, markPeer, peerKindOf } from "../identity.ts";
 import { ExportReader, type PersonalInformation } from "./export-reader.ts";
+import { fileChunks } from "./file-chunks.ts";
 import { ExportFormatError, ImportInterruptedError, OwnerUnknownError } from "./import.errors.ts";
 
 /**
@@ -147,9 +147,7 @@ export async function surveyExport(
     onDuplicate() {},
   });
   try {
-    for await (const chunk of fs.createReadStream(file, {
-      highWaterMark: 1 << 20,
-    }) as AsyncIterable<Buffer>) {
+    for await (const chunk of fileChunks(file)) {
       if (signal?.aborted) throw new ImportInterruptedError(path.basename(file));
       reader.push(chunk);
     }

@@ -9,6 +9,7 @@ import type { ImportCounts } from "../history.tables.ts";
 import type { ChatRecord } from "../message.ts";
 import { chooseOwner, type Owner, parseOwnerHint, surveyExport } from "./export-owner.ts";
 import { ExportReader, type InputPlace, type InputRepairs } from "./export-reader.ts";
+import { fileChunks } from "./file-chunks.ts";
 import { ImportInterruptedError } from "./import.errors.ts";
 
 const debug = createDebug("twin:import");
@@ -77,8 +78,6 @@ export function importWarnings(
     );
   return warnings;
 }
-
-const READ_CHUNK = 1 << 20;
 
 /** Accepts the export folder (Telegram Desktop writes result.json into it) or the file itself. */
 export function resolveExportFile(input: string): string {
@@ -192,9 +191,8 @@ export async function importDesktopExport(
   });
 
   try {
-    const stream = fs.createReadStream(file, { highWaterMark: READ_CHUNK });
     let bytes = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of fileChunks(file)) {
       if (options.signal?.aborted) throw new ImportInterruptedError(fileName);
       const parsing = performance.now();
       reader.push(chunk);

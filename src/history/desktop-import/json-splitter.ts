@@ -94,6 +94,9 @@ function closingQuote(buf: Buffer, from: number): number {
 }
 
 export class JsonSplitter<Role extends string> {
+  /** Where the bytes not yet handled live; reused chunk after chunk, so a push allocates nothing. */
+  private storage: Buffer = Buffer.alloc(0);
+  /** The bytes not yet handled: the start of `storage`. */
   private buf: Buffer = Buffer.alloc(0);
   /** Absolute offset of buf[0] in the whole input. */
   private base = 0;
@@ -149,8 +152,19 @@ export class JsonSplitter<Role extends string> {
       this.base = 3;
     }
     const keepFrom = this.state === State.Capture ? this.captureStart : this.pos;
-    const rest = this.buf.subarray(keepFrom);
-    this.buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+    // The unfinished tail moves to the front and the chunk is copied after it: the caller may
+    // reuse its chunk's memory, and no buffer is allocated per chunk (which glibc keeps as RSS).
+    const rest = this.buf.length - keepFrom;
+    const needed = rest + chunk.length;
+    if (needed > this.storage.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.storage.length * 2));
+      this.storage.copy(grown, 0, keepFrom, this.buf.length);
+      this.storage = grown;
+    } else if (rest > 0 && keepFrom > 0) {
+      this.storage.copyWithin(0, keepFrom, this.buf.length);
+    }
+    chunk.copy(this.storage, rest);
+    this.buf = this.storage.subarray(0, needed);
     this.base += keepFrom;
     if (this.state === State.Capture) {
       this.captureScan -= this.captureStart;
