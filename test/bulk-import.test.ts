@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openDatabase } from "../src/db/client.ts";
-import { buildDeferredIndexes, deferMessageIndexes, ifNotExists } from "../src/history/deferred-indexes.ts";
+import { buildDeferredIndexes, deferIndexes, ifNotExists } from "../src/db/deferred-indexes.ts";
 import { importDesktopExport } from "../src/history/desktop-import/import.usecase.ts";
 import { createHistoryRepository } from "../src/history/history.repository.ts";
 import { backends, stopEmbedded, type TestDatabase } from "./support/databases.ts";
@@ -135,7 +135,7 @@ for (const backend of backends()) {
     it("after a crash mid-load, the next open of the database builds the indexes again", async () => {
       await reset();
       const client = await database.pool.connect();
-      assert.equal(await deferMessageIndexes(client), true);
+      assert.equal(await deferIndexes(client, "messages"), true);
       await client.query(
         `INSERT INTO messages (chat_id, message_id, sent_at, kind, text, source)
          SELECT 2, g, now(), 'text', 'x', 'desktop_export' FROM generate_series(1, 100) g`,
@@ -146,7 +146,7 @@ for (const backend of backends()) {
       // While the load holds its lock, nobody else builds or defers.
       assert.equal(await buildDeferredIndexes(database.pool), 0);
       const other = await database.pool.connect();
-      assert.equal(await deferMessageIndexes(other), false);
+      assert.equal(await deferIndexes(other, "messages"), false);
       other.release();
 
       client.release(true); // the process dies: its session, and its lock, end
@@ -162,7 +162,7 @@ for (const backend of backends()) {
     it("does not defer into a table that holds messages", async () => {
       const client = await database.pool.connect();
       try {
-        assert.equal(await deferMessageIndexes(client), false);
+        assert.equal(await deferIndexes(client, "messages"), false);
         assert.deepEqual(await messageIndexes(database), schemaIndexes);
         // The lock was given back.
         const { rows } = await database.pool.query(

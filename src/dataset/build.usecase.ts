@@ -1,6 +1,8 @@
+import createDebug from "debug";
 import type { App } from "../app.ts";
 import { HistoryError } from "../history/history.errors.ts";
 import { peerKindOf } from "../history/identity.ts";
+import { addTime, describeTimings, type StepTimings, timed } from "../step-timings.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
 import { openDatasetFolder } from "./dataset-folder.ts";
 import {
@@ -22,6 +24,8 @@ import {
 import { buildNameTable } from "./names.ts";
 import { emptyRedactionCounts } from "./redact.ts";
 import { SESSION_GAP_MINUTES } from "./sessions.ts";
+
+const debug = createDebug("twin:dataset");
 
 export type DatasetOptions = ExampleSettings & {
   /** Group chats as well as personal chats. */
@@ -188,6 +192,7 @@ export async function buildDataset(
   const memoryCounts: MemoryCounts = { examples: 0, windows: 0, tokens: 0 };
   const writer = options.outDir ? await openDatasetFolder(options.outDir) : undefined;
   const sink = await repository.openExampleSink(datasetId);
+  const timings: StepTimings = {};
   const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
   try {
     let done = 0;
@@ -204,6 +209,7 @@ export async function buildDataset(
           canary.planted = planted.planted;
         }
         const plans = new Map<string, RecallPlan>();
+        const building = performance.now();
         const built = chatExamples(
           chat,
           kept,
@@ -217,6 +223,7 @@ export async function buildDataset(
           },
           stats,
         );
+        addTime(timings, "sessions and rendering", building);
         const examples = memorySettings.enabled
           ? await addMemory(built, plans, {
               chat,
@@ -231,14 +238,15 @@ export async function buildDataset(
           : built;
         if (examples.length > 0) chatsWithExamples.add(chatId);
         for (const example of examples) counts[example.split]++;
-        await sink.write(examples);
-        await writer?.write(examples);
+        await timed(timings, "copy out", () => sink.write(examples));
+        if (writer) await timed(timings, "files", () => writer.write(examples));
         options.onProgress?.({
           chats: ++done,
           totalChats: chats.length,
           examples: counts.train + counts.eval,
         });
       },
+      timings,
     );
     if (canary && canary.planted === 0) {
       throw new HistoryError(
@@ -259,8 +267,11 @@ export async function buildDataset(
     if (canary) manifest.canary = canary;
     if (memorySettings.enabled) manifest.memory = memoryCounts;
     throwIfCancelled(options.signal); // the last moment a cancel can still leave everything as it was
+    const finishing = performance.now();
     const files = writer ? await writer.finish(manifest) : [];
     await repository.finish(datasetId, manifest);
+    addTime(timings, "manifest", finishing);
+    debug("time by step: %s", describeTimings(timings));
     return { datasetId, manifest, files, memoryOff };
   } catch (error) {
     await sink.abort();

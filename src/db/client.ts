@@ -6,8 +6,8 @@ import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import type { Config } from "../config/config.ts";
-import { buildDeferredIndexes } from "../history/deferred-indexes.ts";
 import { DatabaseError } from "./db.errors.ts";
+import { buildDeferredIndexes } from "./deferred-indexes.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
 import * as schema from "./schema.ts";
 

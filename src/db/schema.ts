@@ -9,3 +9,4 @@ export * from "../history/memory/memory.tables.ts";
 export * from "../models/models.tables.ts";
 export * from "../training/training.tables.ts";
 export * from "../userbot/userbot.tables.ts";
+export * from "./db.tables.ts";

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
+import { type StepTimings, timed } from "../step-timings.ts";
 import type { ChatRecord, MessageKind, StoredMessage } from "./message.ts";
 
 /**
@@ -8,7 +9,7 @@ import type { ChatRecord, MessageKind, StoredMessage } from "./message.ts";
  */
 
 /** Rows a server-side cursor fetches at a time: one FETCH's memory, few round trips. */
-const FETCH = 20_000;
+const FETCH = 10_000;
 
 /**
  * A stored message's columns (table alias `m`), with what the dataset's markers need: the forward's
@@ -322,13 +323,21 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
   /**
    * Calls `each` with every chat's messages in time order, one chat at a time, read through a
    * server-side cursor so memory holds one chat. Drizzle has no cursors: this one read is raw SQL.
+   * The next rows are fetched while `each` works on these: the server and Node work at once.
+   * `timings` gets the time spent waiting for rows ("read").
    */
   async function forEachChatMessages(
     chatIds: number[],
     since: string | null,
     each: (chatId: number, messages: StoredMessage[]) => Promise<void>,
+    timings: StepTimings = {},
   ): Promise<void> {
     const client = await pool.connect();
+    const fetchNext = () => {
+      const next = client.query<StoredMessageRow>(`FETCH ${FETCH} FROM history_messages`);
+      next.catch(() => undefined); // awaited below; a failure while `each` runs is not unhandled
+      return next;
+    };
     try {
       await client.query("BEGIN READ ONLY");
       await client.query(
@@ -342,10 +351,11 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
       );
       let chatId: number | undefined;
       let messages: StoredMessage[] = [];
+      let pending = fetchNext();
       for (;;) {
-        const { rows: fetched } = await client.query<StoredMessageRow>(
-          `FETCH ${FETCH} FROM history_messages`,
-        );
+        const { rows: fetched } = await timed(timings, "read", () => pending);
+        const last = fetched.length < FETCH;
+        if (!last) pending = fetchNext();
         for (const row of fetched) {
           const message = storedMessageFromRow(row);
           if (message.chatId !== chatId) {
@@ -355,7 +365,7 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
           }
           messages.push(message);
         }
-        if (fetched.length < FETCH) break;
+        if (last) break;
       }
       if (chatId !== undefined) await each(chatId, messages);
       await client.query("COMMIT");

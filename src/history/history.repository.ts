@@ -4,9 +4,10 @@ import { eq, max, sql } from "drizzle-orm";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { type Database, onConnection, type Transaction } from "../db/client.ts";
+import { buildDeferredIndexes, deferIndexes } from "../db/deferred-indexes.ts";
 import { startHeartbeat } from "../db/heartbeat.ts";
+import { type StepTimings, timed } from "../step-timings.ts";
 import { messageCopyColumns } from "./copy-format.ts";
-import { buildDeferredIndexes, deferMessageIndexes } from "./deferred-indexes.ts";
 import { type ForgetDependents, forgetEverything, forgetPersonalChat } from "./forget.ts";
 import { HistoryError } from "./history.errors.ts";
 import { type ImportCounts, imports, owner, people } from "./history.tables.ts";
@@ -83,18 +84,6 @@ export type ImportSession = {
   /** Milliseconds spent per step of the writes so far (for `DEBUG=twin:import` and the bench). */
   timings: StepTimings;
 };
-
-/** Milliseconds per step, summed over batches. */
-export type StepTimings = Record<string, number>;
-
-async function timed<T>(timings: StepTimings, step: string, work: () => Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    return await work();
-  } finally {
-    timings[step] = (timings[step] ?? 0) + performance.now() - started;
-  }
-}
 
 export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "pool">) {
   const reads = createHistoryReads({ db, pool });
@@ -193,7 +182,7 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       "CREATE TEMP TABLE IF NOT EXISTS staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
     );
     const bulk = options.bulkIfEmpty
-      ? await timed(timings, "defer indexes", () => deferMessageIndexes(client))
+      ? await timed(timings, "defer indexes", () => deferIndexes(client, "messages"))
       : false;
     const target = { direct: bulk };
     let deferred = bulk;
@@ -201,7 +190,7 @@ export function createHistoryRepository({ db, pool }: Pick<Database, "db" | "poo
       if (!deferred) return;
       deferred = false;
       target.direct = false;
-      await timed(timings, "build indexes", () => buildDeferredIndexes(pool, client));
+      await timed(timings, "build indexes", () => buildDeferredIndexes(pool, { client, table: "messages" }));
     };
     return {
       timings,

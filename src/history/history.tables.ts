@@ -136,14 +136,3 @@ export const messages = pgTable(
       .where(sql`${t.kind} = 'service' AND ${t.details} ? 'members'`),
   ],
 );
-
-/**
- * Indexes dropped for a bulk first import (see deferred-indexes.ts), with the statement that builds
- * each again. Written in the transaction that drops them, so a crash leaves what the next command
- * needs to finish the job.
- */
-export const deferredIndexes = pgTable("deferred_indexes", {
-  name: text("name").primaryKey(),
-  definition: text("definition").notNull(),
-  deferredAt: timestamp("deferred_at", { withTimezone: true }).notNull().defaultNow(),
-});

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import createDebug from "debug";
 import { ownerTimeZone } from "../../config/config.ts";
+import { addTime, describeTimings } from "../../step-timings.ts";
 import { BatchBuilder } from "../batch-builder.ts";
 import { HistoryError } from "../history.errors.ts";
 import type { HistoryRepository } from "../history.repository.ts";
@@ -149,8 +150,7 @@ export async function importDesktopExport(
   const flush = async (committedBytes: number) => {
     const waiting = performance.now();
     await inFlight;
-    timings["parser waits for the database"] =
-      (timings["parser waits for the database"] ?? 0) + performance.now() - waiting;
+    addTime(timings, "parser waits for the database", waiting);
     const sealed = batch.seal();
     inFlight = session.writeBatch(sealed, { importId, committedBytes }).then((result) => {
       counts.new += result.inserted;
@@ -196,7 +196,7 @@ export async function importDesktopExport(
       if (options.signal?.aborted) throw new ImportInterruptedError(fileName);
       const parsing = performance.now();
       reader.push(chunk);
-      timings["parse and encode"] = (timings["parse and encode"] ?? 0) + performance.now() - parsing;
+      addTime(timings, "parse and encode", parsing);
       bytes += chunk.length;
       if (batch.size >= options.batchSize) await flush(reader.offset);
       options.onProgress?.({ bytes, totalBytes, messages: counts.messages });
@@ -243,11 +243,6 @@ export async function importDesktopExport(
   } finally {
     heartbeat.stop();
     await session.release();
-    debug(
-      "time by step (ms): %s",
-      Object.entries(timings)
-        .map(([step, ms]) => `${step} ${Math.round(ms)}`)
-        .join(", "),
-    );
+    debug("time by step: %s", describeTimings(timings));
   }
 }
