@@ -34,7 +34,41 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), "twin-bench-pipeline-"));
 fs.chmodSync(work, 0o755); // as root, the embedded PostgreSQL runs as its own user
 
 /** One command's figures: wall; CPU and peak RSS of its own processes (Node's, or Python's); PostgreSQL's apart. */
-type Measured = { wall: number; cpu: number; rssMb: number; pgCpu: number; pgRssMb: number };
+type Measured = {
+  wall: number;
+  cpu: number;
+  rssMb: number;
+  pgCpu: number;
+  pgRssMb: number;
+  /** A twin command's wall time by step, in seconds (see `stepsOf`). */
+  steps?: Record<string, number>;
+};
+
+/**
+ * A twin command's wall time by step, from its DEBUG output (ISO-timestamped lines): Node's start
+ * until the database is asked for, the database's start, the job's own steps (its "time by step"
+ * line, in ms), and from the job's end to the exit (the database's stop among it).
+ */
+function stepsOf(stderr: string, spawnedAt: number, exitedAt: number): Record<string, number> {
+  const at = (pattern: RegExp) => {
+    const line = stderr.split("\n").find((l) => pattern.test(l));
+    const stamp = line ? /^(\S+Z) /.exec(line.trim())?.[1] : undefined;
+    return stamp ? Date.parse(stamp) : undefined;
+  };
+  const asked = at(/twin:db:embedded (initialising|starting)/) ?? at(/twin:db:embedded/);
+  const ready = at(/twin:db:embedded on the embedded PostgreSQL/);
+  const stopping = at(/twin:db:embedded stopping/);
+  const steps: Record<string, number> = {};
+  if (asked && ready && stopping) {
+    steps["node start, config"] = (asked - spawnedAt) / 1000;
+    steps["database start"] = (ready - asked) / 1000;
+    steps["database stop, exit"] = (exitedAt - stopping) / 1000;
+  }
+  const line = /time by step: (.*)$/m.exec(stderr)?.[1] ?? "";
+  for (const [, step, ms] of line.matchAll(/([^,]+?) (\d+) ms/g))
+    steps[(step as string).trim()] = Number(ms) / 1000;
+  return steps;
+}
 
 const ticks = 100; // USER_HZ: /proc/stat counts CPU time in hundredths of a second
 function busyTicks(): number {
@@ -86,6 +120,7 @@ async function measure(command: string[], env: NodeJS.ProcessEnv): Promise<Measu
   const poll = setInterval(() => {
     pgRssMb = Math.max(pgRssMb, postgresRssMb());
   }, 250);
+  const spawnedAt = Date.now();
   const child = spawn("/usr/bin/time", ["-f", "%e %U %S %M", "-o", timing, ...command], {
     cwd: root,
     env,
@@ -96,6 +131,7 @@ async function measure(command: string[], env: NodeJS.ProcessEnv): Promise<Measu
     stderr += chunk;
   });
   const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const exitedAt = Date.now();
   clearInterval(poll);
   if (code !== 0) throw new Error(`${command.join(" ")} exited ${code}: ${stderr.slice(-2000)}`);
   // GNU time's line comes last (an exit status note may precede it).
@@ -113,7 +149,14 @@ async function measure(command: string[], env: NodeJS.ProcessEnv): Promise<Measu
     cpu = processes.reduce((total, p) => total + p.cpu, 0);
     rssMb = Math.max(...processes.map((p) => p.rssMb));
   }
-  return { wall: wall ?? 0, cpu, rssMb, pgCpu: Math.max(0, busy - cpu), pgRssMb };
+  return {
+    wall: wall ?? 0,
+    cpu,
+    rssMb,
+    pgCpu: Math.max(0, busy - cpu),
+    pgRssMb,
+    ...(node ? { steps: stepsOf(stderr, spawnedAt, exitedAt) } : {}),
+  };
 }
 
 const sum = (a: Measured, b: Measured): Measured => ({
@@ -130,6 +173,7 @@ function twinEnv(dataDir: string): NodeJS.ProcessEnv {
     TWIN_DATA_DIR: dataDir,
     TWIN_TZ: "UTC",
     TWIN_MEMORY_INDEX: "off",
+    DEBUG: "twin:import,twin:dataset,twin:db,twin:db:embedded",
   };
   delete env.DATABASE_URL;
   return env;
@@ -168,8 +212,10 @@ const median = (xs: number[]) => {
     ? (sorted[middle] as number)
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
+type Figure = Exclude<keyof Measured, "steps">;
+const medianOf = (runs: Measured[], key: Figure) => median(runs.map((r) => r[key]));
 const row = (label: string, runs: Measured[]) => {
-  const m = (key: keyof Measured) => median(runs.map((r) => r[key]));
+  const m = (key: Figure) => medianOf(runs, key);
   return `${label.padEnd(34)} ${m("wall").toFixed(1).padStart(7)} s ${m("cpu").toFixed(1).padStart(7)} s ${m(
     "rssMb",
   )
@@ -233,6 +279,51 @@ async function compare(messages: number) {
   lines.push(
     `twin / baseline wall: ${wall.toFixed(2)}x; baseline peak RSS / twin's largest Node process: ${rss.toFixed(1)}x (medians of ${rounds} alternated rounds)`,
   );
+  lines.push("", "time by step, medians (s):");
+  for (const [label, runs] of [
+    ["import", ours.map((o) => o.imported)],
+    ["dataset --groups", ours.map((o) => o.dataset)],
+    ["import, same export again", ours.map((o) => o.reimport as Measured)],
+  ] as const) {
+    const names = [...new Set(runs.flatMap((r) => Object.keys(r.steps ?? {})))];
+    const parts = names.map((name) => `${name} ${median(runs.map((r) => r.steps?.[name] ?? 0)).toFixed(2)}`);
+    lines.push(`  ${label}: ${parts.join(", ")}`);
+  }
+  // Issue 32's bar, on medians.
+  const totalWall = medianOf(
+    ours.map((o) => o.total),
+    "wall",
+  );
+  const baselineWall = medianOf(baseline, "wall");
+  const importWall = medianOf(
+    ours.map((o) => o.imported),
+    "wall",
+  );
+  const reimports = ours.map((o) => o.reimport as Measured);
+  const reimportWall = medianOf(reimports, "wall");
+  const rssBar = medianOf(baseline, "rssMb") / 10;
+  const largestRss = Math.max(
+    ...[
+      ours.map((o) => o.imported),
+      ours.map((o) => o.dataset),
+      reimports,
+      ours.map((o) => o.grown as Measured),
+    ].map((runs) => medianOf(runs, "rssMb")),
+  );
+  const bars: [string, boolean][] = [
+    [
+      `import + dataset ${totalWall.toFixed(1)} s < baseline ${baselineWall.toFixed(1)} s`,
+      totalWall < baselineWall,
+    ],
+    [`import + dataset ${totalWall.toFixed(1)} s <= 34 s`, totalWall <= 34],
+    [
+      `largest Node peak RSS ${largestRss.toFixed(0)} MB <= baseline's / 10 = ${rssBar.toFixed(0)} MB`,
+      largestRss <= rssBar,
+    ],
+    [`import ${importWall.toFixed(1)} s <= 15 s`, importWall <= 15],
+    [`re-import ${reimportWall.toFixed(1)} s <= 10 s`, reimportWall <= 10],
+  ];
+  lines.push("", "bar:", ...bars.map(([text, met]) => `  ${met ? "met   " : "MISSED"} ${text}`));
   process.stdout.write(`\n${lines.join("\n")}\n`);
   fs.rmSync(file);
   fs.rmSync(newer);

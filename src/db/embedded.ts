@@ -166,6 +166,7 @@ async function launch(
   dataDir: string,
 ): Promise<{ ok: boolean; log: string }> {
   const { postgres } = await binaries();
+  debug("starting the embedded PostgreSQL in %s", clusterDir);
   const logFile = path.join(dataDir, "postgres.log");
   const log = await fs.open(logFile, "a", 0o600);
   const start = (await log.stat()).size;

@@ -47,7 +47,37 @@ export function copyText(value: string): string {
 
 const nullable = (value: string | null): string => (value === null ? NULL : copyText(value));
 const number = (value: number | null): string => (value === null ? NULL : String(value));
-const time = (value: number | null): string => (value === null ? NULL : new Date(value).toISOString());
+const time = (value: number | null): string => (value === null ? NULL : isoTime(value));
+
+const DAY_MS = 86_400_000;
+/** The years toISOString writes as `YYYY-`: 0000 to 9999. */
+const FIRST_FOUR_DIGIT_MS = -62_167_219_200_000; // 0000-01-01
+const AFTER_FOUR_DIGIT_MS = 253_402_300_800_000; // 10000-01-01
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+let cachedDay = Number.NaN;
+let cachedDayPrefix = "";
+
+/**
+ * `new Date(ms).toISOString()`, about ten times faster: a chat's messages fall on few days, so the
+ * date is formatted once per day and the time of day by hand (pure; the cache only remembers).
+ */
+export function isoTime(ms: number): string {
+  if (!(ms >= FIRST_FOUR_DIGIT_MS && ms < AFTER_FOUR_DIGIT_MS) || !Number.isInteger(ms))
+    return new Date(ms).toISOString();
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDayPrefix = new Date(day * DAY_MS).toISOString().slice(0, 11); // "2021-03-01T"
+  }
+  let rest = ms - day * DAY_MS;
+  const hours = Math.floor(rest / 3_600_000);
+  rest -= hours * 3_600_000;
+  const minutes = Math.floor(rest / 60_000);
+  rest -= minutes * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  return `${cachedDayPrefix}${pad2(hours)}:${pad2(minutes)}:${pad2(seconds)}.${pad3(rest - seconds * 1000)}Z`;
+}
 
 /** One line of COPY text for `messageCopyColumns`, newline included. */
 export function messageCopyLine(message: MessageRecord, source: string, importId: number | null): string {
