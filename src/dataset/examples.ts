@@ -233,10 +233,10 @@ export function chatExamples(
     for (const turn of session.turns) {
       const role = `<|im_start|>${nameOf(turn.speakerId)}\n`;
       // A turn that alone would not fit beside the header is cut (a 1 MB message is one line).
-      if (fitTurn(turn, role, settings.maxTokens - headerBound, tokenize)) stats.markers.truncated++;
+      const { truncated, tokens } = fitTurn(turn, role, settings.maxTokens - headerBound, tokenize);
+      if (truncated) stats.markers.truncated++;
       countMarkers(turn, stats.markers);
       stats.messages += turn.messageCount;
-      const tokens = tokenize(`${role}${turnBody(turn.messages)}\n`);
       turnTokens.set(turn, tokens);
       const speaker = stats.speakers.get(turn.speakerId) ?? { messages: 0, tokens: 0, turnTokens: new Map() };
       speaker.messages += turn.messageCount;
@@ -295,11 +295,17 @@ export function chatExamples(
 /**
  * Cuts `turn` in place to at most `budget` tokens with its role header: the line that crosses the
  * budget is cut at a word boundary and followed by a `… [truncated]` context line; the lines after
- * it go. Returns whether it cut.
+ * it go. Returns whether it cut, and the turn's tokens with its role header as it is now.
  */
-export function fitTurn(turn: Turn, role: string, budget: number, tokenize: Tokenize): boolean {
+export function fitTurn(
+  turn: Turn,
+  role: string,
+  budget: number,
+  tokenize: Tokenize,
+): { truncated: boolean; tokens: number } {
   const cost = (lines: string[]) => tokenize(`${role}${turnBody(lines)}\n`);
-  if (cost(turn.messages) <= budget) return false;
+  const whole = cost(turn.messages);
+  if (whole <= budget) return { truncated: false, tokens: whole };
   // The lines that fit whole, then what is left for the one that does not.
   let kept = 0;
   while (kept < turn.messages.length && cost([...turn.messages.slice(0, kept + 1), TRUNCATED]) <= budget)
@@ -318,7 +324,7 @@ export function fitTurn(turn: Turn, role: string, budget: number, tokenize: Toke
   turn.contextLines.add(lines.length);
   lines.push(TRUNCATED);
   turn.messages = lines;
-  return true;
+  return { truncated: true, tokens: cost(lines) };
 }
 
 /** Counts the markers a turn shows (see MarkerCounts). */
