@@ -112,6 +112,7 @@ export async function buildDataset(
   options: DatasetOptions,
 ): Promise<DatasetResult> {
   const { history, dataset: repository, friends } = repositories;
+  const preparing = performance.now();
   const owner = await history.getOwner();
   if (!owner)
     throw new HistoryError("The history store is empty: import an export first (twin import result.json).");
@@ -193,6 +194,7 @@ export async function buildDataset(
   const writer = options.outDir ? await openDatasetFolder(options.outDir) : undefined;
   const sink = await repository.openExampleSink(datasetId);
   const timings: StepTimings = {};
+  addTime(timings, "prepare", preparing);
   const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
   try {
     let done = 0;

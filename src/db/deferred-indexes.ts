@@ -107,12 +107,14 @@ export async function buildDeferredIndexes(
 /** One index, built and forgotten in one transaction on its own connection. */
 async function build(pool: pg.Pool, index: { name: string; definition: string }): Promise<void> {
   const builder = await pool.connect();
+  const started = performance.now();
   try {
     await builder.query("BEGIN");
     await builder.query(`SET LOCAL maintenance_work_mem = '${BUILD_MEMORY}'`);
     await builder.query(ifNotExists(index.definition));
     await builder.query("DELETE FROM deferred_indexes WHERE name = $1", [index.name]);
     await builder.query("COMMIT");
+    debug("built %s in %d ms", index.name, Math.round(performance.now() - started));
   } catch (error) {
     await builder.query("ROLLBACK").catch(() => undefined);
     throw error;
