@@ -4,10 +4,12 @@ import { HistoryError } from "../history/history.errors.ts";
 import { peerKindOf } from "../history/identity.ts";
 import { addTime, describeTimings, type StepTimings, timed } from "../step-timings.ts";
 import { type Canary, canarySentence, plantCanary } from "./canary.ts";
+import { ChatExampleStream } from "./chat-stream.ts";
 import { openDatasetFolder } from "./dataset-folder.ts";
 import {
+  type ChatInfo,
   type ChatStats,
-  chatExamples,
+  type Example,
   type ExampleSettings,
   emptyChatStats,
   type RecallPlan,
@@ -23,7 +25,7 @@ import {
 } from "./memory-turn.ts";
 import { buildNameTable } from "./names.ts";
 import { emptyRedactionCounts } from "./redact.ts";
-import { SESSION_GAP_MINUTES } from "./sessions.ts";
+import { type DatasetMessage, SESSION_GAP_MINUTES } from "./sessions.ts";
 
 const debug = createDebug("twin:dataset");
 
@@ -198,50 +200,63 @@ export async function buildDataset(
   const heartbeat = repository.keepBuildAlive(datasetId, staleSeconds);
   try {
     let done = 0;
+    let open: { chatId: number; stream: ChatExampleStream; plans: Map<string, RecallPlan> } | undefined;
+    /** The canary's chat is read whole: where it is planted depends on all of the owner's messages there. */
+    let canaryMessages: DatasetMessage[] = [];
+    const emit = async (chat: ChatInfo, built: Example[], plans: Map<string, RecallPlan>) => {
+      const examples = memorySettings.enabled
+        ? await addMemory(built, plans, {
+            chat,
+            memory: memorySettings,
+            retriever: repositories.memory.retriever,
+            recentSince: history.recentSince,
+            names,
+            timeZone: settings.timeZone,
+            tokenize: options.tokenizer?.tokenize,
+            counts: memoryCounts,
+          })
+        : built;
+      plans.clear(); // these examples' plans are used: a long chat's do not pile up
+      if (examples.length === 0) return;
+      chatsWithExamples.add(chat.id);
+      for (const example of examples) counts[example.split]++;
+      await timed(timings, "copy out", () => sink.write(examples));
+      if (writer) await timed(timings, "files", () => writer.write(examples));
+    };
     await history.forEachChatMessages(
       chats.map((c) => c.id),
       since,
-      async (chatId, messages) => {
+      async (chatId, messages, chatEnds) => {
         throwIfCancelled(options.signal);
         const chat = chatsById.get(chatId) as (typeof chats)[number];
-        let kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
-        if (canary && chatId === canary.chatId) {
-          const planted = plantCanary(kept, owner.personId, canary.sentence);
-          kept = planted.messages;
-          canary.planted = planted.planted;
-        }
-        const plans = new Map<string, RecallPlan>();
-        const building = performance.now();
-        const built = chatExamples(
-          chat,
-          kept,
-          {
+        if (open?.chatId !== chatId) {
+          const plans = new Map<string, RecallPlan>();
+          const context = {
             settings,
             names,
             ownerId: owner.personId,
             tokenize: options.tokenizer?.tokenize,
             optedOut,
             recall: memorySettings.enabled ? { queryTurns: memorySettings.queryTurns, plans } : undefined,
-          },
-          stats,
-        );
+          };
+          open = { chatId, stream: new ChatExampleStream(chat, context, stats), plans };
+        }
+        let kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
+        if (canary && chatId === canary.chatId) {
+          canaryMessages = canaryMessages.concat(kept);
+          if (!chatEnds) return;
+          const planted = plantCanary(canaryMessages, owner.personId, canary.sentence);
+          kept = planted.messages;
+          canary.planted = planted.planted;
+          canaryMessages = [];
+        }
+        const building = performance.now();
+        const built = open.stream.push(kept);
+        if (chatEnds) built.push(...open.stream.end());
         addTime(timings, "sessions and rendering", building);
-        const examples = memorySettings.enabled
-          ? await addMemory(built, plans, {
-              chat,
-              memory: memorySettings,
-              retriever: repositories.memory.retriever,
-              recentSince: history.recentSince,
-              names,
-              timeZone: settings.timeZone,
-              tokenize: options.tokenizer?.tokenize,
-              counts: memoryCounts,
-            })
-          : built;
-        if (examples.length > 0) chatsWithExamples.add(chatId);
-        for (const example of examples) counts[example.split]++;
-        await timed(timings, "copy out", () => sink.write(examples));
-        if (writer) await timed(timings, "files", () => writer.write(examples));
+        await emit(chat, built, open.plans);
+        if (!chatEnds) return;
+        open = undefined;
         options.onProgress?.({
           chats: ++done,
           totalChats: chats.length,

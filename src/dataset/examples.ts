@@ -172,23 +172,44 @@ export function exampleSessionStart(exampleId: string): number | undefined {
   return Number.isFinite(start) ? start : undefined;
 }
 
+/** What example building needs besides the messages: settings, names and whose turns are trained. */
+export type ExampleContext = {
+  settings: ExampleSettings;
+  names: NameTable;
+  ownerId: number;
+  tokenize?: Tokenize | undefined;
+  /** People who opted out of being simulated: their turns stay as context, never trained. */
+  optedOut?: ReadonlySet<number> | undefined;
+  /** Collects each example's recall plan by example id, the query `queryTurns` turns long. */
+  recall?: { queryTurns: number; plans: Map<string, RecallPlan> } | undefined;
+};
+
+/** A chat's examples (pure): its sessions worth learning from, the latest held out for evaluation. */
 export function chatExamples(
   chat: ChatInfo,
   messages: DatasetMessage[],
-  context: {
-    settings: ExampleSettings;
-    names: NameTable;
-    ownerId: number;
-    tokenize?: Tokenize | undefined;
-    /** People who opted out of being simulated: their turns stay as context, never trained. */
-    optedOut?: ReadonlySet<number> | undefined;
-    /** Collects each example's recall plan by example id, the query `queryTurns` turns long. */
-    recall?: { queryTurns: number; plans: Map<string, RecallPlan> } | undefined;
-  },
+  context: ExampleContext,
   stats: ChatStats,
 ): Example[] {
+  const sessions = chatSessions(chat, messages, context, stats);
+  const heldOut = evalCount(sessions.length, context.settings.evalFraction);
+  return sessions.flatMap((session, index) =>
+    sessionExamples(chat, session, index >= sessions.length - heldOut ? "eval" : "train", context, stats),
+  );
+}
+
+/**
+ * The sessions worth learning from in a run of a chat's messages (pure but for the redaction
+ * counts): redacted when asked, cut at gaps, filtered. A run cut where two messages are more than
+ * the gap apart gives the same sessions as the whole chat would.
+ */
+export function chatSessions(
+  chat: ChatInfo,
+  messages: DatasetMessage[],
+  context: Pick<ExampleContext, "settings" | "names" | "ownerId">,
+  stats: ChatStats,
+): Session[] {
   const { settings, names, ownerId } = context;
-  const tokenize = context.tokenize ?? estimateTokens;
   const prepared = settings.redact
     ? messages.map((m) => ({
         ...m,
@@ -198,95 +219,102 @@ export function chatExamples(
           : m.replyTo,
       }))
     : messages;
-  const sessions = buildSessions(prepared, {
+  return buildSessions(prepared, {
     gapMs: settings.gapMinutes * 60_000,
     media: settings.media,
     forwards: settings.forwards ?? "context",
     nameOf: (id) => names.get(id),
   }).filter((session) => keepSession(session, settings, ownerId, isChannel(chat)));
-  const heldOut = evalCount(sessions.length, settings.evalFraction);
+}
+
+/** One kept session's examples (pure but for `stats`): its length-split pieces, rendered. */
+export function sessionExamples(
+  chat: ChatInfo,
+  session: Session,
+  split: Example["split"],
+  context: ExampleContext,
+  stats: ChatStats,
+): Example[] {
+  const { settings, names, ownerId } = context;
+  const tokenize = context.tokenize ?? estimateTokens;
   const nameOf = (id: number) => names.get(id) ?? `User ${id}`;
   const examples: Example[] = [];
-
-  sessions.forEach((session, index) => {
-    const split = index >= sessions.length - heldOut ? "eval" : "train";
-    // Each piece gets its own header (its participants, its start); the session's bounds its size.
-    const headerFor = (turns: Turn[]) =>
-      settings.header
-        ? headerLine(
-            chat,
-            [...new Set(turns.map((t) => nameOf(t.speakerId)))],
-            (turns[0] as Turn).startedAt,
-            settings.timeZone,
-          )
-        : undefined;
-    // The longest header any piece can get: its longest participants' names, a "+N more".
-    const longestNames = [...new Set(session.turns.map((t) => nameOf(t.speakerId)))].sort(
-      (a, b) => b.length - a.length,
-    );
-    const headerBound = settings.header
-      ? tokenize(headerLine(chat, longestNames, session.startedAt, settings.timeZone)) + 8
-      : 0;
-    stats.sessions++;
-    stats.turns += session.turns.length;
-    const turnTokens = new Map<Turn, number>();
-    for (const turn of session.turns) {
-      const role = `<|im_start|>${nameOf(turn.speakerId)}\n`;
-      // A turn that alone would not fit beside the header is cut (a 1 MB message is one line).
-      const { truncated, tokens } = fitTurn(turn, role, settings.maxTokens - headerBound, tokenize);
-      if (truncated) stats.markers.truncated++;
-      countMarkers(turn, stats.markers);
-      stats.messages += turn.messageCount;
-      turnTokens.set(turn, tokens);
-      const speaker = stats.speakers.get(turn.speakerId) ?? { messages: 0, tokens: 0, turnTokens: new Map() };
-      speaker.messages += turn.messageCount;
-      speaker.tokens += tokens;
-      // The turn as the speaker writes it, less its role header and the newline after it (counted
-      // once per name, not per turn); context lines are not theirs to write.
-      const body =
-        turn.contextLines.size === 0
-          ? tokens - roleTokens(role, tokenize) - 1
-          : tokenize(turnBody(turn.messages.filter((_, i) => !turn.contextLines.has(i))));
-      speaker.turnTokens.set(Math.max(1, body), (speaker.turnTokens.get(Math.max(1, body)) ?? 0) + 1);
-      stats.speakers.set(turn.speakerId, speaker);
-    }
-    const pieces = splitTurns(session.turns, (turn) => turnTokens.get(turn) as number, {
-      maxTokens: settings.maxTokens,
-      contextTokens: Math.floor(settings.maxTokens / 4),
-      fixedTokens: headerBound,
-    });
-    pieces.forEach((piece, part) => {
-      const turns = [
-        ...piece.context.map((t) => ({ speaker: nameOf(t.speakerId), messages: t.messages, train: false })),
-        ...piece.turns.map((t) => ({
-          speaker: nameOf(t.speakerId),
-          messages: t.messages,
-          train: isTrainedSpeaker(settings.loss, t.speakerId, ownerId) && !context.optedOut?.has(t.speakerId),
-          contextLines: t.contextLines,
-        })),
-      ];
-      const startedAt = (piece.turns[0] as Turn).startedAt;
-      const segments = renderSegments(turns, headerFor([...piece.context, ...piece.turns]));
-      const speakerIds = [...new Set([...piece.context, ...piece.turns].map((t) => t.speakerId))];
-      stats.exampleTokens.push(tokenize(joinSegments(segments)));
-      const id = `${chat.id}:${session.startedAt}:${part}`;
-      if (context.recall) {
-        // Only turns before the first one trained: what the model learns to write never searches.
-        const firstTrained = turns.findIndex((turn) => turn.train);
-        context.recall.plans.set(id, {
-          query: firstTrained < 0 ? [] : memoryQuery(turns, firstTrained, context.recall.queryTurns),
-          sessionStartedAt: session.startedAt,
-          sessionEndedAt: session.endedAt,
-        });
-      }
-      examples.push({
-        id,
-        chat_id: chat.id,
-        started_at: new Date(startedAt).toISOString(),
-        split,
-        speakers: speakerIds.map((id) => ({ id, name: nameOf(id) })),
-        segments,
+  // Each piece gets its own header (its participants, its start); the session's bounds its size.
+  const headerFor = (turns: Turn[]) =>
+    settings.header
+      ? headerLine(
+          chat,
+          [...new Set(turns.map((t) => nameOf(t.speakerId)))],
+          (turns[0] as Turn).startedAt,
+          settings.timeZone,
+        )
+      : undefined;
+  // The longest header any piece can get: its longest participants' names, a "+N more".
+  const longestNames = [...new Set(session.turns.map((t) => nameOf(t.speakerId)))].sort(
+    (a, b) => b.length - a.length,
+  );
+  const headerBound = settings.header
+    ? tokenize(headerLine(chat, longestNames, session.startedAt, settings.timeZone)) + 8
+    : 0;
+  stats.sessions++;
+  stats.turns += session.turns.length;
+  const turnTokens = new Map<Turn, number>();
+  for (const turn of session.turns) {
+    const role = `<|im_start|>${nameOf(turn.speakerId)}\n`;
+    // A turn that alone would not fit beside the header is cut (a 1 MB message is one line).
+    const { truncated, tokens } = fitTurn(turn, role, settings.maxTokens - headerBound, tokenize);
+    if (truncated) stats.markers.truncated++;
+    countMarkers(turn, stats.markers);
+    stats.messages += turn.messageCount;
+    turnTokens.set(turn, tokens);
+    const speaker = stats.speakers.get(turn.speakerId) ?? { messages: 0, tokens: 0, turnTokens: new Map() };
+    speaker.messages += turn.messageCount;
+    speaker.tokens += tokens;
+    // The turn as the speaker writes it, less its role header and the newline after it (counted
+    // once per name, not per turn); context lines are not theirs to write.
+    const body =
+      turn.contextLines.size === 0
+        ? tokens - roleTokens(role, tokenize) - 1
+        : tokenize(turnBody(turn.messages.filter((_, i) => !turn.contextLines.has(i))));
+    speaker.turnTokens.set(Math.max(1, body), (speaker.turnTokens.get(Math.max(1, body)) ?? 0) + 1);
+    stats.speakers.set(turn.speakerId, speaker);
+  }
+  const pieces = splitTurns(session.turns, (turn) => turnTokens.get(turn) as number, {
+    maxTokens: settings.maxTokens,
+    contextTokens: Math.floor(settings.maxTokens / 4),
+    fixedTokens: headerBound,
+  });
+  pieces.forEach((piece, part) => {
+    const turns = [
+      ...piece.context.map((t) => ({ speaker: nameOf(t.speakerId), messages: t.messages, train: false })),
+      ...piece.turns.map((t) => ({
+        speaker: nameOf(t.speakerId),
+        messages: t.messages,
+        train: isTrainedSpeaker(settings.loss, t.speakerId, ownerId) && !context.optedOut?.has(t.speakerId),
+        contextLines: t.contextLines,
+      })),
+    ];
+    const startedAt = (piece.turns[0] as Turn).startedAt;
+    const segments = renderSegments(turns, headerFor([...piece.context, ...piece.turns]));
+    const speakerIds = [...new Set([...piece.context, ...piece.turns].map((t) => t.speakerId))];
+    stats.exampleTokens.push(tokenize(joinSegments(segments)));
+    const id = `${chat.id}:${session.startedAt}:${part}`;
+    if (context.recall) {
+      // Only turns before the first one trained: what the model learns to write never searches.
+      const firstTrained = turns.findIndex((turn) => turn.train);
+      context.recall.plans.set(id, {
+        query: firstTrained < 0 ? [] : memoryQuery(turns, firstTrained, context.recall.queryTurns),
+        sessionStartedAt: session.startedAt,
+        sessionEndedAt: session.endedAt,
       });
+    }
+    examples.push({
+      id,
+      chat_id: chat.id,
+      started_at: new Date(startedAt).toISOString(),
+      split,
+      speakers: speakerIds.map((id) => ({ id, name: nameOf(id) })),
+      segments,
     });
   });
   return examples;

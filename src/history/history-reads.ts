@@ -321,15 +321,16 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
   }
 
   /**
-   * Calls `each` with every chat's messages in time order, one chat at a time, read through a
-   * server-side cursor so memory holds one chat. Drizzle has no cursors: this one read is raw SQL.
-   * The next rows are fetched while `each` works on these: the server and Node work at once.
-   * `timings` gets the time spent waiting for rows ("read").
+   * Calls `each` with every chat's messages in time order, a chat at a time and in runs of at most
+   * one FETCH: `chatEnds` says a chat's last run. Read through a server-side cursor, so memory holds
+   * a run, whatever the chat's size. Drizzle has no cursors: this one read is raw SQL. The next rows
+   * are fetched while `each` works on these: the server and Node work at once. `timings` gets the
+   * time spent waiting for rows ("read").
    */
   async function forEachChatMessages(
     chatIds: number[],
     since: string | null,
-    each: (chatId: number, messages: StoredMessage[]) => Promise<void>,
+    each: (chatId: number, messages: StoredMessage[], chatEnds: boolean) => Promise<void>,
     timings: StepTimings = {},
   ): Promise<void> {
     const client = await pool.connect();
@@ -359,15 +360,17 @@ export function createHistoryReads({ db, pool }: Pick<Database, "db" | "pool">) 
         for (const row of fetched) {
           const message = storedMessageFromRow(row);
           if (message.chatId !== chatId) {
-            if (chatId !== undefined) await each(chatId, messages);
+            if (chatId !== undefined) await each(chatId, messages, true);
             chatId = message.chatId;
             messages = [];
           }
           messages.push(message);
         }
         if (last) break;
+        if (chatId !== undefined && messages.length > 0) await each(chatId, messages, false);
+        messages = [];
       }
-      if (chatId !== undefined) await each(chatId, messages);
+      if (chatId !== undefined) await each(chatId, messages, true);
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
