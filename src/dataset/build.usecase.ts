@@ -265,6 +265,7 @@ export async function buildDataset(
       },
       timings,
     );
+    await timed(timings, "copy out", () => sink.flush());
     if (canary && canary.planted === 0) {
       throw new HistoryError(
         `the canary could not be planted: the owner wrote nothing in chat ${canary.chatId}`,

@@ -19,9 +19,30 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
     return (row as { id: number }).id;
   }
 
-  /** Examples go in by COPY, in the order they were built. */
+  /**
+   * Examples go in by COPY, in the order they were built. One COPY runs while the caller builds the
+   * next chat's examples: `write` waits only for the one before; `flush` for the last.
+   */
   async function openExampleSink(datasetId: number) {
     let ordinal = 0;
+    let inFlight: Promise<void> = Promise.resolve();
+    const copy = async (data: string) => {
+      const client = await pool.connect();
+      try {
+        await pipeline(
+          (async function* () {
+            yield data;
+          })(),
+          client.query(
+            copyFrom(
+              "COPY dataset_examples (dataset_id, ordinal, example_id, chat_id, started_at, split, speakers, segments) FROM STDIN",
+            ),
+          ),
+        );
+      } finally {
+        client.release();
+      }
+    };
     return {
       async write(examples: Example[]) {
         if (examples.length === 0) return;
@@ -31,23 +52,16 @@ export function createDatasetRepository({ db, pool }: Pick<Database, "db" | "poo
             JSON.stringify(e.speakers),
           )}\t${copyText(JSON.stringify(e.segments))}\n`;
         }
-        const client = await pool.connect();
-        try {
-          await pipeline(
-            (async function* () {
-              yield data;
-            })(),
-            client.query(
-              copyFrom(
-                "COPY dataset_examples (dataset_id, ordinal, example_id, chat_id, started_at, split, speakers, segments) FROM STDIN",
-              ),
-            ),
-          );
-        } finally {
-          client.release();
-        }
+        await inFlight;
+        inFlight = copy(data);
+        inFlight.catch(() => undefined); // reported by the next write or flush
+      },
+      /** Waits for the last COPY; its error, if any, is thrown here. */
+      async flush() {
+        await inFlight;
       },
       async abort() {
+        await inFlight.catch(() => undefined);
         await db
           .delete(datasetExamples)
           .where(eq(datasetExamples.datasetId, datasetId))
