@@ -7,7 +7,9 @@ import type pg from "pg";
  * per index costs a fraction of a million single-row inserts into each (issue 32). Unique indexes
  * and the primary key stay, so a key seen twice is still caught.
  *
- * The dropped indexes' definitions go into `deferred_indexes` in the transaction that drops them.
+ * The dropped indexes' definitions go into `deferred_indexes` in the transaction that drops them:
+ * this module's own bookkeeping, made on first use like drizzle's migration journal, so that no
+ * schema migration depends on it.
  * A bulk load holds a session advisory lock on its table while it loads; whoever finds definitions
  * stored and can take that lock (the load at its end, or any command after a crash: client.ts)
  * builds them again. The lock ends with its connection, so a killed load never leaves it held.
@@ -32,6 +34,12 @@ export async function deferIndexes(client: pg.PoolClient, table: string): Promis
   let deferred = false;
   try {
     await client.query("BEGIN");
+    await client.query(`CREATE TABLE IF NOT EXISTS deferred_indexes (
+      name text PRIMARY KEY,
+      table_name text NOT NULL,
+      definition text NOT NULL,
+      deferred_at timestamptz NOT NULL DEFAULT now()
+    )`);
     // No writer may add a row between the emptiness check and the drop.
     await client.query(`LOCK TABLE ${quoteIdentifier(table)} IN SHARE ROW EXCLUSIVE MODE`);
     const { rows: empty } = await client.query<{ empty: boolean }>(
@@ -78,6 +86,10 @@ export async function buildDeferredIndexes(
   const locked: string[] = holder ? [holder.table] : [];
   try {
     if (!holder) {
+      const { rows: made } = await client.query<{ made: boolean }>(
+        "SELECT to_regclass('deferred_indexes') IS NOT NULL AS made",
+      );
+      if (!made[0]?.made) return 0; // no bulk load ever ran here
       const { rows: tables } = await client.query<{ table_name: string }>(
         "SELECT DISTINCT table_name FROM deferred_indexes",
       );

@@ -9,4 +9,3 @@ export * from "../history/memory/memory.tables.ts";
 export * from "../models/models.tables.ts";
 export * from "../training/training.tables.ts";
 export * from "../userbot/userbot.tables.ts";
-export * from "./db.tables.ts";
