@@ -243,12 +243,12 @@ export async function buildDataset(
         }
         let kept = messages.filter((m) => m.senderId !== null && !excluded.has(m.senderId));
         if (canary && chatId === canary.chatId) {
-          canaryMessages = canaryMessages.concat(kept);
+          for (const message of kept) canaryMessages.push(message);
           if (!chatEnds) return;
           const planted = plantCanary(canaryMessages, owner.personId, canary.sentence);
           kept = planted.messages;
           canary.planted = planted.planted;
-          canaryMessages = [];
+          canaryMessages = []; // not emptied in place: plantCanary may hand back this very array
         }
         const building = performance.now();
         const built = open.stream.push(kept);

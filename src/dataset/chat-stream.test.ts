@@ -39,6 +39,19 @@ function seededChat(seed: number, count: number): DatasetMessage[] {
   });
 }
 
+/** The dataset's settings with a session gap of 10 minutes and the given split, length and header. */
+const settingsWith = (
+  over: Pick<ExampleSettings, "evalFraction" | "maxTokens" | "header">,
+): ExampleSettings => ({
+  gapMinutes: 10,
+  media: "tag",
+  loss: { kind: "all" },
+  minTurns: 2,
+  redact: false,
+  timeZone: "UTC",
+  ...over,
+});
+
 describe("ChatExampleStream", () => {
   it("gives exactly chatExamples' examples and stats, in order, whatever runs the messages come in", () => {
     for (const [seed, evalFraction, maxTokens] of [
@@ -48,17 +61,7 @@ describe("ChatExampleStream", () => {
       [4, 1, 1024],
     ] as const) {
       const messages = seededChat(seed, 1500);
-      const settings: ExampleSettings = {
-        gapMinutes: 10,
-        media: "tag",
-        header: true,
-        loss: { kind: "all" },
-        minTurns: 2,
-        maxTokens,
-        evalFraction,
-        redact: false,
-        timeZone: "UTC",
-      };
+      const settings = settingsWith({ evalFraction, maxTokens, header: true });
       const whole = emptyChatStats();
       const expected = chatExamples(chat, structuredClone(messages), { settings, names, ownerId: 1 }, whole);
       assert.ok(expected.length > 20, "the chat makes examples");
@@ -76,17 +79,7 @@ describe("ChatExampleStream", () => {
   });
 
   it("holds back only the sessions whose split is still open", () => {
-    const settings: ExampleSettings = {
-      gapMinutes: 10,
-      media: "tag",
-      header: false,
-      loss: { kind: "all" },
-      minTurns: 2,
-      maxTokens: 1024,
-      evalFraction: 0.1,
-      redact: false,
-      timeZone: "UTC",
-    };
+    const settings = settingsWith({ evalFraction: 0.1, maxTokens: 1024, header: false });
     const stream = new ChatExampleStream(chat, { settings, names, ownerId: 1 }, emptyChatStats());
     // 100 two-turn sessions an hour apart: once all are in, at most 10% (and the one in progress) wait.
     const messages: DatasetMessage[] = [];

@@ -45,7 +45,7 @@ const changedRow = `(${compared.map((c) => `messages.${c}`).join(", ")}) IS DIST
  * INSERT … ON CONFLICT cannot take; the first staged row of each key is kept, as the reader keeps
  * the first of a chat's repeated ids.
  */
-const mergeStaged = (firstOfEachKey: boolean) => `
+const mergeSql = (firstOfEachKey: boolean) => `
 WITH merged AS (
   INSERT INTO messages (${insertColumns})
   ${
@@ -64,6 +64,7 @@ WITH merged AS (
 )
 SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*) FILTER (WHERE NOT inserted)::int AS updated
 FROM merged`;
+const mergeStaged = { everyRow: mergeSql(false), firstOfEachKey: mergeSql(true) };
 
 /** Where an import or a pull stands, committed with the batch that got it there. */
 export type BatchProgress = {
@@ -374,7 +375,7 @@ async function writeBatchOnce(
       if (copyInto === "messages") result = { inserted: batch.messageCount, updated: 0 };
       else {
         const merged = await timed(timings, "merge", () =>
-          client.query<BatchResult>(mergeStaged(how.firstOfEachKey ?? false)),
+          client.query<BatchResult>(how.firstOfEachKey ? mergeStaged.firstOfEachKey : mergeStaged.everyRow),
         );
         result = merged.rows[0] as BatchResult;
       }
